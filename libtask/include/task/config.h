@@ -1,0 +1,101 @@
+/*
+ * task/config.h - configuration shared by taskd, taskctl and libtask clients.
+ *
+ * Sources, later ones win: built-in defaults, /etc/taskd/taskd.conf, ./taskd.conf, the file given
+ * with --config, TASKD_* environment variables, command-line flags (task_config_set()).
+ * Files are libconfig syntax; every option is declared once, in libtask's option table, and
+ * documented in config/taskd.conf. Every error names the file and line (or the environment
+ * variable) and the option, e.g. "taskd.conf:12: worker.pool_size: 5000 is out of range 0..1024".
+ */
+#ifndef TASK_CONFIG_H
+#define TASK_CONFIG_H
+
+#include <stdbool.h>
+#include <task/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A list of strings; owned by the config that holds it. */
+typedef struct task_strlist {
+    char **v;
+    int n;
+} task_strlist;
+
+/*
+ * task_config - plain data; fields are read directly. Strings and lists are owned by the config:
+ * change them only through task_config_set(). Units are in the field names.
+ */
+typedef struct task_config {
+    /* broker */
+    task_strlist broker_urls;     /* broker.urls; amqp:// or amqps://, tried in order */
+    double connect_timeout_s;     /* broker.connect_timeout: TCP + AMQP handshake */
+    int heartbeat_s;              /* broker.heartbeat; 0 disables */
+
+    /* worker */
+    task_strlist queues;          /* worker.queues: queues to consume */
+    int pool_size;                /* worker.pool_size: processes; 0 = one per core */
+    int threads;                  /* worker.threads: task threads per process */
+    int prefetch_multiplier;      /* worker.prefetch_multiplier: prefetch = slots x this */
+    task_strlist modules;         /* worker.modules: task modules (.so) to load */
+    char *dead_queue;             /* worker.dead_queue: quarantine for bad messages */
+    int max_message_bytes;        /* worker.max_message_size: larger bodies are quarantined */
+    int json_max_depth;           /* worker.json_max_depth: deeper JSON is quarantined */
+    double shutdown_grace_s;      /* worker.shutdown_grace: warm shutdown limit */
+    char *hostname;               /* worker.hostname: node name; "" = taskd@<host> */
+    char *log_level;              /* worker.log_level: error, warn, info, debug */
+
+    /* task defaults (a task's TASK() options override them) */
+    int max_retries;              /* tasks.max_retries */
+    double time_limit_s;          /* tasks.time_limit; 0 = none */
+    double soft_time_limit_s;     /* tasks.soft_time_limit; 0 = none */
+
+    /* client */
+    double send_timeout_s;        /* client.send_timeout: wait for the broker's confirm */
+    char *default_queue;          /* client.default_queue */
+
+    /* results */
+    double results_max_age_s;     /* results.max_age: result stream retention */
+} task_config;
+
+/* task_config_new - a config holding the defaults. NULL on out-of-memory. Free with
+ * task_config_free(). Since: 0.1. */
+TASK_API task_config *task_config_new(void);
+
+/* task_config_free - frees `cfg` and everything it owns; NULL is a no-op. */
+TASK_API void task_config_free(task_config *cfg);
+
+/*
+ * task_config_load_file - read libconfig file `path` (borrowed) into `cfg`. Options absent from
+ * the file keep their value. An unknown option, a wrong type or an out-of-range value is an error
+ * naming path:line and the option. On error `cfg` may be partly updated. Returns 0, TASK_ECONFIG
+ * or TASK_EIO (cannot read the file); detail in `err` (optional).
+ */
+TASK_API int task_config_load_file(task_config *cfg, const char *path, task_error *err);
+
+/*
+ * task_config_load_env - apply TASKD_* variables from the environment (TASKD_BROKER_URL, a comma
+ * list, for broker.urls; TASKD_<SECTION>_<NAME> for the rest). Errors name the variable.
+ */
+TASK_API int task_config_load_env(task_config *cfg, task_error *err);
+
+/*
+ * task_config_set - set option `path` ("worker.pool_size") from text `value` (lists: comma
+ * separated), as a command-line flag would. `origin` names the source for errors ("--pool").
+ */
+TASK_API int task_config_set(task_config *cfg, const char *path, const char *value,
+                             const char *origin, task_error *err);
+
+/*
+ * task_config_load_default - the standard sequence: /etc/taskd/<name>, ./<name> (each only if it
+ * exists), then `explicit_path` (must exist, when not NULL), then the environment. `name` is
+ * "taskd.conf" or "taskctl.conf".
+ */
+TASK_API int task_config_load_default(task_config *cfg, const char *name,
+                                      const char *explicit_path, task_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
