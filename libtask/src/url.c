@@ -1,1 +1,140 @@
-/* placeholder: being written */
+/*
+ * url.c - broker URLs read the way Celery/kombu users write them.
+ *
+ * rabbitmq-c's amqp_parse_url() reads "amqp://h:5672/" as the empty vhost, which the broker
+ * refuses, so user URLs never reach it: this parser maps "", "/", "//" and "/%2F" to vhost "/".
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+static int unhex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode s[0..n) into out (size bytes). Returns 0 or -1 (bad escape, too long, NUL). */
+static int pct_decode(const char *s, size_t n, char *out, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int hi = unhex(s[i + 1]);
+            int lo = unhex(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c == 0 || o + 1 >= size)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+int task__url_parse(const char *text, struct task__url *u, task_error *err)
+{
+    char shown[512];
+    memset(u, 0, sizeof(*u));
+    if (text == NULL)
+        return task__fail(err, TASK_EINVAL, "broker URL: missing");
+    task__url_redact(text, shown, sizeof(shown));
+    const char *p;
+    if (strncmp(text, "amqp://", 7) == 0) {
+        p = text + 7;
+    } else if (strncmp(text, "amqps://", 8) == 0) {
+        u->tls = true;
+        p = text + 8;
+    } else {
+        return task__fail(err, TASK_EINVAL,
+                          "broker URL %s: scheme must be amqp:// or amqps://", shown);
+    }
+    u->port = u->tls ? 5671 : 5672;
+    strcpy(u->user, "guest");
+    strcpy(u->password, "guest");
+    strcpy(u->vhost, "/");
+
+    const char *slash = strchr(p, '/');
+    const char *auth_end = slash ? slash : p + strlen(p);
+    const char *at = memrchr(p, '@', (size_t)(auth_end - p));
+    if (at != NULL) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        size_t ulen = (size_t)((colon ? colon : at) - p);
+        if (pct_decode(p, ulen, u->user, sizeof(u->user)) != 0)
+            return task__fail(err, TASK_EINVAL, "broker URL %s: bad user name", shown);
+        if (colon != NULL &&
+            pct_decode(colon + 1, (size_t)(at - colon - 1), u->password, sizeof(u->password)) != 0)
+            return task__fail(err, TASK_EINVAL, "broker URL %s: bad password", shown);
+        p = at + 1;
+    }
+
+    const char *host_end = auth_end;
+    const char *port_colon = NULL;
+    if (*p == '[') { /* IPv6 literal */
+        const char *rb = memchr(p, ']', (size_t)(host_end - p));
+        if (rb == NULL)
+            return task__fail(err, TASK_EINVAL, "broker URL %s: unclosed '['", shown);
+        if (pct_decode(p + 1, (size_t)(rb - p - 1), u->host, sizeof(u->host)) != 0)
+            return task__fail(err, TASK_EINVAL, "broker URL %s: bad host", shown);
+        if (rb + 1 < host_end && rb[1] == ':')
+            port_colon = rb + 1;
+    } else {
+        port_colon = memchr(p, ':', (size_t)(host_end - p));
+        size_t hlen = (size_t)((port_colon ? port_colon : host_end) - p);
+        if (pct_decode(p, hlen, u->host, sizeof(u->host)) != 0)
+            return task__fail(err, TASK_EINVAL, "broker URL %s: bad host", shown);
+    }
+    if (u->host[0] == '\0')
+        strcpy(u->host, "localhost");
+    if (port_colon != NULL) {
+        char *end;
+        long port = strtol(port_colon + 1, &end, 10);
+        if (end != host_end || port < 1 || port > 65535)
+            return task__fail(err, TASK_EINVAL, "broker URL %s: bad port", shown);
+        u->port = (int)port;
+    }
+
+    if (slash == NULL)
+        return 0;
+    const char *path = slash + 1; /* after the first '/': "" -> "/", "/" -> "/" (kombu) */
+    const char *q = strchr(path, '?');
+    size_t plen = q ? (size_t)(q - path) : strlen(path);
+    if (plen == 0 || (plen == 1 && path[0] == '/'))
+        return 0;
+    if (pct_decode(path, plen, u->vhost, sizeof(u->vhost)) != 0)
+        return task__fail(err, TASK_EINVAL, "broker URL %s: bad vhost", shown);
+    return 0;
+}
+
+void task__url_redact(const char *text, char *buf, size_t size)
+{
+    if (size == 0)
+        return;
+    if (text == NULL) {
+        snprintf(buf, size, "(none)");
+        return;
+    }
+    const char *scheme = strstr(text, "://");
+    const char *start = scheme ? scheme + 3 : text;
+    const char *slash = strchr(start, '/');
+    const char *end = slash ? slash : start + strlen(start);
+    const char *at = memrchr(start, '@', (size_t)(end - start));
+    const char *colon = at ? memchr(start, ':', (size_t)(at - start)) : NULL;
+    if (colon == NULL) {
+        snprintf(buf, size, "%s", text);
+        return;
+    }
+    snprintf(buf, size, "%.*s:***%s", (int)(colon - text), text, at);
+}
