@@ -1,1 +1,151 @@
-/* placeholder */
+/*
+ * consumer.c - declares and consumes the task queues, and turns each delivery into a run, a
+ * quarantine, a REVOKED result (expired) or a wait for its eta.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "log.h"
+#include "worker.h"
+
+int consumer_start(struct worker *w)
+{
+    struct task__conn *c = w->conn;
+    int rc = task__conn_declare_queue(c, CH_PUBLISH, w->cfg->dead_queue, true, false, false,
+                                      amqp_empty_table);
+    for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
+        rc = task__conn_declare_task_queue(c, CH_CONSUME, w->cfg->queues.v[i]);
+    if (rc == 0)
+        rc = task__conn_qos(c, CH_CONSUME, (uint16_t)(w->prefetch > 65535 ? 65535 : w->prefetch));
+    for (int i = 0; rc == 0 && i < w->cfg->queues.n && w->ntags < 32; i++)
+        rc = task__conn_consume(c, CH_CONSUME, w->cfg->queues.v[i], false, amqp_empty_table,
+                                &w->tags[w->ntags++]);
+    return rc;
+}
+
+static struct job *job_new(struct worker *w, uint64_t dtag)
+{
+    struct job *job = calloc(1, sizeof(*job));
+    if (job != NULL) {
+        job->dtag = dtag;
+        w->inflight++;
+    }
+    return job;
+}
+
+static void revoke_expired(struct worker *w, struct task__delivery *d, struct task__msg *m)
+{
+    struct job *job = job_new(w, d->tag);
+    if (job == NULL)
+        return;
+    json_object *exc = task__exc_new("TaskRevokedError", "expired", "celery.exceptions");
+    (void)pub_result(w, job, m, "REVOKED", exc, NULL, delivery_count(d));
+    json_object_put(exc);
+    log_event(LV_INFO, 0, "task_expired", "task=%s task_id=%s", m->task, m->id);
+    job_finish(w, job);
+}
+
+static void hold(struct worker *w, struct task__delivery *d, double due)
+{
+    if (w->nheld == w->held_cap) {
+        size_t cap = w->held_cap ? w->held_cap * 2 : 16;
+        struct held *h = realloc(w->held, cap * sizeof(*h));
+        if (h == NULL) {
+            /* Cannot hold it: give it back to the broker. */
+            (void)task__conn_reject(w->conn, CH_CONSUME, d->tag, true);
+            task__delivery_free(d);
+            return;
+        }
+        w->held = h;
+        w->held_cap = cap;
+    }
+    w->held[w->nheld].due = due;
+    w->held[w->nheld].d = *d;
+    w->nheld++;
+    memset(d, 0, sizeof(*d));
+    /* Held messages stay unacked and count against prefetch; widen it so they cannot starve
+     * the worker (Celery does the same). The broker-side delay cascade makes this rare. */
+    int rc = task__conn_qos(w->conn, CH_CONSUME, (uint16_t)(w->prefetch + (int)w->nheld));
+    if (rc != 0)
+        log_event(LV_WARN, rc, "qos_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
+}
+
+/* Decode, check and run one delivery. With `due_checked`, the eta has already passed. */
+static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
+{
+    struct task__msg m;
+    enum task__bad reason = TASK_BAD_NONE;
+    task_error err = {0};
+    int rc = task__msg_decode(&d->msg.properties, d->msg.body.bytes, d->msg.body.len, &w->limits,
+                              &m, &reason, &err);
+    if (rc != 0) {
+        quarantine(w, d, &m, reason, err.msg);
+        goto out;
+    }
+    if (task_registry_find(m.task) == NULL) {
+        char detail[300];
+        snprintf(detail, sizeof(detail), "no task named '%s' is registered", m.task);
+        quarantine(w, d, &m, TASK_BAD_UNKNOWN_TASK, detail);
+        goto out;
+    }
+    double now = task__now_wall();
+    if (m.expires > 0 && m.expires <= now) {
+        revoke_expired(w, d, &m);
+        goto out;
+    }
+    if (!due_checked && m.eta > now + 0.001) {
+        hold(w, d, m.eta);
+        goto out;
+    }
+    w->n_received++;
+    struct job *job = job_new(w, d->tag);
+    if (job == NULL) {
+        (void)task__conn_reject(w->conn, CH_CONSUME, d->tag, true);
+        goto out;
+    }
+    run_task(w, job, d, &m);
+    job_finish(w, job);
+out:
+    task__msg_clear(&m);
+    task__delivery_free(d);
+}
+
+void consumer_on_delivery(struct worker *w, struct task__delivery *d)
+{
+    if (d->msg.body.len > (size_t)w->cfg->max_message_bytes) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "body of %zu bytes exceeds worker.max_message_size %d",
+                 d->msg.body.len, w->cfg->max_message_bytes);
+        quarantine(w, d, NULL, TASK_BAD_TOO_BIG, detail);
+        task__delivery_free(d);
+        return;
+    }
+    handle(w, d, false);
+}
+
+void consumer_release_due(struct worker *w)
+{
+    double now = task__now_wall();
+    for (size_t i = 0; i < w->nheld;) {
+        if (w->held[i].due > now) {
+            i++;
+            continue;
+        }
+        struct task__delivery d = w->held[i].d;
+        w->held[i] = w->held[--w->nheld];
+        handle(w, &d, true);
+    }
+}
+
+int consumer_next_due_ms(const struct worker *w)
+{
+    if (w->nheld == 0)
+        return -1;
+    double first = w->held[0].due;
+    for (size_t i = 1; i < w->nheld; i++) {
+        if (w->held[i].due < first)
+            first = w->held[i].due;
+    }
+    double ms = (first - task__now_wall()) * 1000.0;
+    return ms <= 0 ? 0 : (int)ms + 1;
+}

@@ -1,1 +1,137 @@
-int main(void) { return 0; }
+/* main.c - taskd: parse options, load config and task modules, run the worker. */
+#include <dlfcn.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <task/config.h>
+#include <task/task.h>
+#include "log.h"
+#include "worker.h"
+
+#define TASKD_EXIT_FATAL 2 /* bad config or module: restarting will not help */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: taskd [--config FILE] [--broker URL]... [-Q q1,q2] [-c PROCS] [--threads N]\n"
+            "             [--module PATH.so]... [--hostname NAME] [--loglevel LEVEL]\n"
+            "Runs a worker: consumes the task queues, runs the tasks the modules register and\n"
+            "publishes their results. See taskd(8).\n");
+}
+
+struct flags {
+    const char *config;
+    char brokers[4096];
+    char modules[4096];
+};
+
+static void append(char *list, size_t size, const char *item)
+{
+    size_t n = strlen(list);
+    snprintf(list + n, size - n, "%s%s", n ? "," : "", item);
+}
+
+static int load_modules(const task_config *cfg)
+{
+    for (int i = 0; i < cfg->modules.n; i++) {
+        int before = task_registry_count();
+        void *h = dlopen(cfg->modules.v[i], RTLD_NOW | RTLD_LOCAL);
+        if (h == NULL) {
+            fprintf(stderr, "taskd: cannot load module %s: %s\n", cfg->modules.v[i], dlerror());
+            return -1;
+        }
+        log_event(LV_INFO, 0, "module_loaded", "path=%s tasks=%d", cfg->modules.v[i],
+                  task_registry_count() - before);
+    }
+    return 0;
+}
+
+static int apply_flag(task_config *cfg, const char *path, const char *value, const char *origin)
+{
+    task_error err = {0};
+    if (task_config_set(cfg, path, value, origin, &err) != 0) {
+        fprintf(stderr, "taskd: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'f'},   {"broker", required_argument, NULL, 'b'},
+        {"queues", required_argument, NULL, 'Q'},   {"concurrency", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 't'},  {"module", required_argument, NULL, 'm'},
+        {"hostname", required_argument, NULL, 'n'}, {"loglevel", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    struct flags fl = {0};
+    struct {
+        const char *path, *origin;
+        char value[512];
+    } later[16];
+    int nlater = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "f:b:Q:c:t:m:n:l:hV", opts, NULL)) != -1) {
+        const char *path = NULL, *origin = NULL;
+        switch (c) {
+        case 'f': fl.config = optarg; continue;
+        case 'b': append(fl.brokers, sizeof(fl.brokers), optarg); continue;
+        case 'm': append(fl.modules, sizeof(fl.modules), optarg); continue;
+        case 'Q': path = "worker.queues"; origin = "-Q"; break;
+        case 'c': path = "worker.pool_size"; origin = "-c"; break;
+        case 't': path = "worker.threads"; origin = "--threads"; break;
+        case 'n': path = "worker.hostname"; origin = "--hostname"; break;
+        case 'l': path = "worker.log_level"; origin = "--loglevel"; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("taskd 0.1.0\n"); return 0;
+        default: usage(stderr); return TASKD_EXIT_FATAL;
+        }
+        if (nlater < 16) {
+            later[nlater].path = path;
+            later[nlater].origin = origin;
+            snprintf(later[nlater].value, sizeof(later[nlater].value), "%s", optarg);
+            nlater++;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "taskd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return TASKD_EXIT_FATAL;
+    }
+
+    task_config *cfg = task_config_new();
+    task_error err = {0};
+    if (cfg == NULL || task_config_load_default(cfg, "taskd.conf", fl.config, &err) != 0) {
+        fprintf(stderr, "taskd: %s\n", cfg ? err.msg : "out of memory");
+        task_config_free(cfg);
+        return TASKD_EXIT_FATAL;
+    }
+    int bad = 0;
+    for (int i = 0; i < nlater && !bad; i++)
+        bad = apply_flag(cfg, later[i].path, later[i].value, later[i].origin);
+    if (!bad && fl.brokers[0])
+        bad = apply_flag(cfg, "broker.urls", fl.brokers, "--broker");
+    if (!bad && fl.modules[0]) {
+        /* --module adds to the modules named in the config file. */
+        char all[8192] = "";
+        for (int i = 0; i < cfg->modules.n; i++)
+            append(all, sizeof(all), cfg->modules.v[i]);
+        append(all, sizeof(all), fl.modules);
+        bad = apply_flag(cfg, "worker.modules", all, "--module");
+    }
+    if (bad || log_set_level(cfg->log_level) != 0 || load_modules(cfg) != 0) {
+        task_config_free(cfg);
+        return TASKD_EXIT_FATAL;
+    }
+
+    struct worker w;
+    int rc = worker_init(&w, cfg);
+    if (rc == 0)
+        rc = worker_run(&w);
+    worker_free(&w);
+    task_config_free(cfg);
+    return rc == 0 ? 0 : 1;
+}

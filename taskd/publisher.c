@@ -1,1 +1,119 @@
-/* placeholder */
+/* publisher.c - publishes on the confirm channel and acks deliveries once their publishes are
+ * confirmed (acks late: a result is never lost between the worker and the broker). */
+#include <stdlib.h>
+#include <string.h>
+#include "log.h"
+#include "worker.h"
+
+static int pend_push(struct worker *w, uint64_t seq, struct job *job)
+{
+    if (w->pend_len == w->pend_cap) {
+        size_t cap = w->pend_cap ? w->pend_cap * 2 : 256;
+        struct pending *p = malloc(cap * sizeof(*p));
+        if (p == NULL)
+            return TASK_ENOMEM;
+        for (size_t i = 0; i < w->pend_len; i++)
+            p[i] = w->pend[(w->pend_head + i) % w->pend_cap];
+        free(w->pend);
+        w->pend = p;
+        w->pend_cap = cap;
+        w->pend_head = 0;
+    }
+    w->pend[(w->pend_head + w->pend_len) % w->pend_cap] = (struct pending){seq, job};
+    w->pend_len++;
+    return 0;
+}
+
+static void job_settle(struct worker *w, struct job *job)
+{
+    if (!job->done || job->waits > 0)
+        return;
+    int rc = job->nacked ? task__conn_reject(w->conn, CH_CONSUME, job->dtag, true)
+                         : task__conn_ack(w->conn, CH_CONSUME, job->dtag, false);
+    if (rc != 0)
+        log_event(LV_WARN, rc, "ack_failed", "delivery_tag=%llu detail=\"%s\"",
+                  (unsigned long long)job->dtag, task__conn_errmsg(w->conn));
+    w->inflight--;
+    free(job);
+}
+
+void job_finish(struct worker *w, struct job *job)
+{
+    job->done = true;
+    job_settle(w, job);
+}
+
+int pub_send(struct worker *w, struct job *job, const char *exchange, const char *rk,
+             const amqp_basic_properties_t *props, const void *body, size_t len)
+{
+    uint64_t seq = 0;
+    int rc = task__conn_publish(w->conn, CH_PUBLISH, exchange, rk, props, body, len, &seq);
+    if (rc != 0)
+        return rc;
+    rc = pend_push(w, seq, job);
+    if (rc != 0)
+        return rc;
+    if (job != NULL)
+        job->waits++;
+    return 0;
+}
+
+static void settle_one(struct worker *w, struct pending *p, bool nack)
+{
+    struct job *job = p->job;
+    p->job = NULL;
+    p->seq = 0;
+    if (job == NULL)
+        return;
+    if (nack)
+        job->nacked = true;
+    job->waits--;
+    job_settle(w, job);
+}
+
+void pub_on_confirm(struct worker *w, uint64_t tag, bool multiple, bool nack)
+{
+    if (nack)
+        log_event(LV_WARN, 0, "publish_nacked", "seq=%llu multiple=%d", (unsigned long long)tag,
+                  (int)multiple);
+    for (size_t i = 0; i < w->pend_len; i++) {
+        struct pending *p = &w->pend[(w->pend_head + i) % w->pend_cap];
+        if (p->seq == 0)
+            continue;
+        if (p->seq > tag)
+            break;
+        if (multiple || p->seq == tag)
+            settle_one(w, p, nack);
+    }
+    /* Drop settled entries from the front; confirms mostly arrive in order. */
+    while (w->pend_len > 0 && w->pend[w->pend_head].seq == 0) {
+        w->pend_head = (w->pend_head + 1) % w->pend_cap;
+        w->pend_len--;
+    }
+}
+
+int pub_result(struct worker *w, struct job *job, const struct task__msg *m, const char *status,
+               json_object *result, const char *traceback, int delivery_count)
+{
+    if (m->ignore_result || m->reply_to == NULL || m->reply_to[0] == '\0' || m->id == NULL)
+        return 0;
+    struct task__result r = {
+        .task_id = m->id,
+        .status = (char *)status,
+        .result = result,
+        .traceback = (char *)traceback,
+        .delivery_count = delivery_count,
+        .hostname = w->hostname,
+    };
+    struct task__result_wire rw;
+    task_error err = {0};
+    int rc = task__result_encode(&r, &rw, &err);
+    if (rc != 0) {
+        log_event(LV_ERROR, rc, "result_encode_failed", "task_id=%s detail=\"%s\"", m->id,
+                  err.msg);
+        return rc;
+    }
+    rc = pub_send(w, job, "", m->reply_to, &rw.props, rw.body, rw.body_len);
+    task__result_wire_free(&rw);
+    return rc;
+}

@@ -1,1 +1,100 @@
-/* placeholder */
+/*
+ * quarantine.c - bad input is never dropped and never loops: the message is copied, body and
+ * properties unchanged plus an x-taskd-error header, to the durable dead queue; the original is
+ * acked only after that copy is confirmed. When the message names a task id and a reply queue,
+ * the caller also gets a FAILURE at once instead of waiting forever.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "log.h"
+#include "worker.h"
+
+#define MAX_HDR 64
+
+/* Properties of `d` with x-taskd-error (and x-taskd-queue) added to its headers. */
+static void build_props(const struct task__delivery *d, amqp_basic_properties_t *p,
+                        amqp_table_entry_t *entries, const char *reason, const char *queue)
+{
+    *p = d->msg.properties;
+    int n = 0;
+    if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {
+        for (int i = 0; i < p->headers.num_entries && n < MAX_HDR - 2; i++) {
+            const amqp_table_entry_t *e = &p->headers.entries[i];
+            /* A re-quarantined message gets a fresh reason, not two. */
+            if (e->key.len == 13 && memcmp(e->key.bytes, "x-taskd-error", 13) == 0)
+                continue;
+            if (e->key.len == 13 && memcmp(e->key.bytes, "x-taskd-queue", 13) == 0)
+                continue;
+            entries[n++] = *e;
+        }
+    }
+    entries[n].key = amqp_cstring_bytes("x-taskd-error");
+    entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[n].value.value.bytes = amqp_cstring_bytes(reason);
+    n++;
+    entries[n].key = amqp_cstring_bytes("x-taskd-queue");
+    entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[n].value.value.bytes = amqp_cstring_bytes(queue);
+    n++;
+    p->headers.num_entries = n;
+    p->headers.entries = entries;
+    p->_flags |= AMQP_BASIC_HEADERS_FLAG;
+    /* The copy must outlive a broker restart like the task it stands for. */
+    p->_flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+    p->delivery_mode = 2;
+    /* An expiration would let the broker drop the evidence. */
+    p->_flags &= ~(amqp_flags_t)AMQP_BASIC_EXPIRATION_FLAG;
+}
+
+static json_object *failure_for(const struct task__msg *m, enum task__bad reason,
+                                const char *detail)
+{
+    if (reason == TASK_BAD_UNKNOWN_TASK)
+        return task__exc_new("NotRegistered", m->task ? m->task : "", "celery.exceptions");
+    char text[512];
+    snprintf(text, sizeof(text), "%s: %s", task__bad_slug(reason), detail);
+    return task__exc_new("ContentDisallowed", text, "kombu.exceptions");
+}
+
+void quarantine(struct worker *w, struct task__delivery *d, const struct task__msg *partial,
+                enum task__bad reason, const char *detail)
+{
+    struct job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        /* Cannot track it: leave it unacked; the broker redelivers after we reconnect. */
+        log_event(LV_ERROR, TASK_ENOMEM, "quarantine_failed", "delivery_tag=%llu",
+                  (unsigned long long)d->tag);
+        return;
+    }
+    job->dtag = d->tag;
+    w->inflight++;
+    w->n_quarantined++;
+
+    char why[640];
+    snprintf(why, sizeof(why), "%s: %s", task__bad_slug(reason), detail);
+    amqp_basic_properties_t props;
+    amqp_table_entry_t entries[MAX_HDR];
+    build_props(d, &props, entries, why, d->routing_key);
+    int rc = pub_send(w, job, "", w->cfg->dead_queue, &props, d->msg.body.bytes,
+                      d->msg.body.len);
+    log_event(rc == 0 ? LV_WARN : LV_ERROR, rc, "message_quarantined",
+              "reason=%s queue=%s dead_queue=%s task=%s task_id=%s detail=\"%s\"",
+              task__bad_slug(reason), d->routing_key, w->cfg->dead_queue,
+              partial && partial->task ? partial->task : "-",
+              partial && partial->id ? partial->id : "-", detail);
+    if (rc != 0) {
+        /* Not confirmed into the dead queue: requeue rather than lose it. */
+        job->nacked = true;
+        job_finish(w, job);
+        return;
+    }
+    if (partial != NULL && partial->id != NULL && partial->reply_to != NULL) {
+        json_object *exc = failure_for(partial, reason, detail);
+        struct task__msg m = *partial;
+        m.ignore_result = false;
+        (void)pub_result(w, job, &m, "FAILURE", exc, NULL, 0);
+        json_object_put(exc);
+    }
+    job_finish(w, job);
+}

@@ -1,1 +1,287 @@
-/* placeholder */
+/*
+ * worker.c - the supervisor's event loop: poll() over the AMQP socket (after draining the
+ * frames rabbitmq-c has already buffered, which poll() cannot see) and a signalfd.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include "log.h"
+#include "worker.h"
+
+#define FRAMES_PER_TURN 512
+
+static int block_signals(struct worker *w)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -errno;
+    w->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (w->sigfd < 0)
+        return -errno;
+    struct sigaction sa = {.sa_handler = SIG_IGN};
+    if (sigaction(SIGPIPE, &sa, NULL) != 0)
+        return -errno;
+    return 0;
+}
+
+int worker_init(struct worker *w, task_config *cfg)
+{
+    memset(w, 0, sizeof(*w));
+    w->cfg = cfg;
+    w->sigfd = -1;
+    if (cfg->hostname != NULL && cfg->hostname[0] != '\0') {
+        snprintf(w->hostname, sizeof(w->hostname), "%s", cfg->hostname);
+    } else {
+        char host[200] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(w->hostname, sizeof(w->hostname), "taskd%d@%s", (int)getpid(), host);
+    }
+    w->limits.max_body_bytes = (size_t)cfg->max_message_bytes;
+    w->limits.max_depth = cfg->json_max_depth;
+    int slots = 1; /* in-process runner: one task at a time */
+    w->prefetch = slots * (cfg->prefetch_multiplier > 0 ? cfg->prefetch_multiplier : 4);
+    srandom((unsigned)getpid() ^ (unsigned)task__now_wall());
+    int rc = block_signals(w);
+    if (rc != 0)
+        log_event(LV_ERROR, -rc, "signal_setup_failed", NULL);
+    return rc;
+}
+
+static int connect_broker(struct worker *w)
+{
+    char name[300];
+    snprintf(name, sizeof(name), "taskd worker %s", w->hostname);
+    struct task__conn_opts o = {.urls = &w->cfg->broker_urls,
+                                .connect_timeout_s = w->cfg->connect_timeout_s,
+                                .heartbeat_s = w->cfg->heartbeat_s,
+                                .name = name};
+    task_error err = {0};
+    int rc = task__conn_open(&w->conn, &o, &err);
+    if (rc != 0) {
+        log_event(LV_ERROR, rc, "broker_connect_failed", "detail=\"%s\"", err.msg);
+        return rc;
+    }
+    rc = task__conn_channel_open(w->conn, CH_CONSUME);
+    if (rc == 0)
+        rc = task__conn_channel_open(w->conn, CH_PUBLISH);
+    if (rc == 0)
+        rc = task__conn_confirm_select(w->conn, CH_PUBLISH);
+    if (rc == 0)
+        rc = consumer_start(w);
+    if (rc != 0) {
+        log_event(LV_ERROR, rc, "broker_setup_failed", "detail=\"%s\"",
+                  task__conn_errmsg(w->conn));
+        return rc;
+    }
+    log_event(LV_INFO, 0, "broker_connected", "broker=%s prefetch=%d",
+              task__conn_where(w->conn), w->prefetch);
+    return 0;
+}
+
+/* Forget everything tied to a lost connection: the broker requeues our unacked deliveries and
+ * we re-run them (at-least-once); results not yet confirmed may be published twice. */
+static void drop_session(struct worker *w)
+{
+    for (size_t i = 0; i < w->pend_len; i++) {
+        struct pending *p = &w->pend[(w->pend_head + i) % w->pend_cap];
+        if (p->job != NULL && --p->job->waits == 0 && p->job->done)
+            free(p->job);
+        p->job = NULL;
+    }
+    w->pend_len = 0;
+    w->pend_head = 0;
+    for (size_t i = 0; i < w->nheld; i++)
+        task__delivery_free(&w->held[i].d);
+    w->nheld = 0;
+    for (int i = 0; i < w->ntags; i++)
+        free(w->tags[i]);
+    w->ntags = 0;
+    w->inflight = 0;
+    task__conn_close(w->conn);
+    w->conn = NULL;
+}
+
+static void start_draining(struct worker *w)
+{
+    w->state = W_DRAINING;
+    for (int i = 0; i < w->ntags; i++) {
+        amqp_basic_cancel(task__conn_amqp(w->conn), CH_CONSUME, amqp_cstring_bytes(w->tags[i]));
+        int rc = task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)),
+                                  "basic.cancel");
+        if (rc != 0)
+            log_event(LV_WARN, rc, "cancel_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
+    }
+    /* Tasks waiting for their eta go back to the queue now; another worker will run them. */
+    for (size_t i = 0; i < w->nheld; i++) {
+        (void)task__conn_reject(w->conn, CH_CONSUME, w->held[i].d.tag, true);
+        task__delivery_free(&w->held[i].d);
+    }
+    w->nheld = 0;
+    log_event(LV_INFO, 0, "worker_draining", "inflight=%d", w->inflight);
+}
+
+static void on_signal(struct worker *w)
+{
+    struct signalfd_siginfo si;
+    while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        int sig = (int)si.ssi_signo;
+        if (sig == SIGHUP) {
+            log_event(LV_INFO, 0, "reload_ignored", "reason=\"reload not supported yet\"");
+            continue;
+        }
+        if (w->state == W_RUNNING) {
+            log_event(LV_INFO, 0, "shutdown_warm", "signal=%s", sigabbrev_np(sig));
+            start_draining(w);
+        } else {
+            log_event(LV_WARN, 0, "shutdown_cold", "signal=%s inflight=%d", sigabbrev_np(sig),
+                      w->inflight);
+            w->state = W_STOPPED;
+        }
+    }
+}
+
+static void on_frame(struct worker *w, amqp_frame_t *f)
+{
+    if (f->frame_type != AMQP_FRAME_METHOD)
+        return;
+    switch (f->payload.method.id) {
+    case AMQP_BASIC_DELIVER_METHOD: {
+        struct task__delivery d;
+        if (task__conn_read_delivery(w->conn, f, &d) != 0)
+            return;
+        if (w->state != W_RUNNING) {
+            (void)task__conn_reject(w->conn, CH_CONSUME, d.tag, true);
+            task__delivery_free(&d);
+            return;
+        }
+        consumer_on_delivery(w, &d);
+        return;
+    }
+    case AMQP_BASIC_ACK_METHOD: {
+        const amqp_basic_ack_t *a = f->payload.method.decoded;
+        pub_on_confirm(w, a->delivery_tag, a->multiple, false);
+        return;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+        const amqp_basic_nack_t *n = f->payload.method.decoded;
+        pub_on_confirm(w, n->delivery_tag, n->multiple, true);
+        return;
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+        log_event(LV_WARN, 0, "consumer_cancelled_by_broker", "reason=\"queue deleted?\"");
+        return;
+    default:
+        return;
+    }
+}
+
+/* Handle frames until none is ready. Returns 0 or a negative code when the connection broke. */
+static int pump(struct worker *w, int timeout_ms)
+{
+    for (int i = 0; i < FRAMES_PER_TURN; i++) {
+        amqp_frame_t f;
+        uint16_t closed = 0;
+        int rc = task__conn_next_frame(w->conn, &f, i == 0 ? timeout_ms : 0, &closed);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            log_event(LV_ERROR, rc, "broker_error", "detail=\"%s\"", task__conn_errmsg(w->conn));
+            return rc;
+        }
+        on_frame(w, &f);
+    }
+    task__conn_release_buffers(w->conn);
+    return 0;
+}
+
+static int turn(struct worker *w)
+{
+    int timeout = consumer_next_due_ms(w);
+    if (timeout < 0 || timeout > 1000)
+        timeout = 1000;
+    int amqp_timeout = 0;
+    if (!task__conn_has_buffered(w->conn)) {
+        struct pollfd pfd[2] = {{.fd = task__conn_fd(w->conn), .events = POLLIN},
+                                {.fd = w->sigfd, .events = POLLIN}};
+        int n = poll(pfd, 2, timeout);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n > 0 && (pfd[1].revents & POLLIN))
+            on_signal(w);
+        if (w->state == W_STOPPED)
+            return 0;
+    }
+    /* Also with nothing readable: rabbitmq-c sends heartbeats only from inside its reads. */
+    int rc = pump(w, amqp_timeout);
+    if (rc != 0)
+        return rc;
+    consumer_release_due(w);
+    return 0;
+}
+
+static void sleep_backoff(struct worker *w, int attempt)
+{
+    double base = 0.2 * (1 << (attempt > 6 ? 6 : attempt));
+    double s = base * (0.5 + 0.5 * ((double)random() / RAND_MAX));
+    struct pollfd pfd = {.fd = w->sigfd, .events = POLLIN};
+    if (poll(&pfd, 1, (int)(s * 1000)) > 0)
+        on_signal(w);
+}
+
+int worker_run(struct worker *w)
+{
+    int attempt = 0;
+    while (w->state != W_STOPPED) {
+        if (w->conn == NULL) {
+            if (w->state == W_DRAINING)
+                break; /* nothing in flight survives a lost connection */
+            int rc = connect_broker(w);
+            if (rc == TASK_EAUTH || rc == TASK_EINVAL || (rc == TASK_EBROKER && attempt == 0)) {
+                drop_session(w);
+                return rc;
+            }
+            if (rc != 0) {
+                drop_session(w);
+                sleep_backoff(w, attempt++);
+                continue;
+            }
+            attempt = 0;
+            log_event(LV_INFO, 0, "worker_ready", "hostname=%s queues=%d tasks=%d", w->hostname,
+                      w->cfg->queues.n, task_registry_count());
+        }
+        int rc = turn(w);
+        if (rc != 0) {
+            drop_session(w);
+            continue;
+        }
+        if (w->state == W_DRAINING && w->inflight == 0 && w->pend_len == 0)
+            break;
+    }
+    if (w->conn != NULL)
+        drop_session(w);
+    log_event(LV_INFO, 0, "worker_stopped",
+              "received=%llu succeeded=%llu failed=%llu retried=%llu quarantined=%llu",
+              (unsigned long long)w->n_received, (unsigned long long)w->n_succeeded,
+              (unsigned long long)w->n_failed, (unsigned long long)w->n_retried,
+              (unsigned long long)w->n_quarantined);
+    return 0;
+}
+
+void worker_free(struct worker *w)
+{
+    if (w->conn != NULL)
+        drop_session(w);
+    free(w->pend);
+    free(w->held);
+    if (w->sigfd >= 0)
+        close(w->sigfd);
+}

@@ -1,1 +1,366 @@
-/* placeholder: being written */
+/*
+ * client.c - task_send() and task_wait() over one connection and one reply queue.
+ *
+ * Channel 1 carries everything: it is in confirm mode for task messages and consumes the
+ * client's reply queue (no_ack, as Celery's rpc backend does). task_send() reads frames until the
+ * broker confirms its message; replies that arrive meanwhile are kept for task_wait().
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "codec.h"
+#include "conn.h"
+#include "replies.h"
+#include <task/client.h>
+
+#define CH 1
+
+struct task_client {
+    struct task__conn *conn;
+    task_error err;
+    double send_timeout_s;
+    char *default_queue;
+    char reply_queue[40];
+    struct task__replies replies;
+    task_strlist declared;      /* task queues declared on this connection */
+    uint64_t confirmed;         /* highest sequence number the broker acked */
+    uint64_t nacked;            /* highest sequence number the broker nacked */
+};
+
+static int client_fail(task_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int client_fail(task_client *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    task__vfail(&c->err, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Move the conn's error (it has the broker's detail) into the client's. */
+static int from_conn(task_client *c, int rc)
+{
+    if (rc == 0)
+        return 0;
+    task__fail(&c->err, rc, "%s", task__conn_errmsg(c->conn));
+    task__conn_clear_error(c->conn);
+    return rc;
+}
+
+const char *task_client_errmsg(const task_client *c)
+{
+    return c ? c->err.msg : "no client";
+}
+
+const char *task_client_reply_queue(const task_client *c)
+{
+    return c->reply_queue;
+}
+
+static int setup_channel(task_client *c)
+{
+    int rc = task__conn_channel_open(c->conn, CH);
+    if (rc == 0)
+        rc = task__conn_confirm_select(c->conn, CH);
+    if (rc != 0)
+        return rc;
+    /* Declared as Celery declares its rpc reply queues, so a Python client reusing the name
+     * could not get a 406; auto-delete plus x-expires cleans up after us. */
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-expires"),
+                            .value = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 86400000}};
+    amqp_table_t args = {.num_entries = 1, .entries = &e};
+    rc = task__conn_declare_queue(c->conn, CH, c->reply_queue, false, false, true, args);
+    if (rc == 0)
+        rc = task__conn_consume(c->conn, CH, c->reply_queue, true, amqp_empty_table, NULL);
+    return rc;
+}
+
+task_client *task_client_new(const task_config *cfg, task_error *err)
+{
+    task_config *own = NULL;
+    if (cfg == NULL) {
+        own = task_config_new();
+        if (own == NULL) {
+            task__fail(err, TASK_ENOMEM, "config");
+            return NULL;
+        }
+        if (task_config_load_env(own, err) != 0) {
+            task_config_free(own);
+            return NULL;
+        }
+        cfg = own;
+    }
+    task_client *c = calloc(1, sizeof(*c));
+    if (c == NULL || task__replies_init(&c->replies) != 0) {
+        free(c);
+        task_config_free(own);
+        task__fail(err, TASK_ENOMEM, "client");
+        return NULL;
+    }
+    c->send_timeout_s = cfg->send_timeout_s > 0 ? cfg->send_timeout_s : 30;
+    c->default_queue = task__strdup(cfg->default_queue ? cfg->default_queue : "celery");
+    task__uuid4(c->reply_queue);
+    struct task__conn_opts o = {.urls = &cfg->broker_urls,
+                                .connect_timeout_s = cfg->connect_timeout_s,
+                                .heartbeat_s = 0,
+                                .name = "libtask client"};
+    int rc = task__conn_open(&c->conn, &o, err);
+    task_config_free(own);
+    if (rc == 0 && setup_channel(c) != 0)
+        rc = task__fail(err, task__conn_errcode(c->conn), "%s", task__conn_errmsg(c->conn));
+    if (rc != 0 || c->default_queue == NULL) {
+        task__fail(err, TASK_ENOMEM, "client");
+        task_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void task_client_free(task_client *c)
+{
+    if (c == NULL)
+        return;
+    task__conn_close(c->conn);
+    task__replies_free(&c->replies);
+    for (int i = 0; i < c->declared.n; i++)
+        free(c->declared.v[i]);
+    free(c->declared.v);
+    free(c->default_queue);
+    free(c);
+}
+
+/* Keep a state message that arrived on the reply queue. */
+static void take_reply(task_client *c, const amqp_frame_t *f)
+{
+    struct task__delivery d;
+    if (task__conn_read_delivery(c->conn, f, &d) != 0)
+        return;
+    struct task__result r = {0};
+    task_error e = {0};
+    if (task__result_decode(d.msg.body.bytes, d.msg.body.len, &r, &e) == 0) {
+        json_object *res = r.result;
+        r.result = NULL;
+        /* Replies for tasks nobody waits on are kept too: task_wait() may come later. */
+        (void)task__replies_put(&c->replies, r.task_id, r.status, res);
+    }
+    task__result_clear(&r);
+    task__delivery_free(&d);
+}
+
+/*
+ * Read and dispatch one frame (or time out). Returns 1 if a frame was handled, 0 on timeout,
+ * negative on error.
+ */
+static int pump(task_client *c, int timeout_ms)
+{
+    amqp_frame_t f;
+    int rc = task__conn_next_frame(c->conn, &f, timeout_ms, NULL);
+    if (rc <= 0)
+        return rc < 0 ? from_conn(c, rc) : 0;
+    if (f.frame_type == AMQP_FRAME_METHOD) {
+        switch (f.payload.method.id) {
+        case AMQP_BASIC_DELIVER_METHOD:
+            take_reply(c, &f);
+            break;
+        case AMQP_BASIC_ACK_METHOD: {
+            const amqp_basic_ack_t *a = f.payload.method.decoded;
+            if (a->delivery_tag > c->confirmed)
+                c->confirmed = a->delivery_tag;
+            break;
+        }
+        case AMQP_BASIC_NACK_METHOD: {
+            const amqp_basic_nack_t *n = f.payload.method.decoded;
+            if (n->delivery_tag > c->nacked)
+                c->nacked = n->delivery_tag;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    task__conn_release_buffers(c->conn);
+    return 1;
+}
+
+static int remaining_ms(double deadline)
+{
+    if (deadline < 0)
+        return -1;
+    double left = deadline - task__now_mono();
+    return left <= 0 ? 0 : (int)(left * 1000) + 1;
+}
+
+static int ensure_queue(task_client *c, const char *queue)
+{
+    for (int i = 0; i < c->declared.n; i++) {
+        if (strcmp(c->declared.v[i], queue) == 0)
+            return 0;
+    }
+    int rc = task__conn_declare_task_queue(c->conn, CH, queue);
+    if (rc != 0)
+        return from_conn(c, rc);
+    char **v = realloc(c->declared.v, (size_t)(c->declared.n + 1) * sizeof(*v));
+    if (v == NULL)
+        return client_fail(c, TASK_ENOMEM, "queue cache");
+    c->declared.v = v;
+    v[c->declared.n] = task__strdup(queue);
+    if (v[c->declared.n] != NULL)
+        c->declared.n++;
+    return 0;
+}
+
+static void fill_msg(struct task__msg *m, const char *name, const char *id, json_object *args,
+                     json_object *kwargs, const task_send_opts *o, const char *reply_to)
+{
+    double now = task__now_wall();
+    memset(m, 0, sizeof(*m));
+    m->lang = "c";
+    m->task = (char *)name;
+    m->id = (char *)id;
+    m->root_id = (char *)(o->root_id ? o->root_id : id);
+    m->parent_id = (char *)o->parent_id;
+    m->group = (char *)o->group_id;
+    m->group_index = -1;
+    m->retries = o->retries;
+    if (o->eta > 0)
+        m->eta = o->eta;
+    else if (o->countdown_s > 0)
+        m->eta = now + o->countdown_s;
+    if (o->expires_s > 0)
+        m->expires = now + o->expires_s;
+    m->timelimit_hard = o->time_limit_s;
+    m->timelimit_soft = o->soft_time_limit_s;
+    m->ignore_result = o->ignore_result;
+    m->correlation_id = (char *)id;
+    m->reply_to = (char *)reply_to;
+    m->priority = o->priority;
+    m->delivery_mode = 2;
+    m->args = args;
+    m->kwargs = kwargs;
+    m->callbacks = o->link;
+    m->errbacks = o->link_error;
+    m->chain = o->chain;
+}
+
+/* Wait until the broker confirmed (or refused) sequence number `seq`. */
+static int wait_confirm(task_client *c, uint64_t seq, const char *id)
+{
+    double deadline = task__now_mono() + c->send_timeout_s;
+    while (c->confirmed < seq && c->nacked < seq) {
+        int left = remaining_ms(deadline);
+        if (left == 0)
+            return client_fail(c, TASK_ETIMEDOUT,
+                               "send %s: no confirm from the broker within %.1f s", id,
+                               c->send_timeout_s);
+        int rc = pump(c, left);
+        if (rc < 0)
+            return rc;
+    }
+    if (c->nacked >= seq && c->confirmed < seq)
+        return client_fail(c, TASK_ENACK, "send %s: the broker refused the message (nack)", id);
+    return 0;
+}
+
+int task_send(task_client *c, const char *name, json_object *args, json_object *kwargs,
+              const task_send_opts *opts, task_id *id)
+{
+    static const task_send_opts no_opts;
+    if (c == NULL || name == NULL || name[0] == '\0' || id == NULL)
+        return TASK_EINVAL;
+    task__error_clear(&c->err);
+    const task_send_opts *o = opts ? opts : &no_opts;
+    if (args != NULL && !json_object_is_type(args, json_type_array))
+        return client_fail(c, TASK_EINVAL, "send %s: args must be a JSON array", name);
+    if (kwargs != NULL && !json_object_is_type(kwargs, json_type_object))
+        return client_fail(c, TASK_EINVAL, "send %s: kwargs must be a JSON object", name);
+    if (o->priority < 0 || o->priority > 255)
+        return client_fail(c, TASK_EINVAL, "send %s: priority %d out of range", name,
+                           o->priority);
+
+    task_id tid;
+    if (o->task_id != NULL) {
+        if (strlen(o->task_id) >= sizeof(tid.str) || o->task_id[0] == '\0')
+            return client_fail(c, TASK_EINVAL, "send %s: task id too long", name);
+        strcpy(tid.str, o->task_id);
+    } else {
+        task__uuid7(tid.str);
+    }
+    const char *queue = o->queue ? o->queue : c->default_queue;
+    int rc = ensure_queue(c, queue);
+    if (rc != 0)
+        return rc;
+
+    struct task__msg m;
+    struct task__wire w;
+    fill_msg(&m, name, tid.str, args, kwargs, o, o->ignore_result ? NULL : c->reply_queue);
+    rc = task__msg_encode(&m, &w, &c->err);
+    if (rc != 0)
+        return rc;
+    uint64_t seq = 0;
+    rc = task__conn_publish(c->conn, CH, "", queue, &w.props, w.body, w.body_len, &seq);
+    task__wire_free(&w);
+    if (rc != 0)
+        return from_conn(c, rc);
+    rc = wait_confirm(c, seq, tid.str);
+    if (rc != 0)
+        return rc;
+    *id = tid;
+    return 0;
+}
+
+int task_wait_progress(task_client *c, const char *id, int timeout_ms, task_state *state,
+                       json_object **result, task_state_cb cb, void *userdata)
+{
+    if (c == NULL || id == NULL)
+        return TASK_EINVAL;
+    task__error_clear(&c->err);
+    double deadline = timeout_ms < 0 ? -1 : task__now_mono() + timeout_ms / 1000.0;
+    unsigned seen = 0;
+    for (;;) {
+        struct task__reply *r = task__replies_find(&c->replies, id);
+        if (r != NULL && task_state_is_final(r->state)) {
+            if (state != NULL)
+                *state = r->state;
+            if (result != NULL)
+                *result = json_object_get(r->result);
+            task__replies_remove(&c->replies, id);
+            return 0;
+        }
+        if (r != NULL && cb != NULL && r->version + 1 != seen) {
+            seen = r->version + 1;
+            cb(id, r->state, r->status, r->result, userdata);
+        }
+        int left = remaining_ms(deadline);
+        if (left == 0 && !task__conn_has_buffered(c->conn))
+            return client_fail(c, TASK_ETIMEDOUT, "wait %s: no result within %d ms", id,
+                               timeout_ms);
+        int rc = pump(c, left);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int task_wait(task_client *c, const char *id, int timeout_ms, task_state *state,
+              json_object **result)
+{
+    return task_wait_progress(c, id, timeout_ms, state, result, NULL, NULL);
+}
+
+int task_client_poll(task_client *c, const char *id, task_state *state, json_object **meta)
+{
+    if (c == NULL || id == NULL)
+        return TASK_EINVAL;
+    task__error_clear(&c->err);
+    int rc;
+    while ((rc = pump(c, 0)) > 0) {
+    }
+    if (rc < 0)
+        return rc;
+    struct task__reply *r = task__replies_find(&c->replies, id);
+    if (state != NULL)
+        *state = r ? r->state : TASK_STATE_PENDING;
+    if (meta != NULL)
+        *meta = r ? json_object_get(r->result) : NULL;
+    return 0;
+}

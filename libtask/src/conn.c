@@ -1,1 +1,432 @@
-/* placeholder: being written */
+/* conn.c - see conn.h. */
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include "conn.h"
+
+struct task__conn {
+    amqp_connection_state_t st;
+    bool alive;
+    char where[640];
+    task_error err;
+    uint64_t pub_seq[8];       /* next confirm sequence number - 1, by channel (small ids) */
+};
+
+amqp_connection_state_t task__conn_amqp(struct task__conn *c) { return c->st; }
+int task__conn_fd(struct task__conn *c) { return amqp_get_sockfd(c->st); }
+bool task__conn_alive(const struct task__conn *c) { return c != NULL && c->alive; }
+const char *task__conn_where(const struct task__conn *c) { return c->where; }
+const char *task__conn_errmsg(const struct task__conn *c) { return c->err.msg; }
+int task__conn_errcode(const struct task__conn *c) { return c->err.code; }
+void task__conn_clear_error(struct task__conn *c) { task__error_clear(&c->err); }
+
+int task__conn_fail(struct task__conn *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    task__vfail(&c->err, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+char *task__bytes_dup(amqp_bytes_t b)
+{
+    char *s = malloc(b.len + 1);
+    if (s == NULL)
+        return NULL;
+    if (b.len > 0)
+        memcpy(s, b.bytes, b.len);
+    s[b.len] = '\0';
+    return s;
+}
+
+static int map_status(int status)
+{
+    switch (status) {
+    case AMQP_STATUS_NO_MEMORY:
+        return TASK_ENOMEM;
+    case AMQP_STATUS_TIMEOUT:
+    case AMQP_STATUS_HEARTBEAT_TIMEOUT:
+        return TASK_ETIMEDOUT;
+    case AMQP_STATUS_CONNECTION_CLOSED:
+    case AMQP_STATUS_SOCKET_ERROR:
+    case AMQP_STATUS_SOCKET_CLOSED:
+    case AMQP_STATUS_SSL_ERROR:
+        return TASK_ECLOSED;
+    case AMQP_STATUS_HOSTNAME_RESOLUTION_FAILED:
+    case AMQP_STATUS_TCP_ERROR:
+    case AMQP_STATUS_SSL_CONNECTION_FAILED:
+    case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
+    case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
+        return TASK_ECONNECT;
+    default:
+        return TASK_EBROKER;
+    }
+}
+
+/* A status that means the connection can no longer be used. */
+static bool status_is_fatal(int status)
+{
+    return status != AMQP_STATUS_OK && status != AMQP_STATUS_TIMEOUT &&
+           status != AMQP_STATUS_NO_MEMORY && status != AMQP_STATUS_UNEXPECTED_STATE;
+}
+
+static int fail_status(struct task__conn *c, int status, const char *what)
+{
+    if (status_is_fatal(status))
+        c->alive = false;
+    return task__conn_fail(c, map_status(status), "%s: %s (%s)", what, amqp_error_string2(status),
+                           c->where);
+}
+
+static int close_reply(struct task__conn *c, const amqp_method_t *m, const char *what)
+{
+    if (m->id == AMQP_CONNECTION_CLOSE_METHOD) {
+        const amqp_connection_close_t *cl = m->decoded;
+        c->alive = false;
+        int code = cl->reply_code == 403 ? TASK_EAUTH : TASK_EBROKER;
+        return task__conn_fail(c, code, "%s: broker closed the connection: %u %.*s (%s)", what,
+                               cl->reply_code, (int)cl->reply_text.len,
+                               (const char *)cl->reply_text.bytes, c->where);
+    }
+    if (m->id == AMQP_CHANNEL_CLOSE_METHOD) {
+        const amqp_channel_close_t *cl = m->decoded;
+        return task__conn_fail(c, TASK_EBROKER, "%s: %u %.*s", what, cl->reply_code,
+                               (int)cl->reply_text.len, (const char *)cl->reply_text.bytes);
+    }
+    return task__conn_fail(c, TASK_EBROKER, "%s: unexpected method 0x%08x from broker", what,
+                           m->id);
+}
+
+int task__conn_check(struct task__conn *c, amqp_rpc_reply_t r, const char *what)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        return 0;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        return fail_status(c, r.library_error, what);
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        return close_reply(c, &r.reply, what);
+    default:
+        c->alive = false;
+        return task__conn_fail(c, TASK_ECONNECT, "%s: no reply from broker (%s)", what,
+                               c->where);
+    }
+}
+
+static void set_timeval(struct timeval *tv, double s)
+{
+    if (s <= 0)
+        s = 5;
+    tv->tv_sec = (time_t)s;
+    tv->tv_usec = (suseconds_t)((s - (double)tv->tv_sec) * 1e6);
+}
+
+/* Try one URL. Returns 0 with c->st open and logged in, or a TASK_E* in c->err. */
+static int open_one(struct task__conn *c, const char *url, const struct task__conn_opts *o)
+{
+    struct task__url u;
+    task__url_redact(url, c->where, sizeof(c->where));
+    int rc = task__url_parse(url, &u, &c->err);
+    if (rc != 0)
+        return rc;
+    snprintf(c->where, sizeof(c->where), "%s://%s@%s:%d%s%s", u.tls ? "amqps" : "amqp", u.user,
+             u.host, u.port, u.vhost[0] == '/' ? "" : "/", u.vhost);
+
+    c->st = amqp_new_connection();
+    if (c->st == NULL)
+        return task__conn_fail(c, TASK_ENOMEM, "new connection");
+    amqp_socket_t *sock = u.tls ? amqp_ssl_socket_new(c->st) : amqp_tcp_socket_new(c->st);
+    if (sock == NULL)
+        return task__conn_fail(c, TASK_ENOMEM, "new socket");
+    if (u.tls) {
+        /* Verification on by default; CA from the system store. */
+        amqp_ssl_socket_set_verify_peer(sock, 1);
+        amqp_ssl_socket_set_verify_hostname(sock, 1);
+    }
+    struct timeval tv;
+    set_timeval(&tv, o->connect_timeout_s);
+    int status = amqp_socket_open_noblock(sock, u.host, u.port, &tv);
+    if (status != AMQP_STATUS_OK)
+        return task__conn_fail(c, TASK_ECONNECT, "cannot connect to %s: %s", c->where,
+                               amqp_error_string2(status));
+    amqp_set_handshake_timeout(c->st, &tv);
+    amqp_set_rpc_timeout(c->st, &tv);
+
+    amqp_table_entry_t props[2];
+    props[0].key = amqp_cstring_bytes("connection_name");
+    props[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    props[0].value.value.bytes = amqp_cstring_bytes(o->name ? o->name : "libtask");
+    props[1].key = amqp_cstring_bytes("product");
+    props[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    props[1].value.value.bytes = amqp_cstring_bytes("taskd");
+    amqp_table_t ptable = {.num_entries = 2, .entries = props};
+    amqp_rpc_reply_t r = amqp_login_with_properties(c->st, u.vhost, 0, 131072, o->heartbeat_s,
+                                                    &ptable, AMQP_SASL_METHOD_PLAIN, u.user,
+                                                    u.password);
+    memset(u.password, 0, sizeof(u.password));
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        (r.library_error == AMQP_STATUS_CONNECTION_CLOSED ||
+         r.library_error == AMQP_STATUS_SOCKET_CLOSED)) {
+        /* Brokers without authentication_failure_close just drop the socket on a bad login. */
+        return task__conn_fail(c, TASK_EAUTH, "login to %s refused (wrong user or password?)",
+                               c->where);
+    }
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        const amqp_connection_close_t *cl = r.reply.decoded;
+        int code = cl->reply_code == 403 ? TASK_EAUTH : TASK_EBROKER;
+        return task__conn_fail(c, code, "login to %s refused: %u %.*s", c->where,
+                               cl->reply_code, (int)cl->reply_text.len,
+                               (const char *)cl->reply_text.bytes);
+    }
+    rc = task__conn_check(c, r, "login");
+    if (rc != 0)
+        return rc;
+    c->alive = true;
+    return 0;
+}
+
+int task__conn_open(struct task__conn **out, const struct task__conn_opts *o, task_error *err)
+{
+    if (o->urls == NULL || o->urls->n == 0)
+        return task__fail(err, TASK_EINVAL, "no broker URL configured");
+    struct task__conn *c = NULL;
+    task_error last = {0};
+    for (int i = 0; i < o->urls->n; i++) {
+        c = calloc(1, sizeof(*c));
+        if (c == NULL)
+            return task__fail(err, TASK_ENOMEM, "connection");
+        int rc = open_one(c, o->urls->v[i], o);
+        if (rc == 0) {
+            *out = c;
+            return 0;
+        }
+        last = c->err;
+        c->alive = false;
+        task__conn_close(c);
+        /* A bad URL or refused credentials will not get better on the next node of the same
+         * cluster, but another URL may differ; keep trying and report the last reason. */
+    }
+    return task__fail(err, last.code ? last.code : TASK_ECONNECT, "%s", last.msg);
+}
+
+void task__conn_close(struct task__conn *c)
+{
+    if (c == NULL)
+        return;
+    if (c->st != NULL) {
+        if (c->alive) {
+            /* Best effort: the broker requeues unacked messages either way. */
+            amqp_rpc_reply_t r = amqp_connection_close(c->st, AMQP_REPLY_SUCCESS);
+            (void)r;
+        }
+        amqp_destroy_connection(c->st);
+    }
+    free(c);
+}
+
+int task__conn_channel_open(struct task__conn *c, uint16_t ch)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "channel open: connection lost");
+    amqp_channel_open(c->st, ch);
+    char what[40];
+    snprintf(what, sizeof(what), "open channel %u", ch);
+    if (ch < 8)
+        c->pub_seq[ch] = 0;
+    return task__conn_check(c, amqp_get_rpc_reply(c->st), what);
+}
+
+int task__conn_confirm_select(struct task__conn *c, uint16_t ch)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "confirm.select: connection lost");
+    amqp_confirm_select(c->st, ch);
+    return task__conn_check(c, amqp_get_rpc_reply(c->st), "confirm.select");
+}
+
+int task__conn_qos(struct task__conn *c, uint16_t ch, uint16_t prefetch)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "basic.qos: connection lost");
+    amqp_basic_qos(c->st, ch, 0, prefetch, 0);
+    return task__conn_check(c, amqp_get_rpc_reply(c->st), "basic.qos");
+}
+
+int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name, bool durable,
+                             bool exclusive, bool auto_delete, amqp_table_t args)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "declare %s: connection lost", name);
+    amqp_queue_declare(c->st, ch, amqp_cstring_bytes(name), 0, durable, exclusive, auto_delete,
+                       args);
+    char what[300];
+    snprintf(what, sizeof(what), "declare queue %s", name);
+    return task__conn_check(c, amqp_get_rpc_reply(c->st), what);
+}
+
+int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char *name)
+{
+    char what[300];
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "declare %s: connection lost", name);
+    amqp_exchange_declare(c->st, ch, amqp_cstring_bytes(name), amqp_cstring_bytes("direct"), 0, 1,
+                          0, 0, amqp_empty_table);
+    snprintf(what, sizeof(what), "declare exchange %s", name);
+    int rc = task__conn_check(c, amqp_get_rpc_reply(c->st), what);
+    if (rc != 0)
+        return rc;
+    rc = task__conn_declare_queue(c, ch, name, true, false, false, amqp_empty_table);
+    if (rc != 0)
+        return rc;
+    amqp_queue_bind(c->st, ch, amqp_cstring_bytes(name), amqp_cstring_bytes(name),
+                    amqp_cstring_bytes(name), amqp_empty_table);
+    snprintf(what, sizeof(what), "bind queue %s", name);
+    return task__conn_check(c, amqp_get_rpc_reply(c->st), what);
+}
+
+int task__conn_consume(struct task__conn *c, uint16_t ch, const char *queue, bool no_ack,
+                       amqp_table_t args, char **tag_out)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "consume %s: connection lost", queue);
+    amqp_basic_consume_ok_t *ok = amqp_basic_consume(c->st, ch, amqp_cstring_bytes(queue),
+                                                     amqp_empty_bytes, 0, no_ack, 0, args);
+    char what[300];
+    snprintf(what, sizeof(what), "consume %s", queue);
+    int rc = task__conn_check(c, amqp_get_rpc_reply(c->st), what);
+    if (rc != 0)
+        return rc;
+    if (tag_out != NULL) {
+        *tag_out = task__bytes_dup(ok->consumer_tag);
+        if (*tag_out == NULL)
+            return task__conn_fail(c, TASK_ENOMEM, "consumer tag");
+    }
+    return 0;
+}
+
+int task__conn_publish(struct task__conn *c, uint16_t ch, const char *exchange, const char *rk,
+                       const amqp_basic_properties_t *props, const void *body, size_t len,
+                       uint64_t *seq)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "publish: connection lost");
+    amqp_bytes_t b = {.len = len, .bytes = (void *)body};
+    int status = amqp_basic_publish(c->st, ch, amqp_cstring_bytes(exchange),
+                                    amqp_cstring_bytes(rk), 0, 0, props, b);
+    if (status != AMQP_STATUS_OK)
+        return fail_status(c, status, "publish");
+    if (ch < 8) {
+        c->pub_seq[ch]++;
+        if (seq != NULL)
+            *seq = c->pub_seq[ch];
+    }
+    return 0;
+}
+
+int task__conn_ack(struct task__conn *c, uint16_t ch, uint64_t tag, bool multiple)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "ack: connection lost");
+    int status = amqp_basic_ack(c->st, ch, tag, multiple);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(c, status, "ack");
+}
+
+int task__conn_reject(struct task__conn *c, uint16_t ch, uint64_t tag, bool requeue)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "reject: connection lost");
+    int status = amqp_basic_reject(c->st, ch, tag, requeue);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(c, status, "reject");
+}
+
+bool task__conn_has_buffered(struct task__conn *c)
+{
+    return c->alive && (amqp_frames_enqueued(c->st) || amqp_data_in_buffer(c->st));
+}
+
+int task__conn_next_frame(struct task__conn *c, amqp_frame_t *f, int timeout_ms,
+                          uint16_t *closed_channel)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "read: connection lost (%s)", c->where);
+    struct timeval tv, *tvp = NULL;
+    if (timeout_ms >= 0) {
+        tv.tv_sec = timeout_ms / 1000;
+        tv.tv_usec = (timeout_ms % 1000) * 1000;
+        tvp = &tv;
+    }
+    int status = amqp_simple_wait_frame_noblock(c->st, f, tvp);
+    if (status == AMQP_STATUS_TIMEOUT)
+        return 0;
+    if (status != AMQP_STATUS_OK)
+        return fail_status(c, status, "read");
+    if (f->frame_type != AMQP_FRAME_METHOD)
+        return 1;
+    if (f->payload.method.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        int rc = close_reply(c, &f->payload.method, "channel closed by broker");
+        amqp_channel_close_ok_t ok = {0};
+        if (amqp_send_method(c->st, f->channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) != 0)
+            c->alive = false;
+        if (closed_channel != NULL)
+            *closed_channel = f->channel;
+        return rc;
+    }
+    if (f->payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        int rc = close_reply(c, &f->payload.method, "connection");
+        amqp_connection_close_ok_t ok = {0};
+        (void)amqp_send_method(c->st, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+        c->alive = false;
+        return rc;
+    }
+    return 1;
+}
+
+int task__conn_read_delivery(struct task__conn *c, const amqp_frame_t *f,
+                             struct task__delivery *d)
+{
+    const amqp_basic_deliver_t *dm = f->payload.method.decoded;
+    memset(d, 0, sizeof(*d));
+    d->channel = f->channel;
+    d->tag = dm->delivery_tag;
+    d->redelivered = dm->redelivered;
+    d->exchange = task__bytes_dup(dm->exchange);
+    d->routing_key = task__bytes_dup(dm->routing_key);
+    d->consumer_tag = task__bytes_dup(dm->consumer_tag);
+    if (d->exchange == NULL || d->routing_key == NULL || d->consumer_tag == NULL) {
+        task__delivery_free(d);
+        return task__conn_fail(c, TASK_ENOMEM, "delivery");
+    }
+    amqp_rpc_reply_t r = amqp_read_message(c->st, f->channel, &d->msg, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        free(d->exchange);
+        free(d->routing_key);
+        free(d->consumer_tag);
+        memset(d, 0, sizeof(*d));
+        return task__conn_check(c, r, "read message");
+    }
+    return 0;
+}
+
+void task__delivery_free(struct task__delivery *d)
+{
+    if (d == NULL)
+        return;
+    free(d->exchange);
+    free(d->routing_key);
+    free(d->consumer_tag);
+    if (d->msg.body.bytes != NULL || d->msg.pool.pagesize != 0)
+        amqp_destroy_message(&d->msg);
+    memset(d, 0, sizeof(*d));
+}
+
+void task__conn_release_buffers(struct task__conn *c)
+{
+    if (c->alive)
+        amqp_maybe_release_buffers(c->st);
+}

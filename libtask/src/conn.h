@@ -1,0 +1,103 @@
+/*
+ * conn.h - one AMQP connection: open over a list of broker URLs, fold rabbitmq-c's two error
+ * channels (int status and amqp_rpc_reply_t) into TASK_E* codes plus a one-line message, read
+ * frames with a timeout, assemble deliveries, publish with confirm sequence numbers.
+ *
+ * rabbitmq-c aborts on calls made in the wrong state, so a conn that has seen a connection-level
+ * error is marked dead and every later call fails with TASK_ECLOSED instead of reaching it.
+ */
+#ifndef TASK_CONN_H
+#define TASK_CONN_H
+
+#include <amqp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <task/config.h>
+#include "internal.h"
+
+struct task__conn;
+
+struct task__conn_opts {
+    const task_strlist *urls;
+    double connect_timeout_s;  /* per URL: TCP connect + AMQP handshake + login */
+    int heartbeat_s;
+    const char *name;          /* connection_name shown by the broker, e.g. "taskd worker" */
+};
+
+/* A delivered message: everything owned (task__delivery_free()). */
+struct task__delivery {
+    uint16_t channel;
+    uint64_t tag;
+    bool redelivered;
+    char *exchange, *routing_key, *consumer_tag;
+    amqp_message_t msg;        /* properties + body */
+};
+
+/* Open a connection to the first URL that accepts us. *out on success. Errors name the broker
+ * (password redacted): TASK_ECONNECT, TASK_EAUTH, TASK_EBROKER, TASK_EINVAL (bad URL). */
+int task__conn_open(struct task__conn **out, const struct task__conn_opts *o, task_error *err);
+void task__conn_close(struct task__conn *c);
+
+amqp_connection_state_t task__conn_amqp(struct task__conn *c);
+int task__conn_fd(struct task__conn *c);
+bool task__conn_alive(const struct task__conn *c);
+/* Which URL we are connected to, password redacted. */
+const char *task__conn_where(const struct task__conn *c);
+/* Detail of the last error ("" if none); cleared by task__conn_clear_error(). */
+const char *task__conn_errmsg(const struct task__conn *c);
+int task__conn_errcode(const struct task__conn *c);
+void task__conn_clear_error(struct task__conn *c);
+
+/* Record an error on the conn (first wins); returns code. */
+int task__conn_fail(struct task__conn *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Convert an RPC reply: 0 or a TASK_E* with the broker's reply code and text in the message. */
+int task__conn_check(struct task__conn *c, amqp_rpc_reply_t r, const char *what);
+
+int task__conn_channel_open(struct task__conn *c, uint16_t ch);
+/* Put `ch` in confirm mode; publishes on it then get sequence numbers 1, 2, ... */
+int task__conn_confirm_select(struct task__conn *c, uint16_t ch);
+int task__conn_qos(struct task__conn *c, uint16_t ch, uint16_t prefetch);
+
+/* Declare a queue exactly as Celery 5.2 does for its task queues: direct durable exchange named
+ * like the queue, durable queue without arguments, binding with the queue's name as key. */
+int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char *name);
+/* Declare a queue with explicit flags and arguments (args may be amqp_empty_table). */
+int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name, bool durable,
+                             bool exclusive, bool auto_delete, amqp_table_t args);
+/* basic.consume; writes the broker's consumer tag (malloc'd) when tag_out is not NULL. */
+int task__conn_consume(struct task__conn *c, uint16_t ch, const char *queue, bool no_ack,
+                       amqp_table_t args, char **tag_out);
+
+/* Publish; on a confirm channel *seq gets the message's sequence number (may be NULL). */
+int task__conn_publish(struct task__conn *c, uint16_t ch, const char *exchange, const char *rk,
+                       const amqp_basic_properties_t *props, const void *body, size_t len,
+                       uint64_t *seq);
+int task__conn_ack(struct task__conn *c, uint16_t ch, uint64_t tag, bool multiple);
+int task__conn_reject(struct task__conn *c, uint16_t ch, uint64_t tag, bool requeue);
+
+/* True when frames are already buffered, so poll() on the fd would miss them. */
+bool task__conn_has_buffered(struct task__conn *c);
+
+/*
+ * Wait up to timeout_ms (-1: forever, 0: only what is buffered or readable now) for a frame.
+ * Returns 1 with *f set, 0 on timeout, or a negative TASK_E*. Heartbeats are handled inside.
+ * Channel.close from the broker is answered (close-ok) and returned as TASK_EBROKER with the
+ * reply in the message and *closed_channel set; connection.close marks the conn dead.
+ * The frame's memory is valid until the next call that reads frames or releases buffers.
+ */
+int task__conn_next_frame(struct task__conn *c, amqp_frame_t *f, int timeout_ms,
+                          uint16_t *closed_channel);
+
+/* After a basic.deliver method frame, read its header and body. */
+int task__conn_read_delivery(struct task__conn *c, const amqp_frame_t *f,
+                             struct task__delivery *d);
+void task__delivery_free(struct task__delivery *d);
+
+/* Release rabbitmq-c's frame buffers when nothing is pending (call between batches). */
+void task__conn_release_buffers(struct task__conn *c);
+
+/* Copy an amqp_bytes_t into a NUL-terminated malloc'd string (NULL on OOM). */
+char *task__bytes_dup(amqp_bytes_t b);
+
+#endif

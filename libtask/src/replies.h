@@ -1,0 +1,33 @@
+/*
+ * replies.h - the states a client has received, by task id: a chained hash table, because a
+ * producer may send thousands of tasks before it waits for any of them.
+ */
+#ifndef TASK_REPLIES_H
+#define TASK_REPLIES_H
+
+#include <task/client.h>
+
+struct task__reply {
+    struct task__reply *next;
+    char *id;
+    task_state state;
+    char *status;           /* the state's name as sent (custom states keep theirs) */
+    json_object *result;    /* owned */
+    unsigned version;       /* bumped on every state message, so waiters see repeats */
+};
+
+struct task__replies {
+    struct task__reply **buckets;
+    size_t nbuckets, count;
+};
+
+int task__replies_init(struct task__replies *r);
+void task__replies_free(struct task__replies *r);
+struct task__reply *task__replies_find(struct task__replies *r, const char *id);
+/* Record a state for id; `result` is taken over (new reference). Later states replace earlier
+ * ones, except that a final state is never replaced by a non-final one (replies can race). */
+int task__replies_put(struct task__replies *r, const char *id, const char *status,
+                      json_object *result);
+void task__replies_remove(struct task__replies *r, const char *id);
+
+#endif
