@@ -5,14 +5,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <task/client.h>
 #include "log.h"
 #include "worker.h"
+
+static int declare_results_stream(struct worker *w)
+{
+    char age[32];
+    snprintf(age, sizeof(age), "%llus", (unsigned long long)w->cfg->results_max_age_s);
+    amqp_table_entry_t e[2] = {
+        {.key = amqp_cstring_bytes("x-queue-type"),
+         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("stream")}},
+        {.key = amqp_cstring_bytes("x-max-age"),
+         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(age)}},
+    };
+    amqp_table_t args = {.num_entries = 2, .entries = e};
+    return task__conn_declare_queue(w->conn, CH_PUBLISH, TASK_RESULTS_STREAM, true, false, false,
+                                    args);
+}
 
 int consumer_start(struct worker *w)
 {
     struct task__conn *c = w->conn;
     int rc = task__conn_declare_queue(c, CH_PUBLISH, w->cfg->dead_queue, true, false, false,
                                       amqp_empty_table);
+    if (rc == 0)
+        rc = declare_results_stream(w);
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
         rc = task__conn_declare_task_queue(c, CH_CONSUME, w->cfg->queues.v[i]);
     if (rc == 0)

@@ -2,6 +2,7 @@
  * confirmed (acks late: a result is never lost between the worker and the broker). */
 #include <stdlib.h>
 #include <string.h>
+#include <task/client.h>
 #include "log.h"
 #include "worker.h"
 
@@ -95,7 +96,7 @@ void pub_on_confirm(struct worker *w, uint64_t tag, bool multiple, bool nack)
 int pub_result(struct worker *w, struct job *job, const struct task__msg *m, const char *status,
                json_object *result, const char *traceback, int delivery_count)
 {
-    if (m->ignore_result || m->reply_to == NULL || m->reply_to[0] == '\0' || m->id == NULL)
+    if (m->ignore_result || m->id == NULL)
         return 0;
     struct task__result r = {
         .task_id = m->id,
@@ -113,7 +114,12 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
                   err.msg);
         return rc;
     }
-    rc = pub_send(w, job, "", m->reply_to, &rw.props, rw.body, rw.body_len);
+    /* The caller's reply queue for task_wait()/AsyncResult.get(), and the results stream for
+     * lookups from any process. The delivery is acked only when both are confirmed. */
+    if (m->reply_to != NULL && m->reply_to[0] != '\0')
+        rc = pub_send(w, job, "", m->reply_to, &rw.props, rw.body, rw.body_len);
+    if (rc == 0)
+        rc = pub_send(w, job, "", TASK_RESULTS_STREAM, &rw.props, rw.body, rw.body_len);
     task__result_wire_free(&rw);
     return rc;
 }

@@ -13,23 +13,9 @@
 #include "replies.h"
 #include <task/client.h>
 
-#define CH 1
+#include "client_impl.h"
 
-struct task_client {
-    struct task__conn *conn;
-    task_error err;
-    double send_timeout_s;
-    char *default_queue;
-    char reply_queue[40];
-    struct task__replies replies;
-    task_strlist declared;      /* task queues declared on this connection */
-    uint64_t confirmed;         /* highest sequence number the broker acked */
-    uint64_t nacked;            /* highest sequence number the broker nacked */
-};
-
-static int client_fail(task_client *c, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int client_fail(task_client *c, int code, const char *fmt, ...)
+int task__client_fail(task_client *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -39,7 +25,7 @@ static int client_fail(task_client *c, int code, const char *fmt, ...)
 }
 
 /* Move the conn's error (it has the broker's detail) into the client's. */
-static int from_conn(task_client *c, int rc)
+int task__client_from_conn(task_client *c, int rc)
 {
     if (rc == 0)
         return 0;
@@ -152,16 +138,19 @@ static void take_reply(task_client *c, const amqp_frame_t *f)
  * Read and dispatch one frame (or time out). Returns 1 if a frame was handled, 0 on timeout,
  * negative on error.
  */
-static int pump(task_client *c, int timeout_ms)
+int task__client_pump(task_client *c, int timeout_ms)
 {
     amqp_frame_t f;
     int rc = task__conn_next_frame(c->conn, &f, timeout_ms, NULL);
     if (rc <= 0)
-        return rc < 0 ? from_conn(c, rc) : 0;
+        return rc < 0 ? task__client_from_conn(c, rc) : 0;
     if (f.frame_type == AMQP_FRAME_METHOD) {
         switch (f.payload.method.id) {
         case AMQP_BASIC_DELIVER_METHOD:
-            take_reply(c, &f);
+            if (f.channel == CH_STREAM)
+                task__client_on_stream(c, &f);
+            else
+                take_reply(c, &f);
             break;
         case AMQP_BASIC_ACK_METHOD: {
             const amqp_basic_ack_t *a = f.payload.method.decoded;
@@ -183,7 +172,7 @@ static int pump(task_client *c, int timeout_ms)
     return 1;
 }
 
-static int remaining_ms(double deadline)
+int task__remaining_ms(double deadline)
 {
     if (deadline < 0)
         return -1;
@@ -199,10 +188,10 @@ static int ensure_queue(task_client *c, const char *queue)
     }
     int rc = task__conn_declare_task_queue(c->conn, CH, queue);
     if (rc != 0)
-        return from_conn(c, rc);
+        return task__client_from_conn(c, rc);
     char **v = realloc(c->declared.v, (size_t)(c->declared.n + 1) * sizeof(*v));
     if (v == NULL)
-        return client_fail(c, TASK_ENOMEM, "queue cache");
+        return task__client_fail(c, TASK_ENOMEM, "queue cache");
     c->declared.v = v;
     v[c->declared.n] = task__strdup(queue);
     if (v[c->declared.n] != NULL)
@@ -248,17 +237,17 @@ static int wait_confirm(task_client *c, uint64_t seq, const char *id)
 {
     double deadline = task__now_mono() + c->send_timeout_s;
     while (c->confirmed < seq && c->nacked < seq) {
-        int left = remaining_ms(deadline);
+        int left = task__remaining_ms(deadline);
         if (left == 0)
-            return client_fail(c, TASK_ETIMEDOUT,
+            return task__client_fail(c, TASK_ETIMEDOUT,
                                "send %s: no confirm from the broker within %.1f s", id,
                                c->send_timeout_s);
-        int rc = pump(c, left);
+        int rc = task__client_pump(c, left);
         if (rc < 0)
             return rc;
     }
     if (c->nacked >= seq && c->confirmed < seq)
-        return client_fail(c, TASK_ENACK, "send %s: the broker refused the message (nack)", id);
+        return task__client_fail(c, TASK_ENACK, "send %s: the broker refused the message (nack)", id);
     return 0;
 }
 
@@ -271,17 +260,17 @@ int task_send(task_client *c, const char *name, json_object *args, json_object *
     task__error_clear(&c->err);
     const task_send_opts *o = opts ? opts : &no_opts;
     if (args != NULL && !json_object_is_type(args, json_type_array))
-        return client_fail(c, TASK_EINVAL, "send %s: args must be a JSON array", name);
+        return task__client_fail(c, TASK_EINVAL, "send %s: args must be a JSON array", name);
     if (kwargs != NULL && !json_object_is_type(kwargs, json_type_object))
-        return client_fail(c, TASK_EINVAL, "send %s: kwargs must be a JSON object", name);
+        return task__client_fail(c, TASK_EINVAL, "send %s: kwargs must be a JSON object", name);
     if (o->priority < 0 || o->priority > 255)
-        return client_fail(c, TASK_EINVAL, "send %s: priority %d out of range", name,
+        return task__client_fail(c, TASK_EINVAL, "send %s: priority %d out of range", name,
                            o->priority);
 
     task_id tid;
     if (o->task_id != NULL) {
         if (strlen(o->task_id) >= sizeof(tid.str) || o->task_id[0] == '\0')
-            return client_fail(c, TASK_EINVAL, "send %s: task id too long", name);
+            return task__client_fail(c, TASK_EINVAL, "send %s: task id too long", name);
         strcpy(tid.str, o->task_id);
     } else {
         task__uuid7(tid.str);
@@ -301,7 +290,7 @@ int task_send(task_client *c, const char *name, json_object *args, json_object *
     rc = task__conn_publish(c->conn, CH, "", queue, &w.props, w.body, w.body_len, &seq);
     task__wire_free(&w);
     if (rc != 0)
-        return from_conn(c, rc);
+        return task__client_from_conn(c, rc);
     rc = wait_confirm(c, seq, tid.str);
     if (rc != 0)
         return rc;
@@ -331,11 +320,11 @@ int task_wait_progress(task_client *c, const char *id, int timeout_ms, task_stat
             seen = r->version + 1;
             cb(id, r->state, r->status, r->result, userdata);
         }
-        int left = remaining_ms(deadline);
+        int left = task__remaining_ms(deadline);
         if (left == 0 && !task__conn_has_buffered(c->conn))
-            return client_fail(c, TASK_ETIMEDOUT, "wait %s: no result within %d ms", id,
+            return task__client_fail(c, TASK_ETIMEDOUT, "wait %s: no result within %d ms", id,
                                timeout_ms);
-        int rc = pump(c, left);
+        int rc = task__client_pump(c, left);
         if (rc < 0)
             return rc;
     }
@@ -353,7 +342,7 @@ int task_client_poll(task_client *c, const char *id, task_state *state, json_obj
         return TASK_EINVAL;
     task__error_clear(&c->err);
     int rc;
-    while ((rc = pump(c, 0)) > 0) {
+    while ((rc = task__client_pump(c, 0)) > 0) {
     }
     if (rc < 0)
         return rc;

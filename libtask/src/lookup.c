@@ -1,1 +1,191 @@
-/* placeholder: being written */
+/*
+ * lookup.c - task_lookup() and task_watch(): find a task's state from any process by reading the
+ * durable results stream that every worker appends each state message to.
+ *
+ * A stream has no "end of data" signal over AMQP 0-9-1, and queue.declare reports 0 messages
+ * for streams, so a lookup publishes a marker record of its own after it starts reading and
+ * stops when the marker comes back: everything confirmed before the lookup began lies before it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "client_impl.h"
+
+struct task__stream_read {
+    const char *id;
+    char marker[37];        /* "" for task_watch() */
+    bool marker_seen;
+    unsigned since_ack;
+};
+
+#define ACK_EVERY 256
+
+static bool is_marker(json_object *body, const char *marker)
+{
+    json_object *m;
+    return marker[0] != '\0' && json_object_object_get_ex(body, "taskd_marker", &m) &&
+           strcmp(json_object_get_string(m), marker) == 0;
+}
+
+void task__client_on_stream(task_client *c, const amqp_frame_t *f)
+{
+    struct task__delivery d;
+    if (task__conn_read_delivery(c->conn, f, &d) != 0)
+        return;
+    struct task__stream_read *s = c->stream;
+    if (s == NULL)
+        goto out; /* a delivery that raced the channel close */
+    if (++s->since_ack >= ACK_EVERY) {
+        (void)task__conn_ack(c->conn, CH_STREAM, d.tag, true);
+        s->since_ack = 0;
+    }
+    enum task__bad why;
+    json_object *body = task__json_parse(d.msg.body.bytes, d.msg.body.len, 64, &why, NULL);
+    if (body == NULL)
+        goto out;
+    if (is_marker(body, s->marker)) {
+        s->marker_seen = true;
+    } else {
+        json_object *tid, *status, *result;
+        if (json_object_object_get_ex(body, "task_id", &tid) &&
+            json_object_object_get_ex(body, "status", &status) &&
+            strcmp(json_object_get_string(tid), s->id) == 0) {
+            result = json_object_object_get_ex(body, "result", &result) ? result : NULL;
+            (void)task__replies_put(&c->replies, s->id, json_object_get_string(status),
+                                    json_object_get(result));
+        }
+    }
+    json_object_put(body);
+out:
+    task__delivery_free(&d);
+}
+
+/* The stream's first offset to read for `id`: a timestamp (seconds) or "first". */
+static amqp_field_value_t start_offset(const char *id, double since_s)
+{
+    amqp_field_value_t v;
+    uint64_t ms;
+    if (since_s <= 0 && task__uuid7_time_ms(id, &ms) == 0)
+        since_s = (double)ms / 1000.0;
+    if (since_s > 0) {
+        v.kind = AMQP_FIELD_KIND_TIMESTAMP;
+        /* Stream timestamps are whole seconds and clocks differ a little between hosts. */
+        v.value.u64 = since_s > 2 ? (uint64_t)since_s - 2 : 0;
+    } else {
+        v.kind = AMQP_FIELD_KIND_UTF8;
+        v.value.bytes = amqp_cstring_bytes("first");
+    }
+    return v;
+}
+
+static int stream_open(task_client *c, const char *id, double since_s)
+{
+    int rc = task__conn_channel_open(c->conn, CH_STREAM);
+    if (rc != 0)
+        return task__client_from_conn(c, rc);
+    amqp_connection_state_t st = task__conn_amqp(c->conn);
+    amqp_queue_declare(st, CH_STREAM, amqp_cstring_bytes(TASK_RESULTS_STREAM), 1, 0, 0, 0,
+                       amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(st);
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        /* No worker has ever published a result here: every id is unknown. */
+        amqp_channel_close_ok_t ok = {0};
+        (void)amqp_send_method(st, CH_STREAM, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        return TASK_ENOTFOUND;
+    }
+    rc = task__conn_check(c->conn, r, "declare " TASK_RESULTS_STREAM);
+    if (rc == 0)
+        rc = task__conn_qos(c->conn, CH_STREAM, 2000);
+    if (rc != 0)
+        return task__client_from_conn(c, rc);
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-stream-offset"),
+                            .value = start_offset(id, since_s)};
+    amqp_table_t args = {.num_entries = 1, .entries = &e};
+    rc = task__conn_consume(c->conn, CH_STREAM, TASK_RESULTS_STREAM, false, args, NULL);
+    return rc != 0 ? task__client_from_conn(c, rc) : 0;
+}
+
+static void stream_close(task_client *c)
+{
+    c->stream = NULL;
+    if (!task__conn_alive(c->conn))
+        return;
+    amqp_rpc_reply_t r = amqp_channel_close(task__conn_amqp(c->conn), CH_STREAM,
+                                            AMQP_REPLY_SUCCESS);
+    (void)task__conn_check(c->conn, r, "close stream channel");
+    task__conn_clear_error(c->conn);
+}
+
+static int publish_marker(task_client *c, const char *marker)
+{
+    char body[80];
+    int n = snprintf(body, sizeof(body), "{\"taskd_marker\": \"%s\"}", marker);
+    amqp_basic_properties_t p = {
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
+        .content_type = amqp_cstring_bytes("application/json"),
+        .delivery_mode = 2,
+    };
+    int rc = task__conn_publish(c->conn, CH, "", TASK_RESULTS_STREAM, &p, body, (size_t)n, NULL);
+    return rc != 0 ? task__client_from_conn(c, rc) : 0;
+}
+
+static int finish(task_client *c, const char *id, task_state *state, json_object **result)
+{
+    struct task__reply *r = task__replies_find(&c->replies, id);
+    if (state != NULL)
+        *state = r ? r->state : TASK_STATE_PENDING;
+    if (result != NULL)
+        *result = r ? json_object_get(r->result) : NULL;
+    if (r != NULL)
+        task__replies_remove(&c->replies, id);
+    return 0;
+}
+
+int task_lookup(task_client *c, const char *id, double since_s, task_state *state,
+                json_object **result)
+{
+    if (c == NULL || id == NULL)
+        return TASK_EINVAL;
+    task__error_clear(&c->err);
+    struct task__stream_read s = {.id = id};
+    task__uuid4(s.marker);
+    task__replies_remove(&c->replies, id);
+    int rc = stream_open(c, id, since_s);
+    if (rc == TASK_ENOTFOUND)
+        return finish(c, id, state, result);
+    if (rc == 0)
+        rc = publish_marker(c, s.marker);
+    c->stream = &s;
+    double deadline = task__now_mono() + c->send_timeout_s;
+    while (rc == 0 && !s.marker_seen) {
+        int left = task__remaining_ms(deadline);
+        if (left == 0) {
+            rc = task__client_fail(c, TASK_ETIMEDOUT, "lookup %s: results stream did not answer",
+                                   id);
+            break;
+        }
+        rc = task__client_pump(c, left);
+        rc = rc > 0 ? 0 : rc;
+    }
+    stream_close(c);
+    return rc != 0 ? rc : finish(c, id, state, result);
+}
+
+int task_watch(task_client *c, const char *id, double since_s, int timeout_ms,
+               task_state *state, json_object **result, task_state_cb cb, void *userdata)
+{
+    if (c == NULL || id == NULL)
+        return TASK_EINVAL;
+    task__error_clear(&c->err);
+    struct task__stream_read s = {.id = id};
+    task__replies_remove(&c->replies, id);
+    int rc = stream_open(c, id, since_s);
+    if (rc == TASK_ENOTFOUND)
+        rc = 0; /* no stream yet: the first worker result creates it; wait on */
+    c->stream = &s;
+    if (rc == 0)
+        rc = task_wait_progress(c, id, timeout_ms, state, result, cb, userdata);
+    stream_close(c);
+    return rc;
+}

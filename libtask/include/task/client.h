@@ -119,6 +119,29 @@ TASK_API int task_wait_progress(task_client *c, const char *id, int timeout_ms,
 TASK_API int task_client_poll(task_client *c, const char *id, task_state *state,
                               json_object **meta);
 
+/*
+ * task_lookup - the latest state of task `id` (borrowed) as recorded in the results stream, from
+ * any process, with no waiting: reads the stream from `since_s` (Unix seconds; 0: from the time
+ * in a UUIDv7 id, else from the start of the stream's retention) to its current end.
+ * state  [out] PENDING when the id was never seen (or is older than the retention).
+ * result [out] new reference or NULL: the value, PROGRESS meta or exception object.
+ * Returns 0 or a negative TASK_E*. Since: 0.1.
+ */
+TASK_API int task_lookup(task_client *c, const char *id, double since_s, task_state *state,
+                         json_object **result);
+
+/*
+ * task_watch - like task_wait(), for a task sent by any process: follows the results stream from
+ * `since_s` (as task_lookup()) until the task reaches a final state or timeout_ms passes
+ * (TASK_ETIMEDOUT). `cb` (may be NULL) sees intermediate states.
+ */
+TASK_API int task_watch(task_client *c, const char *id, double since_s, int timeout_ms,
+                        task_state *state, json_object **result, task_state_cb cb,
+                        void *userdata);
+
+/* The durable stream every worker appends each state message to. */
+#define TASK_RESULTS_STREAM "taskd.results"
+
 /* task_client_reply_queue - this client's reply queue name (borrowed). */
 TASK_API const char *task_client_reply_queue(const task_client *c);
 

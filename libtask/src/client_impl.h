@@ -1,0 +1,36 @@
+/* client_impl.h - task_client's insides, shared by client.c and lookup.c. */
+#ifndef TASK_CLIENT_IMPL_H
+#define TASK_CLIENT_IMPL_H
+
+#include "codec.h"
+#include "conn.h"
+#include "replies.h"
+#include <task/client.h>
+
+#define CH 1          /* confirms + reply queue */
+#define CH_STREAM 3   /* results stream reader, opened per lookup */
+
+struct task_client {
+    struct task__conn *conn;
+    task_error err;
+    double send_timeout_s;
+    char *default_queue;
+    char reply_queue[40];
+    struct task__replies replies;
+    task_strlist declared;      /* task queues declared on this connection */
+    uint64_t confirmed;         /* highest sequence number the broker acked */
+    uint64_t nacked;            /* highest sequence number the broker nacked */
+    struct task__stream_read *stream;  /* set while a stream read is in progress */
+};
+
+int task__client_fail(task_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int task__client_from_conn(task_client *c, int rc);
+/* Read and dispatch one frame: 1 handled, 0 timeout, < 0 error. */
+int task__client_pump(task_client *c, int timeout_ms);
+/* lookup.c: a delivery from the results stream channel. */
+void task__client_on_stream(task_client *c, const amqp_frame_t *f);
+/* Milliseconds left to a task__now_mono() deadline; -1 for a negative deadline (forever). */
+int task__remaining_ms(double deadline);
+
+#endif
