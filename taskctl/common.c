@@ -1,1 +1,105 @@
-/* placeholder */
+/* common.c - see common.h. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <task/config.h>
+#include "common.h"
+
+int ctl_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("taskctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_ERROR;
+}
+
+task_client *ctl_connect(const struct globals *g)
+{
+    task_error err = {0};
+    task_config *cfg = task_config_new();
+    if (cfg == NULL) {
+        ctl_error("out of memory");
+        return NULL;
+    }
+    int rc = task_config_load_default(cfg, "taskctl.conf", g->config, &err);
+    if (rc == 0 && g->brokers[0] != '\0')
+        rc = task_config_set(cfg, "broker.urls", g->brokers, "--broker", &err);
+    task_client *c = NULL;
+    if (rc == 0)
+        c = task_client_new(cfg, &err);
+    if (c == NULL)
+        ctl_error("%s", err.msg[0] ? err.msg : task_strerror(err.code));
+    task_config_free(cfg);
+    return c;
+}
+
+json_object *ctl_parse_json(const char *what, const char *text, json_type want)
+{
+    enum json_tokener_error jerr;
+    json_object *o = json_tokener_parse_verbose(text, &jerr);
+    if (o == NULL && jerr != json_tokener_success) {
+        ctl_error("%s: not valid JSON: %s", what, json_tokener_error_desc(jerr));
+        return NULL;
+    }
+    if (!json_object_is_type(o, want)) {
+        ctl_error("%s: expected a JSON %s", what, want == json_type_array ? "array" : "object");
+        json_object_put(o);
+        return NULL;
+    }
+    return o;
+}
+
+double ctl_parse_seconds(const char *text)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end != '\0' || v < 0)
+        return -1;
+    return v;
+}
+
+void ctl_print_json(json_object *o)
+{
+    puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+/* "ValueError: bad" from an exception object, for stderr. */
+static void describe_exc(json_object *res, char *buf, size_t size)
+{
+    json_object *type, *msg;
+    const char *t = "Exception";
+    const char *m = "";
+    if (json_object_object_get_ex(res, "exc_type", &type))
+        t = json_object_get_string(type);
+    if (json_object_object_get_ex(res, "exc_message", &msg)) {
+        if (json_object_is_type(msg, json_type_array) && json_object_array_length(msg) == 1)
+            msg = json_object_array_get_idx(msg, 0);
+        m = json_object_is_type(msg, json_type_string) ? json_object_get_string(msg)
+                                                        : json_object_to_json_string(msg);
+    }
+    snprintf(buf, size, "%s: %s", t, m);
+}
+
+int ctl_report_final(const struct globals *g, const char *id, task_state st, json_object *res)
+{
+    if (g->json) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_string(id));
+        json_object_object_add(o, "state", json_object_new_string(task_state_name(st)));
+        json_object_object_add(o, "result", json_object_get(res));
+        ctl_print_json(o);
+        json_object_put(o);
+    } else {
+        ctl_print_json(res);
+    }
+    if (st == TASK_STATE_SUCCESS)
+        return EXIT_OK;
+    char exc[1200];
+    describe_exc(res, exc, sizeof(exc));
+    fprintf(stderr, "taskctl: task %s %s: %s\n", id, task_state_name(st), exc);
+    return EXIT_TASK_FAILED;
+}

@@ -1,0 +1,49 @@
+/* common.h - what every taskctl command shares: global options, the client, output. */
+#ifndef TASKCTL_COMMON_H
+#define TASKCTL_COMMON_H
+
+#include <stdbool.h>
+#include <json-c/json.h>
+#include <task/client.h>
+
+/* Exit codes (taskctl(1)). 0-3 are the contract of DESIGN.md section 12. */
+enum {
+    EXIT_OK = 0,
+    EXIT_TASK_FAILED = 1,   /* wait/call: FAILURE or REVOKED */
+    EXIT_TIMEOUT = 2,       /* wait/call: no final state in time */
+    EXIT_UNKNOWN = 3,       /* result: no record of the id */
+    EXIT_ERROR = 4,         /* bad usage, bad config, broker unreachable or refused */
+};
+
+struct globals {
+    const char *config;     /* --config FILE */
+    char brokers[4096];     /* --broker URL, comma-joined */
+    bool json;              /* --json */
+};
+
+struct cmd {
+    const char *name;
+    int (*run)(const struct globals *g, int argc, char **argv);
+    const char *usage;
+};
+
+/* Load config (files, env, --broker) and connect. Prints a one-line error and returns NULL. */
+task_client *ctl_connect(const struct globals *g);
+/* Print `fmt` as "taskctl: ..." on stderr; returns EXIT_ERROR. */
+int ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parse a JSON argument of the expected type (json_type_array/object); NULL + message on error. */
+json_object *ctl_parse_json(const char *what, const char *text, json_type want);
+/* Seconds from "2.5" / "30"; -1 on error. */
+double ctl_parse_seconds(const char *text);
+/* Print a JSON value compactly on stdout. */
+void ctl_print_json(json_object *o);
+/* Report a final state: stdout gets the result (or {"id","state","result"} with --json),
+ * stderr names a failure. Returns the exit code. */
+int ctl_report_final(const struct globals *g, const char *id, task_state st, json_object *res);
+
+int cmd_send(const struct globals *g, int argc, char **argv);
+int cmd_call(const struct globals *g, int argc, char **argv);
+int cmd_wait(const struct globals *g, int argc, char **argv);
+int cmd_result(const struct globals *g, int argc, char **argv);
+
+#endif
