@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# test_cli.sh - taskctl's command-line contract (DESIGN.md section 12) against a real broker and
+# a real taskd: output, exit codes, global options anywhere, Celery-style URLs, and one-line
+# errors for a wrong password or a broker that is down.
+set -u
+if [ -z "${TASKD_BROKER_URL:-}" ]; then
+    echo "no TASKD_BROKER_URL: run under tests/harness/with-broker" >&2
+    [ "${TASKD_REQUIRE_BROKER:-0}" = 1 ] && exit 1
+    exit 77
+fi
+B=${TASKD_BUILD_ROOT:?}
+CTL=$B/taskctl/taskctl
+Q=t_cli_$$
+URL=${TASKD_BROKER_URL%%,*}
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "not ok - $1"; }
+check() { # check NAME EXPECTED ACTUAL
+    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected '$2', got '$3')"; fi
+}
+
+LOG=$(mktemp /tmp/itest-cli-taskd.XXXXXX)
+TASKD_WORKER_DEAD_QUEUE=$Q.dead "$B/taskd/taskd" --broker "$URL" -Q "$Q" \
+    --module "$B/tests/tasks/libtesttasks.so" 2>"$LOG" &
+TASKD_PID=$!
+trap 'kill $TASKD_PID 2>/dev/null; wait $TASKD_PID 2>/dev/null; rm -f "$LOG"' EXIT
+for _ in $(seq 200); do grep -q event=worker_ready "$LOG" && break; sleep 0.05; done
+grep -q event=worker_ready "$LOG" || { cat "$LOG"; echo "taskd did not start"; exit 1; }
+export TASKD_CLIENT_DEFAULT_QUEUE=$Q
+
+out=$("$CTL" --broker "$URL" call test.add --args '[2,3]'); rc=$?
+check "call prints the result" 5 "$out"; check "call exits 0 on SUCCESS" 0 $rc
+out=$("$CTL" call test.add --args '[4,5]' --broker "$URL"); check "--broker after the command" 9 "$out"
+out=$(TASKD_BROKER_URL=$URL "$CTL" call test.echo --args '["x"]' --kwargs '{"k":1}')
+check "TASKD_BROKER_URL and echo" '[["x"],{"k":1}]' "$out"
+
+hostport=${URL#amqp://guest:guest@}; hostport=${hostport%%/*}
+for suffix in "" "/" "//" "/%2F"; do
+    out=$("$CTL" --broker "amqp://guest:guest@$hostport$suffix" call test.add --args '[1,1]' 2>&1)
+    check "URL form '$suffix' means vhost /" 2 "$out"
+done
+
+id=$("$CTL" --broker "$URL" send test.add --args '[10,20]'); rc=$?
+check "send exits 0" 0 $rc
+[[ $id =~ ^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]] &&
+    ok "send prints a UUIDv7 id" || bad "send prints a UUIDv7 id ($id)"
+out=$("$CTL" --broker "$URL" wait "$id" --timeout 10); rc=$?
+check "wait from another process prints the result" 30 "$out"; check "wait exits 0" 0 $rc
+out=$("$CTL" --broker "$URL" result "$id"); rc=$?
+check "result prints state and value" "SUCCESS
+30" "$out"; check "result exits 0 when found" 0 $rc
+out=$("$CTL" --broker "$URL" --json result "$id")
+check "result --json" "{\"id\":\"$id\",\"state\":\"SUCCESS\",\"result\":30}" "$out"
+
+err=$("$CTL" --broker "$URL" call test.fail --args '["bad thing"]' 2>&1 >/dev/null); rc=$?
+check "call exits 1 on FAILURE" 1 $rc
+[[ $err == *FAILURE*ValueError*"bad thing"* ]] && ok "stderr names state, type and message" ||
+    bad "stderr names state, type and message ($err)"
+
+id=$("$CTL" --broker "$URL" send test.sleep --args '[3]')
+"$CTL" --broker "$URL" wait "$id" --timeout 0.5 >/dev/null 2>&1; rc=$?
+check "wait exits 2 on timeout" 2 $rc
+"$CTL" --broker "$URL" result 0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000 >/dev/null; rc=$?
+check "result exits 3 for an unknown id" 3 $rc
+
+start=$(date +%s.%N)
+err=$("$CTL" --broker "amqp://guest:s3cr3tpw@$hostport//" call test.add --args '[1,1]' 2>&1); rc=$?
+took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+check "wrong password exits 4" 4 $rc
+check "wrong password: one line" 1 "$(printf '%s\n' "$err" | wc -l)"
+[[ $err != *s3cr3tpw* ]] && ok "password not in the message" || bad "password leaked: $err"
+[[ $err == *refused* || $err == *ACCESS_REFUSED* ]] && ok "message says refused" || bad "message: $err"
+awk -v t="$took" 'BEGIN { exit !(t < 5) }' && ok "wrong password fails fast ($took s)" || bad "slow: $took s"
+
+start=$(date +%s.%N)
+err=$("$CTL" --broker "amqp://guest:guest@127.0.0.1:1//" call test.add 2>&1); rc=$?
+took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+check "broker down exits 4" 4 $rc
+check "broker down: one line" 1 "$(printf '%s\n' "$err" | wc -l)"
+awk -v t="$took" 'BEGIN { exit !(t < 7) }' && ok "broker down fails fast ($took s)" || bad "slow: $took s"
+
+kill -TERM $TASKD_PID; wait $TASKD_PID; rc=$?
+check "taskd exits 0 after a warm shutdown" 0 $rc
+trap 'rm -f "$LOG"' EXIT
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,319 @@
+/*
+ * test_e2e.c - the main path against a real broker: libtask client -> taskd (with the test-task
+ * module) -> results. Each test uses its own queue and dead queue.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <task/client.h>
+#include "conn.h"
+#include "itest.h"
+
+static char queue[128], dead[160], dead_env[200];
+static struct itest_worker worker;
+
+static task_client *client_for(const char *q)
+{
+    task_config *cfg = task_config_new();
+    task_error err = {0};
+    assert_non_null(cfg);
+    assert_int_equal(task_config_set(cfg, "broker.urls", itest_broker(), "test", &err), 0);
+    assert_int_equal(task_config_set(cfg, "client.default_queue", q, "test", &err), 0);
+    task_client *c = task_client_new(cfg, &err);
+    if (c == NULL)
+        fail_msg("client: %s", err.msg);
+    task_config_free(cfg);
+    return c;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(queue, sizeof(queue), "t_e2e_%d", (int)getpid());
+    snprintf(dead, sizeof(dead), "%s.dead", queue);
+    snprintf(dead_env, sizeof(dead_env), "TASKD_WORKER_DEAD_QUEUE=%s", dead);
+    const char *env[] = {dead_env, NULL};
+    return itest_worker_start(&worker, queue, env, NULL);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int rc = itest_worker_stop(&worker, SIGTERM, 15);
+    return rc == 0 ? 0 : -1;
+}
+
+static json_object *ints(int a, int b)
+{
+    json_object *args = json_object_new_array();
+    json_object_array_add(args, json_object_new_int(a));
+    json_object_array_add(args, json_object_new_int(b));
+    return args;
+}
+
+static void thousand_adds_give_thousand_correct_results(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    task_client *c = client_for(queue);
+    static task_id ids[N];
+    for (int i = 0; i < N; i++) {
+        json_object *args = ints(i, 2 * i);
+        int rc = task_send(c, "test.add", args, NULL, NULL, &ids[i]);
+        json_object_put(args);
+        assert_int_equal(rc, 0);
+    }
+    for (int i = 0; i < N; i++) {
+        task_state st;
+        json_object *res = NULL;
+        int rc = task_wait(c, ids[i].str, 20000, &st, &res);
+        if (rc != 0)
+            fail_msg("wait %d: %s", i, task_client_errmsg(c));
+        assert_int_equal(st, TASK_STATE_SUCCESS);
+        assert_true(json_object_is_type(res, json_type_int));
+        assert_int_equal(json_object_get_int(res), 3 * i);
+        json_object_put(res);
+    }
+    task_client_free(c);
+}
+
+static void fail_gives_failure_with_exception_fields(void **state)
+{
+    (void)state;
+    task_client *c = client_for(queue);
+    json_object *args = json_object_new_array();
+    json_object_array_add(args, json_object_new_string("boom happened"));
+    task_id id;
+    assert_int_equal(task_send(c, "test.fail", args, NULL, NULL, &id), 0);
+    json_object_put(args);
+    task_state st;
+    json_object *res = NULL;
+    assert_int_equal(task_wait(c, id.str, 10000, &st, &res), 0);
+    assert_int_equal(st, TASK_STATE_FAILURE);
+    json_object *v;
+    assert_true(json_object_object_get_ex(res, "exc_type", &v));
+    assert_string_equal(json_object_get_string(v), "ValueError");
+    assert_true(json_object_object_get_ex(res, "exc_module", &v));
+    assert_string_equal(json_object_get_string(v), "builtins");
+    assert_true(json_object_object_get_ex(res, "exc_message", &v));
+    assert_true(json_object_is_type(v, json_type_array));
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(v, 0)), "boom happened");
+    json_object_put(res);
+    task_client_free(c);
+}
+
+/* Number of messages ready in `q` (passive declare), -1 if it does not exist. */
+static int queue_depth(const char *q)
+{
+    task_strlist urls = {.v = (char *[]){(char *)itest_broker()}, .n = 1};
+    struct task__conn_opts o = {.urls = &urls, .connect_timeout_s = 5, .name = "itest"};
+    struct task__conn *cn;
+    task_error err = {0};
+    assert_int_equal(task__conn_open(&cn, &o, &err), 0);
+    assert_int_equal(task__conn_channel_open(cn, 1), 0);
+    amqp_queue_declare_ok_t *ok = amqp_queue_declare(task__conn_amqp(cn), 1,
+                                                     amqp_cstring_bytes(q), 1, 0, 0, 0,
+                                                     amqp_empty_table);
+    int n = ok ? (int)ok->message_count : -1;
+    task__conn_close(cn);
+    return n;
+}
+
+static void unknown_task_fails_fast_and_worker_goes_on(void **state)
+{
+    (void)state;
+    task_client *c = client_for(queue);
+    task_id id;
+    double t0 = itest_now();
+    assert_int_equal(task_send(c, "test.no_such_task", NULL, NULL, NULL, &id), 0);
+    task_state st;
+    json_object *res = NULL;
+    assert_int_equal(task_wait(c, id.str, 10000, &st, &res), 0);
+    assert_true(itest_now() - t0 < 5);
+    assert_int_equal(st, TASK_STATE_FAILURE);
+    json_object *v;
+    assert_true(json_object_object_get_ex(res, "exc_type", &v));
+    assert_string_equal(json_object_get_string(v), "NotRegistered");
+    json_object_put(res);
+    /* The worker still runs tasks, and the message waits in the dead queue. */
+    json_object *args = ints(20, 22);
+    assert_int_equal(task_send(c, "test.add", args, NULL, NULL, &id), 0);
+    json_object_put(args);
+    assert_int_equal(task_wait(c, id.str, 10000, &st, &res), 0);
+    assert_int_equal(json_object_get_int(res), 42);
+    json_object_put(res);
+    assert_true(itest_worker_alive(&worker));
+    assert_true(queue_depth(dead) >= 1);
+    task_client_free(c);
+}
+
+static void malformed_message_is_quarantined_with_reason(void **state)
+{
+    (void)state;
+    int before = queue_depth(dead);
+    task_strlist urls = {.v = (char *[]){(char *)itest_broker()}, .n = 1};
+    struct task__conn_opts o = {.urls = &urls, .connect_timeout_s = 5, .name = "itest"};
+    struct task__conn *cn;
+    task_error err = {0};
+    assert_int_equal(task__conn_open(&cn, &o, &err), 0);
+    assert_int_equal(task__conn_channel_open(cn, 1), 0);
+    amqp_table_entry_t h[2] = {
+        {.key = amqp_cstring_bytes("task"),
+         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("test.add")}},
+        {.key = amqp_cstring_bytes("id"),
+         .value = {.kind = AMQP_FIELD_KIND_UTF8,
+                   .value.bytes = amqp_cstring_bytes("0b5e3c8e-1111-4222-8333-944455556666")}},
+    };
+    amqp_basic_properties_t p = {
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_HEADERS_FLAG,
+        .content_type = amqp_cstring_bytes("application/json"),
+        .headers = {.num_entries = 2, .entries = h}};
+    const char *body = "{\"not json";
+    assert_int_equal(task__conn_publish(cn, 1, "", queue, &p, body, strlen(body), NULL), 0);
+    task__conn_close(cn);
+    double deadline = itest_now() + 10;
+    while (queue_depth(dead) <= before && itest_now() < deadline)
+        usleep(50000);
+    assert_int_equal(queue_depth(dead), before + 1);
+    assert_true(itest_worker_alive(&worker));
+    assert_true(itest_file_has(worker.log, "reason=not-json"));
+}
+
+static void count_progress(const char *tid, task_state s, const char *name, json_object *meta, void *ud)
+{
+    (void)tid;
+    (void)name;
+    if (s == TASK_STATE_PROGRESS) {
+        json_object *cur;
+        assert_true(json_object_object_get_ex(meta, "current", &cur));
+        (*(int *)ud)++;
+    }
+}
+
+static void progress_states_reach_the_waiter(void **state)
+{
+    (void)state;
+    task_client *c = client_for(queue);
+    json_object *args = json_object_new_array();
+    json_object_array_add(args, json_object_new_int(3));
+    json_object_array_add(args, json_object_new_double(0.05));
+    task_id id;
+    assert_int_equal(task_send(c, "test.progress", args, NULL, NULL, &id), 0);
+    json_object_put(args);
+    int seen = 0;
+    task_state st;
+    json_object *res = NULL;
+    assert_int_equal(task_wait_progress(c, id.str, 10000, &st, &res, count_progress, &seen), 0);
+    assert_int_equal(st, TASK_STATE_SUCCESS);
+    assert_int_equal(json_object_get_int(res), 3);
+    assert_int_equal(seen, 3);
+    json_object_put(res);
+    task_client_free(c);
+}
+
+static void retry_retries_then_succeeds(void **state)
+{
+    (void)state;
+    task_client *c = client_for(queue);
+    json_object *args = json_object_new_array();
+    json_object_array_add(args, json_object_new_int(2));
+    task_id id;
+    assert_int_equal(task_send(c, "test.retry", args, NULL, NULL, &id), 0);
+    json_object_put(args);
+    task_state st;
+    json_object *res = NULL;
+    assert_int_equal(task_wait(c, id.str, 15000, &st, &res), 0);
+    assert_int_equal(st, TASK_STATE_SUCCESS);
+    assert_int_equal(json_object_get_int(res), 2);
+    json_object_put(res);
+    task_client_free(c);
+}
+
+static void lookup_from_another_client_finds_final_state(void **state)
+{
+    (void)state;
+    task_client *c = client_for(queue);
+    json_object *args = ints(7, 8);
+    task_id id;
+    assert_int_equal(task_send(c, "test.add", args, NULL, NULL, &id), 0);
+    json_object_put(args);
+    task_state st;
+    json_object *res = NULL;
+    assert_int_equal(task_wait(c, id.str, 10000, &st, &res), 0);
+    json_object_put(res);
+    task_client_free(c);
+
+    task_client *other = client_for(queue);
+    res = NULL;
+    assert_int_equal(task_lookup(other, id.str, 0, &st, &res), 0);
+    assert_int_equal(st, TASK_STATE_SUCCESS);
+    assert_int_equal(json_object_get_int(res), 15);
+    json_object_put(res);
+    char unknown[37];
+    snprintf(unknown, sizeof(unknown), "%s", id.str);
+    unknown[35] = unknown[35] == '0' ? '1' : '0'; /* same time, different id */
+    res = NULL;
+    assert_int_equal(task_lookup(other, unknown, 0, &st, &res), 0);
+    assert_int_equal(st, TASK_STATE_PENDING);
+    assert_null(res);
+    task_client_free(other);
+}
+
+static void expired_task_is_revoked_and_never_runs(void **state)
+{
+    (void)state;
+    task_client *c = client_for(queue);
+    task_send_opts o = {.countdown_s = 1.0, .expires_s = 0.3};
+    json_object *args = ints(1, 1);
+    task_id id;
+    assert_int_equal(task_send(c, "test.add", args, NULL, &o, &id), 0);
+    json_object_put(args);
+    task_state st;
+    json_object *res = NULL;
+    assert_int_equal(task_wait(c, id.str, 10000, &st, &res), 0);
+    assert_int_equal(st, TASK_STATE_REVOKED);
+    json_object *v;
+    assert_true(json_object_object_get_ex(res, "exc_type", &v));
+    assert_string_equal(json_object_get_string(v), "TaskRevokedError");
+    json_object_put(res);
+    task_client_free(c);
+}
+
+static void countdown_does_not_run_early(void **state)
+{
+    (void)state;
+    task_client *c = client_for(queue);
+    task_send_opts o = {.countdown_s = 1.5};
+    json_object *args = ints(2, 2);
+    task_id id;
+    double t0 = itest_now();
+    assert_int_equal(task_send(c, "test.add", args, NULL, &o, &id), 0);
+    json_object_put(args);
+    task_state st;
+    json_object *res = NULL;
+    assert_int_equal(task_wait(c, id.str, 10000, &st, &res), 0);
+    double took = itest_now() - t0;
+    assert_int_equal(st, TASK_STATE_SUCCESS);
+    assert_true(took >= 1.45);
+    assert_true(took < 3.5);
+    json_object_put(res);
+    task_client_free(c);
+}
+
+int main(void)
+{
+    itest_broker();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(thousand_adds_give_thousand_correct_results),
+        cmocka_unit_test(fail_gives_failure_with_exception_fields),
+        cmocka_unit_test(unknown_task_fails_fast_and_worker_goes_on),
+        cmocka_unit_test(malformed_message_is_quarantined_with_reason),
+        cmocka_unit_test(progress_states_reach_the_waiter),
+        cmocka_unit_test(retry_retries_then_succeeds),
+        cmocka_unit_test(lookup_from_another_client_finds_final_state),
+        cmocka_unit_test(expired_task_is_revoked_and_never_runs),
+        cmocka_unit_test(countdown_does_not_run_early),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
