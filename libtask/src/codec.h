@@ -81,7 +81,8 @@ struct task__wire {
     amqp_basic_properties_t props;
     amqp_table_entry_t hdr[20];
     amqp_field_value_t timelimit[2];
-    char eta_buf[40], expires_buf[40], expiration_buf[24];
+    char eta_buf[40], expires_buf[40], expiration_buf[24], origin_buf[300];
+    char *argsrepr, *kwargsrepr; /* owned when derived from args/kwargs */
     char *body;                 /* owned: free with task__wire_free() */
     size_t body_len;
 };
@@ -106,8 +107,9 @@ int task__msg_decode(const amqp_basic_properties_t *props, const void *body, siz
                      const struct task__limits *lim, struct task__msg *out,
                      enum task__bad *reason, task_error *err);
 
-/* Parse JSON text under the limits (UTF-8 validated, depth-limited). New reference or NULL with
- * *reason (NOT_JSON, BAD_UTF8, TOO_DEEP). */
+/* Parse JSON text under the limits (UTF-8 validated, depth-limited). New reference, or NULL with
+ * *reason NOT_JSON, BAD_UTF8, TOO_DEEP, TOO_BIG, or TASK_BAD__COUNT for out-of-memory. NULL with
+ * *reason TASK_BAD_NONE is the JSON value null. */
 json_object *task__json_parse(const void *text, size_t len, int max_depth, enum task__bad *reason,
                               task_error *err);
 

@@ -1,1 +1,372 @@
-/* placeholder: being written */
+/*
+ * config.c - loads task_config from libconfig files, TASKD_* variables and flags, all through
+ * the option table (config_opts.c). Every error is one line naming where the value came from
+ * (file:line, the variable, or the flag) and the option.
+ */
+#include <errno.h>
+#include <libconfig.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <task/config.h>
+#include "config_opts.h"
+#include "internal.h"
+
+extern char **environ;
+
+static void strlist_clear(task_strlist *l)
+{
+    for (int i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static int strlist_add(task_strlist *l, const char *s, size_t len)
+{
+    char **v = realloc(l->v, (size_t)(l->n + 1) * sizeof(*v));
+    if (v == NULL)
+        return TASK_ENOMEM;
+    l->v = v;
+    v[l->n] = strndup(s, len);
+    if (v[l->n] == NULL)
+        return TASK_ENOMEM;
+    l->n++;
+    return 0;
+}
+
+static void *field(task_config *cfg, const struct task__opt *o)
+{
+    return (char *)cfg + o->off;
+}
+
+/* Parse "30", "2.5", "500ms", "10s", "5m", "2h", "1d" as seconds. */
+static int parse_seconds(const char *text, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || errno != 0 || !isfinite(v))
+        return -1;
+    double mul = 1;
+    if (strcmp(end, "ms") == 0)
+        mul = 0.001;
+    else if (strcmp(end, "m") == 0)
+        mul = 60;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600;
+    else if (strcmp(end, "d") == 0)
+        mul = 86400;
+    else if (*end != '\0' && strcmp(end, "s") != 0)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+static int check_range(const struct task__opt *o, double v, const char *where, task_error *err)
+{
+    if (v < o->min || v > o->max)
+        return task__fail(err, TASK_ECONFIG, "%s%s: %g is out of range %g..%g", where, o->path, v,
+                          o->min, o->max);
+    return 0;
+}
+
+static int set_string(task_config *cfg, const struct task__opt *o, const char *s,
+                      const char *where, task_error *err)
+{
+    if (o->choices != NULL) {
+        int ok = 0;
+        for (int i = 0; o->choices[i] != NULL; i++)
+            ok |= strcmp(o->choices[i], s) == 0;
+        if (!ok)
+            return task__fail(err, TASK_ECONFIG, "%s%s: \"%s\" is not one of the allowed values",
+                              where, o->path, s);
+    }
+    char *copy = strdup(s);
+    if (copy == NULL)
+        return task__fail(err, TASK_ENOMEM, "%s%s", where, o->path);
+    char **dst = field(cfg, o);
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+/* Shows a value in an error without leaking a password from a broker URL. */
+static void shown(const struct task__opt *o, const char *text, char *buf, size_t size)
+{
+    if (o->type == OPT_STRLIST && strncmp(o->path, "broker.", 7) == 0)
+        task__url_redact(text, buf, size);
+    else
+        snprintf(buf, size, "%s", text);
+}
+
+/* Set option `o` from text (flags, environment, defaults). `where` prefixes errors. */
+static int set_text(task_config *cfg, const struct task__opt *o, const char *text,
+                    const char *where, task_error *err)
+{
+    char show[300];
+    shown(o, text, show, sizeof(show));
+    switch (o->type) {
+    case OPT_INT: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(text, &end, 10);
+        if (end == text || *end != '\0' || errno != 0)
+            return task__fail(err, TASK_ECONFIG, "%s%s: \"%s\" is not an integer", where, o->path,
+                              show);
+        int rc = check_range(o, (double)v, where, err);
+        if (rc == 0)
+            *(int *)field(cfg, o) = (int)v;
+        return rc;
+    }
+    case OPT_SECONDS: {
+        double v;
+        if (parse_seconds(text, &v) != 0)
+            return task__fail(err, TASK_ECONFIG, "%s%s: \"%s\" is not a duration (e.g. 30, 2.5s, "
+                              "500ms, 5m)", where, o->path, show);
+        int rc = check_range(o, v, where, err);
+        if (rc == 0)
+            *(double *)field(cfg, o) = v;
+        return rc;
+    }
+    case OPT_BOOL: {
+        bool v;
+        if (!strcmp(text, "1") || !strcmp(text, "true") || !strcmp(text, "yes") ||
+            !strcmp(text, "on"))
+            v = true;
+        else if (!strcmp(text, "0") || !strcmp(text, "false") || !strcmp(text, "no") ||
+                 !strcmp(text, "off"))
+            v = false;
+        else
+            return task__fail(err, TASK_ECONFIG, "%s%s: \"%s\" is not a boolean", where, o->path,
+                              show);
+        *(bool *)field(cfg, o) = v;
+        return 0;
+    }
+    case OPT_STRING:
+        return set_string(cfg, o, text, where, err);
+    case OPT_STRLIST: {
+        task_strlist l = {0};
+        for (const char *p = text; *p != '\0';) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            while (len > 0 && (*p == ' ' || *p == '\t'))
+                p++, len--;
+            while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+                len--;
+            if (len > 0 && strlist_add(&l, p, len) != 0) {
+                strlist_clear(&l);
+                return task__fail(err, TASK_ENOMEM, "%s%s", where, o->path);
+            }
+            p = comma ? comma + 1 : p + strlen(p);
+        }
+        task_strlist *dst = field(cfg, o);
+        strlist_clear(dst);
+        *dst = l;
+        return 0;
+    }
+    }
+    return TASK_EINVAL;
+}
+
+task_config *task_config_new(void)
+{
+    task_config *cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL)
+        return NULL;
+    size_t n;
+    const struct task__opt *o = task__config_opts(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (set_text(cfg, &o[i], o[i].def, "default ", NULL) != 0) {
+            task_config_free(cfg);
+            return NULL;
+        }
+    }
+    return cfg;
+}
+
+void task_config_free(task_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    size_t n;
+    const struct task__opt *o = task__config_opts(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (o[i].type == OPT_STRING)
+            free(*(char **)field(cfg, &o[i]));
+        else if (o[i].type == OPT_STRLIST)
+            strlist_clear(field(cfg, &o[i]));
+    }
+    free(cfg);
+}
+
+int task_config_set(task_config *cfg, const char *path, const char *value, const char *origin,
+                    task_error *err)
+{
+    if (cfg == NULL || path == NULL || value == NULL)
+        return task__fail(err, TASK_EINVAL, "task_config_set: missing argument");
+    const struct task__opt *o = task__config_opt_find(path);
+    char where[128];
+    snprintf(where, sizeof(where), "%s: ", origin ? origin : "set");
+    if (o == NULL)
+        return task__fail(err, TASK_ECONFIG, "%s%s: unknown option", where, path);
+    return set_text(cfg, o, value, where, err);
+}
+
+int task_config_load_env(task_config *cfg, task_error *err)
+{
+    size_t n;
+    const struct task__opt *o = task__config_opts(&n);
+    for (size_t i = 0; i < n; i++) {
+        char name[96];
+        task__config_opt_env(&o[i], name, sizeof(name));
+        const char *v = getenv(name);
+        if (v == NULL)
+            continue;
+        char where[128];
+        snprintf(where, sizeof(where), "%s: ", name);
+        /* Errors name the variable, not the option path twice. */
+        task_error e = {0};
+        if (set_text(cfg, &o[i], v, where, &e) != 0)
+            return task__fail(err, e.code, "%s", e.msg);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ files */
+
+static int file_value(task_config *cfg, const struct task__opt *o, config_setting_t *s,
+                      const char *where, task_error *err)
+{
+    int t = config_setting_type(s);
+    switch (o->type) {
+    case OPT_INT:
+        if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+            return task__fail(err, TASK_ECONFIG, "%s%s: expected an integer", where, o->path);
+        long long v = config_setting_get_int64(s);
+        int rc = check_range(o, (double)v, where, err);
+        if (rc == 0)
+            *(int *)field(cfg, o) = (int)v;
+        return rc;
+    case OPT_SECONDS:
+        if (t == CONFIG_TYPE_STRING)
+            return set_text(cfg, o, config_setting_get_string(s), where, err);
+        if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64 && t != CONFIG_TYPE_FLOAT)
+            return task__fail(err, TASK_ECONFIG, "%s%s: expected a number of seconds", where,
+                              o->path);
+        double d = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(s)
+                                          : (double)config_setting_get_int64(s);
+        rc = check_range(o, d, where, err);
+        if (rc == 0)
+            *(double *)field(cfg, o) = d;
+        return rc;
+    case OPT_BOOL:
+        if (t != CONFIG_TYPE_BOOL)
+            return task__fail(err, TASK_ECONFIG, "%s%s: expected true or false", where, o->path);
+        *(bool *)field(cfg, o) = config_setting_get_bool(s) != 0;
+        return 0;
+    case OPT_STRING:
+        if (t != CONFIG_TYPE_STRING)
+            return task__fail(err, TASK_ECONFIG, "%s%s: expected a string", where, o->path);
+        return set_string(cfg, o, config_setting_get_string(s), where, err);
+    case OPT_STRLIST: {
+        if (t == CONFIG_TYPE_STRING)
+            return set_text(cfg, o, config_setting_get_string(s), where, err);
+        if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+            return task__fail(err, TASK_ECONFIG, "%s%s: expected a list of strings", where,
+                              o->path);
+        task_strlist l = {0};
+        for (int i = 0; i < config_setting_length(s); i++) {
+            const char *e = config_setting_get_string_elem(s, i);
+            if (e == NULL) {
+                strlist_clear(&l);
+                return task__fail(err, TASK_ECONFIG, "%s%s: element %d is not a string", where,
+                                  o->path, i);
+            }
+            if (strlist_add(&l, e, strlen(e)) != 0) {
+                strlist_clear(&l);
+                return task__fail(err, TASK_ENOMEM, "%s%s", where, o->path);
+            }
+        }
+        task_strlist *dst = field(cfg, o);
+        strlist_clear(dst);
+        *dst = l;
+        return 0;
+    }
+    }
+    return TASK_EINVAL;
+}
+
+static int walk_section(task_config *cfg, config_setting_t *sec, const char *path,
+                        task_error *err)
+{
+    char where[600];
+    const char *file = config_setting_source_file(sec);
+    snprintf(where, sizeof(where), "%s:%u: ", file ? file : path,
+             config_setting_source_line(sec));
+    if (config_setting_type(sec) != CONFIG_TYPE_GROUP)
+        return task__fail(err, TASK_ECONFIG, "%s%s: expected a section like %s: { ... }", where,
+                          config_setting_name(sec), config_setting_name(sec));
+    for (int i = 0; i < config_setting_length(sec); i++) {
+        config_setting_t *s = config_setting_get_elem(sec, (unsigned)i);
+        char full[256];
+        snprintf(full, sizeof(full), "%s.%s", config_setting_name(sec), config_setting_name(s));
+        snprintf(where, sizeof(where), "%s:%u: ", file ? file : path,
+                 config_setting_source_line(s));
+        const struct task__opt *o = task__config_opt_find(full);
+        if (o == NULL)
+            return task__fail(err, TASK_ECONFIG, "%s%s: unknown option", where, full);
+        int rc = file_value(cfg, o, s, where, err);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int task_config_load_file(task_config *cfg, const char *path, task_error *err)
+{
+    if (access(path, R_OK) != 0)
+        return task__fail(err, TASK_EIO, "%s: cannot read: %s", path, strerror(errno));
+    config_t lc;
+    config_init(&lc);
+    int rc = 0;
+    if (config_read_file(&lc, path) != CONFIG_TRUE) {
+        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+            rc = task__fail(err, TASK_EIO, "%s: cannot read", path);
+        else
+            rc = task__fail(err, TASK_ECONFIG, "%s:%d: syntax error: %s",
+                            config_error_file(&lc) ? config_error_file(&lc) : path,
+                            config_error_line(&lc), config_error_text(&lc));
+        goto out;
+    }
+    config_setting_t *root = config_root_setting(&lc);
+    for (int i = 0; rc == 0 && i < config_setting_length(root); i++)
+        rc = walk_section(cfg, config_setting_get_elem(root, (unsigned)i), path, err);
+out:
+    config_destroy(&lc);
+    return rc;
+}
+
+int task_config_load_default(task_config *cfg, const char *name, const char *explicit_path,
+                             task_error *err)
+{
+    char sys[512];
+    snprintf(sys, sizeof(sys), "/etc/taskd/%s", name);
+    const char *implicit[] = {sys, name};
+    for (int i = 0; i < 2; i++) {
+        if (access(implicit[i], F_OK) != 0)
+            continue;
+        int rc = task_config_load_file(cfg, implicit[i], err);
+        if (rc != 0)
+            return rc;
+    }
+    if (explicit_path != NULL) {
+        int rc = task_config_load_file(cfg, explicit_path, err);
+        if (rc != 0)
+            return rc;
+    }
+    return task_config_load_env(cfg, err);
+}

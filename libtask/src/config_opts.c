@@ -1,1 +1,80 @@
-/* placeholder: being written */
+/* config_opts.c - see config_opts.h. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <task/config.h>
+#include "config_opts.h"
+
+#define OFF(f) offsetof(task_config, f)
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+static const struct task__opt opts[] = {
+    {"broker.urls", OPT_STRLIST, OFF(broker_urls), "amqp://guest:guest@127.0.0.1:5672//", 0, 0,
+     NULL, false, "TASKD_BROKER_URL", "broker URLs, tried in order"},
+    {"broker.connect_timeout", OPT_SECONDS, OFF(connect_timeout_s), "5", 0.1, 300, NULL, true,
+     NULL, "TCP connect + AMQP handshake limit per URL"},
+    {"broker.heartbeat", OPT_INT, OFF(heartbeat_s), "60", 0, 3600, NULL, false, NULL,
+     "AMQP heartbeat in seconds; 0 disables"},
+    {"worker.queues", OPT_STRLIST, OFF(queues), "celery", 0, 0, NULL, false, NULL,
+     "queues to consume"},
+    {"worker.pool_size", OPT_INT, OFF(pool_size), "0", 0, 1024, NULL, false, NULL,
+     "worker processes; 0 = one per core"},
+    {"worker.threads", OPT_INT, OFF(threads), "1", 1, 4096, NULL, false, NULL,
+     "task threads per process"},
+    {"worker.prefetch_multiplier", OPT_INT, OFF(prefetch_multiplier), "4", 1, 1000, NULL, false,
+     NULL, "prefetch = slots x this"},
+    {"worker.modules", OPT_STRLIST, OFF(modules), "", 0, 0, NULL, false, NULL,
+     "task modules (.so) to load"},
+    {"worker.dead_queue", OPT_STRING, OFF(dead_queue), "taskd.dead", 0, 0, NULL, false, NULL,
+     "durable quarantine queue for bad messages"},
+    {"worker.max_message_size", OPT_INT, OFF(max_message_bytes), "16777216", 1024, 1073741824,
+     NULL, true, NULL, "bodies larger than this (bytes) are quarantined"},
+    {"worker.json_max_depth", OPT_INT, OFF(json_max_depth), "64", 2, 10000, NULL, true, NULL,
+     "JSON nested deeper than this is quarantined"},
+    {"worker.shutdown_grace", OPT_SECONDS, OFF(shutdown_grace_s), "30", 0, 86400, NULL, true,
+     NULL, "warm shutdown limit"},
+    {"worker.hostname", OPT_STRING, OFF(hostname), "", 0, 0, NULL, false, NULL,
+     "node name; empty = taskd<pid>@<host>"},
+    {"worker.log_level", OPT_STRING, OFF(log_level), "info", 0, 0, log_levels, true, NULL,
+     "error, warn, info or debug"},
+    {"tasks.max_retries", OPT_INT, OFF(max_retries), "3", -1, 1000000, NULL, true, NULL,
+     "default retry limit; -1 = unlimited"},
+    {"tasks.time_limit", OPT_SECONDS, OFF(time_limit_s), "0", 0, 31536000, NULL, true, NULL,
+     "default hard time limit; 0 = none"},
+    {"tasks.soft_time_limit", OPT_SECONDS, OFF(soft_time_limit_s), "0", 0, 31536000, NULL, true,
+     NULL, "default soft time limit; 0 = none"},
+    {"client.send_timeout", OPT_SECONDS, OFF(send_timeout_s), "30", 0.1, 3600, NULL, true, NULL,
+     "how long task_send() waits for the broker's confirm"},
+    {"client.default_queue", OPT_STRING, OFF(default_queue), "celery", 0, 0, NULL, true, NULL,
+     "queue for tasks sent without one"},
+    {"results.max_age", OPT_SECONDS, OFF(results_max_age_s), "86400", 60, 31536000, NULL, false,
+     NULL, "results stream retention"},
+};
+
+const struct task__opt *task__config_opts(size_t *n)
+{
+    *n = sizeof(opts) / sizeof(opts[0]);
+    return opts;
+}
+
+const struct task__opt *task__config_opt_find(const char *path)
+{
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        if (strcmp(opts[i].path, path) == 0)
+            return &opts[i];
+    }
+    return NULL;
+}
+
+void task__config_opt_env(const struct task__opt *o, char *buf, size_t size)
+{
+    if (o->env != NULL) {
+        snprintf(buf, size, "%s", o->env);
+        return;
+    }
+    size_t n = (size_t)snprintf(buf, size, "TASKD_");
+    for (const char *p = o->path; *p != '\0' && n + 1 < size; p++)
+        buf[n++] = *p == '.' ? '_' : (char)toupper((unsigned char)*p);
+    buf[n < size ? n : size - 1] = '\0';
+}

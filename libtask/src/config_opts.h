@@ -1,0 +1,32 @@
+/*
+ * config_opts.h - the one table of configuration options. The file loader, the TASKD_*
+ * environment mapping, flags, and the docs test (every option documented in config/taskd.conf)
+ * all read it. Adding an option: a field in task_config, a row here, a paragraph in
+ * config/taskd.conf (the docs test fails until all three agree).
+ */
+#ifndef TASK_CONFIG_OPTS_H
+#define TASK_CONFIG_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum task__opt_type { OPT_INT, OPT_SECONDS, OPT_BOOL, OPT_STRING, OPT_STRLIST };
+
+struct task__opt {
+    const char *path;          /* "section.name" */
+    enum task__opt_type type;
+    size_t off;                /* offsetof(task_config, field) */
+    const char *def;           /* default, as text (parsed like a flag) */
+    double min, max;           /* OPT_INT / OPT_SECONDS */
+    const char *const *choices;/* OPT_STRING limited to these (NULL-terminated); NULL: any */
+    bool reload;               /* may change on SIGHUP */
+    const char *env;           /* environment variable; NULL: TASKD_<SECTION>_<NAME> */
+    const char *doc;
+};
+
+const struct task__opt *task__config_opts(size_t *n);
+const struct task__opt *task__config_opt_find(const char *path);
+/* The environment variable of `o` into buf. */
+void task__config_opt_env(const struct task__opt *o, char *buf, size_t size);
+
+#endif
