@@ -10,7 +10,7 @@ int cmd_result(const struct globals *g, int argc, char **argv)
     double since = 0;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c != 's' || (since = ctl_parse_seconds(optarg)) < 0)
             return ctl_error("usage: taskctl result ID [--since UNIX_S]");
     }

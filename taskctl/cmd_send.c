@@ -33,7 +33,7 @@ static int parse_send(int argc, char **argv, bool with_timeout, struct send_args
     s->timeout_s = -1;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         double v;
         char *end;
         switch (c) {

@@ -23,7 +23,7 @@ int cmd_wait(const struct globals *g, int argc, char **argv)
     double timeout_s = -1;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c != 't' || (timeout_s = ctl_parse_seconds(optarg)) < 0)
             return ctl_error("usage: taskctl wait ID [--timeout S]");
     }
