@@ -214,6 +214,13 @@ json_object *task__json_parse(const void *text, size_t len, int max_depth, enum 
         return NULL;
     }
     *reason = TASK_BAD_NONE;
+    /* json-c lets UTF-8-encoded surrogates through; Python's decoder (and so a Celery worker)
+     * does not, so check strictly first. NULs are left for the parser to refuse. */
+    if (!task__utf8_check(text, len, true)) {
+        *reason = TASK_BAD_BAD_UTF8;
+        task__fail(err, TASK_EPROTO, "body: invalid UTF-8");
+        return NULL;
+    }
     json_tokener *tok = json_tokener_new_ex(max_depth > 0 ? max_depth : DEFAULT_MAX_DEPTH);
     if (tok == NULL) {
         *reason = TASK_BAD__COUNT;
@@ -224,6 +231,13 @@ json_object *task__json_parse(const void *text, size_t len, int max_depth, enum 
     json_object *o = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t used = json_tokener_get_parse_end(tok);
+    bool at_end = jerr == json_tokener_continue && used == len;
+    if (at_end) {
+        /* A bare top-level literal ("null", "12") is complete only at the end of input; a NUL
+         * tells the tokener that the input ended. */
+        o = json_tokener_parse_ex(tok, "", 1);
+        jerr = json_tokener_get_error(tok);
+    }
     if (jerr == json_tokener_success) {
         /* Only white space may follow the value. */
         const char *s = text;
@@ -240,7 +254,8 @@ json_object *task__json_parse(const void *text, size_t len, int max_depth, enum 
         *reason = jerr == json_tokener_error_depth               ? TASK_BAD_TOO_DEEP
                   : jerr == json_tokener_error_parse_utf8_string ? TASK_BAD_BAD_UTF8
                                                                  : TASK_BAD_NOT_JSON;
-        if (jerr == json_tokener_continue)
+        if (at_end && jerr != json_tokener_error_depth &&
+            jerr != json_tokener_error_parse_utf8_string)
             task__fail(err, TASK_EPROTO, "body: truncated JSON (%zu bytes)", len);
         else
             task__fail(err, TASK_EPROTO, "body: %s at byte %zu", json_tokener_error_desc(jerr),

@@ -31,6 +31,8 @@ double task__now_wall(void);
 const char *task__json_str(json_object *o, size_t *len);
 /* True if `s` (len bytes) is valid UTF-8 with no NUL bytes. */
 bool task__utf8_valid(const char *s, size_t len);
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF); NUL bytes allowed if asked. */
+bool task__utf8_check(const char *s, size_t len, bool allow_nul);
 
 /* ISO 8601 as Celery writes it: "2026-11-24T08:55:48.558101+00:00" (buf >= 40 bytes). */
 void task__iso8601_format(double unix_s, char *buf, size_t size);

@@ -36,11 +36,16 @@ const char *task__json_str(json_object *o, size_t *len)
 
 bool task__utf8_valid(const char *s, size_t len)
 {
+    return task__utf8_check(s, len, false);
+}
+
+bool task__utf8_check(const char *s, size_t len, bool allow_nul)
+{
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < len) {
         unsigned c = p[i];
-        if (c == 0)
+        if (c == 0 && !allow_nul)
             return false;
         if (c < 0x80) {
             i++;
