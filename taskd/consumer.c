@@ -41,16 +41,6 @@ int consumer_start(struct worker *w)
     return rc;
 }
 
-static struct job *job_new(struct worker *w, uint64_t dtag)
-{
-    struct job *job = calloc(1, sizeof(*job));
-    if (job != NULL) {
-        job->dtag = dtag;
-        w->inflight++;
-    }
-    return job;
-}
-
 static void revoke_expired(struct worker *w, struct task__delivery *d, struct task__msg *m)
 {
     struct job *job = job_new(w, d->tag);
@@ -121,8 +111,14 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
         (void)task__conn_reject(w->conn, CH_CONSUME, d->tag, true);
         goto out;
     }
-    run_task(w, job, d, &m);
-    job_finish(w, job);
+    /* The job owns the delivery and the decoded message from here on. */
+    job->d = *d;
+    job->m = m;
+    job->def = task_registry_find(m.task);
+    memset(d, 0, sizeof(*d));
+    memset(&m, 0, sizeof(m));
+    runner_start(w, job);
+    return;
 out:
     task__msg_clear(&m);
     task__delivery_free(d);

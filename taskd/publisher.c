@@ -35,7 +35,7 @@ static void job_settle(struct worker *w, struct job *job)
         log_event(LV_WARN, rc, "ack_failed", "delivery_tag=%llu detail=\"%s\"",
                   (unsigned long long)job->dtag, task__conn_errmsg(w->conn));
     w->inflight--;
-    free(job);
+    job_free(job);
 }
 
 void job_finish(struct worker *w, struct job *job)

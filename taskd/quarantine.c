@@ -60,15 +60,13 @@ static json_object *failure_for(const struct task__msg *m, enum task__bad reason
 void quarantine(struct worker *w, struct task__delivery *d, const struct task__msg *partial,
                 enum task__bad reason, const char *detail)
 {
-    struct job *job = calloc(1, sizeof(*job));
+    struct job *job = job_new(w, d->tag);
     if (job == NULL) {
         /* Cannot track it: leave it unacked; the broker redelivers after we reconnect. */
         log_event(LV_ERROR, TASK_ENOMEM, "quarantine_failed", "delivery_tag=%llu",
                   (unsigned long long)d->tag);
         return;
     }
-    job->dtag = d->tag;
-    w->inflight++;
     w->n_quarantined++;
 
     char why[640];

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "ctx.h"
 #include "log.h"
 #include "worker.h"
 
@@ -53,19 +52,6 @@ int delivery_count(const struct task__delivery *d)
     return d->redelivered ? 2 : 1;
 }
 
-struct run {
-    struct worker *w;
-    const struct task__msg *m;
-};
-
-static int ctx_progress(task_ctx *ctx, json_object *meta)
-{
-    struct run *r = ctx->rt;
-    return pub_result(r->w, NULL, r->m, "PROGRESS", meta, NULL, 0);
-}
-
-static const struct task_ctx_ops inline_ops = {.progress = ctx_progress};
-
 static double backoff_s(const task_def *def, int retries)
 {
     double base = def->retry_backoff > 0 ? def->retry_backoff : 1.0;
@@ -88,9 +74,10 @@ static void publish_failure(struct worker *w, struct job *job, const struct task
     w->n_failed++;
 }
 
-static void republish_retry(struct worker *w, struct job *job, struct task__delivery *d,
-                            struct task__msg *m, double delay_s, const task_ctx *ctx, int dc)
+static void republish_retry(struct worker *w, struct job *job, double delay_s,
+                            const char *exc_type, const char *exc_msg, int dc)
 {
+    const struct task__msg *m = &job->m;
     struct task__msg again = *m;
     again.retries = m->retries + 1;
     again.eta = task__now_wall() + delay_s;
@@ -100,7 +87,7 @@ static void republish_retry(struct worker *w, struct job *job, struct task__deli
     task_error err = {0};
     int rc = task__msg_encode(&again, &wire, &err);
     if (rc == 0) {
-        rc = pub_send(w, job, "", d->routing_key, &wire.props, wire.body, wire.body_len);
+        rc = pub_send(w, job, "", job->d.routing_key, &wire.props, wire.body, wire.body_len);
         task__wire_free(&wire);
     }
     if (rc != 0) {
@@ -109,8 +96,8 @@ static void republish_retry(struct worker *w, struct job *job, struct task__deli
         job->nacked = true; /* requeue the original: the retry is not lost */
         return;
     }
-    const char *type = ctx->exc_type[0] ? ctx->exc_type : "Retry";
-    const char *msg = ctx->exc_message[0] ? ctx->exc_message : "retry requested";
+    const char *type = exc_type[0] ? exc_type : "Retry";
+    const char *msg = exc_msg[0] ? exc_msg : "retry requested";
     json_object *exc = task__exc_new(type, msg, exc_module(type));
     (void)pub_result(w, job, m, "RETRY", exc, NULL, dc);
     json_object_put(exc);
@@ -119,48 +106,76 @@ static void republish_retry(struct worker *w, struct job *job, struct task__deli
               m->id, again.retries, delay_s);
 }
 
-void run_task(struct worker *w, struct job *job, struct task__delivery *d, struct task__msg *m)
+struct job *job_new(struct worker *w, uint64_t dtag)
 {
-    const task_def *def = task_registry_find(m->task);
-    int dc = delivery_count(d);
-    struct run r = {.w = w, .m = m};
-    task_ctx ctx;
-    double soft = m->timelimit_soft > 0 ? m->timelimit_soft
-                  : def->soft_time_limit > 0 ? def->soft_time_limit
-                                             : w->cfg->soft_time_limit_s;
-    task__ctx_init(&ctx, &inline_ops, &r, m->id, m->retries,
-                   soft > 0 ? task__now_mono() + soft : 0);
+    struct job *job = calloc(1, sizeof(*job));
+    if (job != NULL) {
+        job->dtag = dtag;
+        job->child = -1;
+        job->m.group_index = -1;
+        w->inflight++;
+    }
+    return job;
+}
 
-    if (def->track_started) {
+void job_free(struct job *job)
+{
+    task__delivery_free(&job->d);
+    task__msg_clear(&job->m);
+    free(job);
+}
+
+void runner_start(struct worker *w, struct job *job)
+{
+    if (job->def->track_started) {
         json_object *meta = json_object_new_object();
         json_object_object_add(meta, "pid", json_object_new_int(getpid()));
         json_object_object_add(meta, "hostname", json_object_new_string(w->hostname));
-        (void)pub_result(w, NULL, m, "STARTED", meta, NULL, dc);
+        (void)pub_result(w, NULL, &job->m, "STARTED", meta, NULL, delivery_count(&job->d));
         json_object_put(meta);
     }
+    pool_submit(w, job);
+}
 
-    json_object *result = NULL;
-    double t0 = task__now_mono();
-    int outcome = def->fn(&ctx, m->args, m->kwargs, &result);
-    double runtime = task__now_mono() - t0;
-    int max_retries = def->max_retries != 0 ? def->max_retries : w->cfg->max_retries;
+void runner_progress(struct worker *w, struct job *job, json_object *meta)
+{
+    (void)pub_result(w, NULL, &job->m, "PROGRESS", meta, NULL, 0);
+}
+
+static const char *reply_str(json_object *o, const char *key)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
+}
+
+void runner_done(struct worker *w, struct job *job, json_object *reply)
+{
+    const struct task__msg *m = &job->m;
+    json_object *v;
+    int outcome = json_object_object_get_ex(reply, "outcome", &v) ? json_object_get_int(v) : -1;
+    double runtime = json_object_object_get_ex(reply, "runtime", &v) ? json_object_get_double(v) : 0;
+    int dc = delivery_count(&job->d);
+    int max_retries = job->def->max_retries != 0 ? job->def->max_retries : w->cfg->max_retries;
+    const char *exc_type = reply_str(reply, "exc_type");
+    const char *exc_msg = reply_str(reply, "exc_message");
 
     if (outcome == TASK_OK) {
+        json_object *result = json_object_object_get_ex(reply, "result", &v) ? v : NULL;
         (void)pub_result(w, job, m, "SUCCESS", result, NULL, dc);
         w->n_succeeded++;
         log_event(LV_DEBUG, 0, "task_succeeded", "task=%s task_id=%s runtime_s=%.6f", m->task,
                   m->id, runtime);
     } else if (outcome == TASK_RETRY && (max_retries < 0 || m->retries < max_retries)) {
-        double delay = ctx.retry_in_s >= 0 ? ctx.retry_in_s : backoff_s(def, m->retries);
-        republish_retry(w, job, d, m, delay, &ctx, dc);
+        double in = json_object_object_get_ex(reply, "retry_in", &v) ? json_object_get_double(v) : -1;
+        republish_retry(w, job, in >= 0 ? in : backoff_s(job->def, m->retries), exc_type,
+                        exc_msg, dc);
     } else {
-        const char *type = ctx.exc_type[0] ? ctx.exc_type : "Exception";
-        const char *msg = ctx.exc_message;
-        if (outcome == TASK_RETRY) {
-            type = ctx.exc_type[0] ? ctx.exc_type : "MaxRetriesExceededError";
-            if (!ctx.exc_type[0])
-                msg = "maximum retries exceeded";
-        } else if (outcome != TASK_FAIL) {
+        const char *type = exc_type[0] ? exc_type : "Exception";
+        const char *msg = exc_msg;
+        if (outcome == TASK_RETRY && !exc_type[0]) {
+            type = "MaxRetriesExceededError";
+            msg = "maximum retries exceeded";
+        } else if (outcome != TASK_FAIL && outcome != TASK_RETRY) {
             type = "RuntimeError";
             msg = "task returned an unknown outcome";
         }
@@ -168,6 +183,25 @@ void run_task(struct worker *w, struct job *job, struct task__delivery *d, struc
         log_event(LV_INFO, 0, "task_failed", "task=%s task_id=%s exc_type=%s runtime_s=%.6f",
                   m->task, m->id, type, runtime);
     }
-    json_object_put(result);
-    task__ctx_release(&ctx);
+    job_finish(w, job);
+}
+
+void runner_lost(struct worker *w, struct job *job)
+{
+    const struct task__msg *m = &job->m;
+    int dc = delivery_count(&job->d);
+    if (job->timed_out) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "TimeLimitExceeded(%g)", task__now_mono() - job->started);
+        publish_failure(w, job, m, "TimeLimitExceeded", msg, dc);
+    } else if (w->cfg->requeue_on_crash && dc < 2) {
+        /* Once only: the redelivered copy that kills a child again fails for good. */
+        log_event(LV_WARN, 0, "task_requeued", "task=%s task_id=%s reason=worker_lost", m->task,
+                  m->id);
+        job->nacked = true;
+    } else {
+        publish_failure(w, job, m, "WorkerLostError",
+                        "Worker exited prematurely: the process running the task died.", dc);
+    }
+    job_finish(w, job);
 }

@@ -1,6 +1,7 @@
 /*
  * worker.c - the supervisor's event loop: poll() over the AMQP socket (after draining the
- * frames rabbitmq-c has already buffered, which poll() cannot see) and a signalfd.
+ * frames rabbitmq-c has already buffered, which poll() cannot see), a signalfd and the pool
+ * children's sockets; the shutdown state machine (warm, then cold); reconnects.
  */
 #include <errno.h>
 #include <poll.h>
@@ -11,6 +12,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include "log.h"
+#include "notify.h"
 #include "worker.h"
 
 #define FRAMES_PER_TURN 512
@@ -22,6 +24,7 @@ static int block_signals(struct worker *w)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
         return -errno;
     w->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -47,13 +50,19 @@ int worker_init(struct worker *w, task_config *cfg)
     }
     w->limits.max_body_bytes = (size_t)cfg->max_message_bytes;
     w->limits.max_depth = cfg->json_max_depth;
-    int slots = 1; /* in-process runner: one task at a time */
-    w->prefetch = slots * (cfg->prefetch_multiplier > 0 ? cfg->prefetch_multiplier : 4);
     srandom((unsigned)getpid() ^ (unsigned)task__now_wall());
     int rc = block_signals(w);
-    if (rc != 0)
+    if (rc != 0) {
         log_event(LV_ERROR, -rc, "signal_setup_failed", NULL);
-    return rc;
+        return rc;
+    }
+    rc = pool_start(w);
+    if (rc != 0)
+        return rc;
+    long slots = (long)w->pool.n * w->pool.threads;
+    long prefetch = slots * (cfg->prefetch_multiplier > 0 ? cfg->prefetch_multiplier : 4);
+    w->prefetch = (int)(prefetch > 65535 ? 65535 : prefetch);
+    return 0;
 }
 
 static int connect_broker(struct worker *w)
@@ -88,13 +97,13 @@ static int connect_broker(struct worker *w)
 }
 
 /* Forget everything tied to a lost connection: the broker requeues our unacked deliveries and
- * we re-run them (at-least-once); results not yet confirmed may be published twice. */
+ * we run them again (at-least-once); results not yet confirmed may be published twice. */
 static void drop_session(struct worker *w)
 {
     for (size_t i = 0; i < w->pend_len; i++) {
         struct pending *p = &w->pend[(w->pend_head + i) % w->pend_cap];
         if (p->job != NULL && --p->job->waits == 0 && p->job->done)
-            free(p->job);
+            job_free(p->job);
         p->job = NULL;
     }
     w->pend_len = 0;
@@ -102,6 +111,7 @@ static void drop_session(struct worker *w)
     for (size_t i = 0; i < w->nheld; i++)
         task__delivery_free(&w->held[i].d);
     w->nheld = 0;
+    pool_drop_jobs(w);
     for (int i = 0; i < w->ntags; i++)
         free(w->tags[i]);
     w->ntags = 0;
@@ -113,20 +123,31 @@ static void drop_session(struct worker *w)
 static void start_draining(struct worker *w)
 {
     w->state = W_DRAINING;
-    for (int i = 0; i < w->ntags; i++) {
+    w->drain_deadline = task__now_mono() + w->cfg->shutdown_grace_s;
+    notify_send("STOPPING=1");
+    for (int i = 0; w->conn != NULL && i < w->ntags; i++) {
         amqp_basic_cancel(task__conn_amqp(w->conn), CH_CONSUME, amqp_cstring_bytes(w->tags[i]));
         int rc = task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)),
                                   "basic.cancel");
         if (rc != 0)
             log_event(LV_WARN, rc, "cancel_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
     }
-    /* Tasks waiting for their eta go back to the queue now; another worker will run them. */
-    for (size_t i = 0; i < w->nheld; i++) {
+    /* What has not started goes back to the queue now; another worker will run it. */
+    for (size_t i = 0; w->conn != NULL && i < w->nheld; i++)
         (void)task__conn_reject(w->conn, CH_CONSUME, w->held[i].d.tag, true);
+    for (size_t i = 0; i < w->nheld; i++)
         task__delivery_free(&w->held[i].d);
-    }
     w->nheld = 0;
-    log_event(LV_INFO, 0, "worker_draining", "inflight=%d", w->inflight);
+    pool_requeue_backlog(w);
+    log_event(LV_INFO, 0, "worker_draining", "running=%d grace_s=%g", pool_running(w),
+              w->cfg->shutdown_grace_s);
+}
+
+static void stop_cold(struct worker *w, const char *why)
+{
+    log_event(LV_WARN, 0, "shutdown_cold", "reason=%s running=%d", why, pool_running(w));
+    pool_stop(w, true);
+    w->state = W_STOPPED;
 }
 
 static void on_signal(struct worker *w)
@@ -134,17 +155,15 @@ static void on_signal(struct worker *w)
     struct signalfd_siginfo si;
     while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         int sig = (int)si.ssi_signo;
-        if (sig == SIGHUP) {
+        if (sig == SIGCHLD) {
+            pool_reap(w);
+        } else if (sig == SIGHUP) {
             log_event(LV_INFO, 0, "reload_ignored", "reason=\"reload not supported yet\"");
-            continue;
-        }
-        if (w->state == W_RUNNING) {
+        } else if (w->state == W_RUNNING) {
             log_event(LV_INFO, 0, "shutdown_warm", "signal=%s", sigabbrev_np(sig));
             start_draining(w);
-        } else {
-            log_event(LV_WARN, 0, "shutdown_cold", "signal=%s inflight=%d", sigabbrev_np(sig),
-                      w->inflight);
-            w->state = W_STOPPED;
+        } else if (w->state == W_DRAINING) {
+            stop_cold(w, "second signal");
         }
     }
 }
@@ -185,12 +204,12 @@ static void on_frame(struct worker *w, amqp_frame_t *f)
 }
 
 /* Handle frames until none is ready. Returns 0 or a negative code when the connection broke. */
-static int pump(struct worker *w, int timeout_ms)
+static int pump(struct worker *w)
 {
     for (int i = 0; i < FRAMES_PER_TURN; i++) {
         amqp_frame_t f;
         uint16_t closed = 0;
-        int rc = task__conn_next_frame(w->conn, &f, i == 0 ? timeout_ms : 0, &closed);
+        int rc = task__conn_next_frame(w->conn, &f, 0, &closed);
         if (rc == 0)
             break;
         if (rc < 0) {
@@ -203,25 +222,53 @@ static int pump(struct worker *w, int timeout_ms)
     return 0;
 }
 
+static int min_timeout(int a, int b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+/* One turn of the loop. Returns 0, or a negative code when the connection broke. */
 static int turn(struct worker *w)
 {
-    int timeout = consumer_next_due_ms(w);
-    if (timeout < 0 || timeout > 1000)
-        timeout = 1000;
-    int amqp_timeout = 0;
-    if (!task__conn_has_buffered(w->conn)) {
-        struct pollfd pfd[2] = {{.fd = task__conn_fd(w->conn), .events = POLLIN},
-                                {.fd = w->sigfd, .events = POLLIN}};
-        int n = poll(pfd, 2, timeout);
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n > 0 && (pfd[1].revents & POLLIN))
-            on_signal(w);
-        if (w->state == W_STOPPED)
-            return 0;
+    int timeout = min_timeout(consumer_next_due_ms(w), pool_next_deadline_ms(w));
+    timeout = min_timeout(timeout, 1000);
+    struct pollfd pfd[2 + 256];
+    int map[256];
+    int n = 0;
+    pfd[n++] = (struct pollfd){.fd = w->sigfd, .events = POLLIN};
+    int amqp_idx = -1;
+    if (w->conn != NULL) {
+        amqp_idx = n;
+        pfd[n++] = (struct pollfd){.fd = task__conn_fd(w->conn), .events = POLLIN};
     }
+    int first_child = n;
+    for (int i = 0; i < w->pool.n && n < 2 + 256; i++) {
+        if (w->pool.ch[i].pid > 0) {
+            map[n - first_child] = i;
+            pfd[n++] = (struct pollfd){.fd = w->pool.ch[i].fd, .events = POLLIN};
+        }
+    }
+    if (w->conn != NULL && task__conn_has_buffered(w->conn))
+        timeout = 0;
+    int ready = poll(pfd, (nfds_t)n, timeout);
+    if (ready < 0 && errno != EINTR)
+        return -errno;
+    for (int k = first_child; ready > 0 && k < n; k++) {
+        if (pfd[k].revents & (POLLIN | POLLHUP | POLLERR))
+            pool_on_readable(w, map[k - first_child]);
+    }
+    if (ready > 0 && (pfd[0].revents & POLLIN))
+        on_signal(w);
+    pool_check_limits(w);
+    if (w->conn == NULL)
+        return 0;
+    (void)amqp_idx;
     /* Also with nothing readable: rabbitmq-c sends heartbeats only from inside its reads. */
-    int rc = pump(w, amqp_timeout);
+    int rc = pump(w);
     if (rc != 0)
         return rc;
     consumer_release_due(w);
@@ -232,21 +279,29 @@ static void sleep_backoff(struct worker *w, int attempt)
 {
     double base = 0.2 * (1 << (attempt > 6 ? 6 : attempt));
     double s = base * (0.5 + 0.5 * ((double)random() / RAND_MAX));
-    struct pollfd pfd = {.fd = w->sigfd, .events = POLLIN};
-    if (poll(&pfd, 1, (int)(s * 1000)) > 0)
-        on_signal(w);
+    double until = task__now_mono() + s;
+    /* Keep serving children and signals while the broker is away. */
+    while (w->state != W_STOPPED && task__now_mono() < until)
+        (void)turn(w);
+}
+
+/* The loop while draining: done when nothing runs and every result is confirmed. */
+static bool drained(struct worker *w)
+{
+    return pool_idle(w) && (w->conn == NULL || (w->inflight == 0 && w->pend_len == 0));
 }
 
 int worker_run(struct worker *w)
 {
     int attempt = 0;
+    bool ready_sent = false;
     while (w->state != W_STOPPED) {
-        if (w->conn == NULL) {
-            if (w->state == W_DRAINING)
-                break; /* nothing in flight survives a lost connection */
+        if (w->conn == NULL && w->state == W_RUNNING) {
             int rc = connect_broker(w);
             if (rc == TASK_EAUTH || rc == TASK_EINVAL || (rc == TASK_EBROKER && attempt == 0)) {
                 drop_session(w);
+                stop_cold(w, "broker refused");
+                pool_reap(w);
                 return rc;
             }
             if (rc != 0) {
@@ -255,16 +310,28 @@ int worker_run(struct worker *w)
                 continue;
             }
             attempt = 0;
-            log_event(LV_INFO, 0, "worker_ready", "hostname=%s queues=%d tasks=%d", w->hostname,
-                      w->cfg->queues.n, task_registry_count());
+            log_event(LV_INFO, 0, "worker_ready", "hostname=%s queues=%d tasks=%d procs=%d "
+                      "threads=%d", w->hostname, w->cfg->queues.n, task_registry_count(),
+                      w->pool.n, w->pool.threads);
+            if (!ready_sent)
+                notify_send("READY=1");
+            ready_sent = true;
         }
-        int rc = turn(w);
-        if (rc != 0) {
+        if (turn(w) != 0)
             drop_session(w);
-            continue;
+        if (w->state == W_DRAINING) {
+            if (drained(w))
+                break;
+            if (task__now_mono() > w->drain_deadline)
+                stop_cold(w, "grace period over");
         }
-        if (w->state == W_DRAINING && w->inflight == 0 && w->pend_len == 0)
-            break;
+    }
+    /* Warm: children finish (they are idle) and exit; cold: they were killed. */
+    pool_stop(w, w->state == W_STOPPED);
+    double until = task__now_mono() + 5;
+    while (!pool_all_exited(w) && task__now_mono() < until) {
+        usleep(10000);
+        pool_reap(w);
     }
     if (w->conn != NULL)
         drop_session(w);
@@ -280,6 +347,12 @@ void worker_free(struct worker *w)
 {
     if (w->conn != NULL)
         drop_session(w);
+    for (int i = 0; i < w->pool.n; i++) {
+        if (w->pool.ch[i].pid > 0)
+            kill(w->pool.ch[i].pid, SIGKILL);
+        ipc_buf_free(&w->pool.ch[i].in);
+    }
+    free(w->pool.ch);
     free(w->pend);
     free(w->held);
     if (w->sigfd >= 0)

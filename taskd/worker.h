@@ -14,6 +14,7 @@
 #include <task/task.h>
 #include "codec.h"
 #include "conn.h"
+#include "ipc.h"
 
 #define CH_CONSUME 1
 #define CH_PUBLISH 2
@@ -22,10 +23,41 @@ enum worker_state { W_RUNNING, W_DRAINING, W_STOPPED };
 
 /* One delivery, from receipt to ack. */
 struct job {
+    int64_t jid;            /* the pool's id for it */
     uint64_t dtag;          /* delivery tag on CH_CONSUME */
     int waits;              /* publishes not yet confirmed */
     bool nacked;            /* a publish was refused: requeue instead of ack */
     bool done;              /* all publishes made; ack when waits reaches 0 */
+    bool orphan;            /* its connection is gone: drop the outcome, the broker redelivers */
+    bool timed_out;         /* killed for its hard time limit */
+    struct task__delivery d; /* owned */
+    struct task__msg m;      /* owned, decoded */
+    const task_def *def;
+    int child;              /* pool child running it; -1: none */
+    double started;         /* task__now_mono() at dispatch */
+    double hard_deadline;   /* task__now_mono() seconds; 0: none */
+    struct job *next;       /* backlog or the child's running list */
+};
+
+/* A pool child as the supervisor sees it. */
+struct pchild {
+    pid_t pid;              /* 0: not running */
+    int fd;
+    struct ipc_buf in;
+    int busy;
+    int done_count;
+    bool retiring;          /* finishing its jobs, then exiting (recycle or shutdown) */
+    long rss_kb;
+    struct job *running;
+};
+
+struct pool {
+    struct pchild *ch;
+    int n, threads;
+    struct job *bl_head, *bl_tail; /* deliveries waiting for a free slot */
+    size_t backlog;
+    int64_t next_jid;
+    bool stopping;          /* do not respawn */
 };
 
 /* Publishes awaiting a confirm, in sequence order. */
@@ -58,6 +90,8 @@ struct worker {
     int ntags;
     int prefetch;
     int inflight;           /* deliveries not yet acked */
+    struct pool pool;
+    double drain_deadline;  /* warm shutdown turns cold after this (task__now_mono()) */
     uint64_t n_received, n_succeeded, n_failed, n_retried, n_quarantined;
 };
 
@@ -81,8 +115,31 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
 void quarantine(struct worker *w, struct task__delivery *d, const struct task__msg *partial,
                 enum task__bad reason, const char *detail);
 
-/* runner.c: run a decoded task message; publishes its outcome for `job`. */
-void run_task(struct worker *w, struct job *job, struct task__delivery *d, struct task__msg *m);
+/* runner.c: hand a decoded task to the pool; publish what comes back. */
+void runner_start(struct worker *w, struct job *job);
+void runner_done(struct worker *w, struct job *job, json_object *reply);
+void runner_progress(struct worker *w, struct job *job, json_object *meta);
+/* The child running `job` died: WorkerLostError, or TimeLimitExceeded when it was killed. */
+void runner_lost(struct worker *w, struct job *job);
+struct job *job_new(struct worker *w, uint64_t dtag);
+void job_free(struct job *job);
+
+/* pool.c */
+int pool_start(struct worker *w);
+void pool_submit(struct worker *w, struct job *job);
+void pool_on_readable(struct worker *w, int i);
+void pool_reap(struct worker *w);
+void pool_check_limits(struct worker *w);
+int pool_next_deadline_ms(const struct worker *w);
+bool pool_idle(const struct worker *w);
+int pool_running(const struct worker *w);
+/* Warm: children finish their jobs and exit. Cold: SIGKILL. */
+void pool_stop(struct worker *w, bool cold);
+bool pool_all_exited(const struct worker *w);
+/* Forget the jobs of a lost connection (running ones become orphans). */
+void pool_drop_jobs(struct worker *w);
+/* Give waiting (not yet running) jobs back to the broker. */
+void pool_requeue_backlog(struct worker *w);
 
 /* runner.c: times this message was delivered (quorum x-delivery-count, else redelivered). */
 int delivery_count(const struct task__delivery *d);

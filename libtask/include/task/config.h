@@ -45,6 +45,9 @@ typedef struct task_config {
     double shutdown_grace_s;      /* worker.shutdown_grace: warm shutdown limit */
     char *hostname;               /* worker.hostname: node name; "" = taskd@<host> */
     char *log_level;              /* worker.log_level: error, warn, info, debug */
+    int max_tasks_per_child;      /* worker.max_tasks_per_child: recycle after; 0 = never */
+    int max_memory_per_child_kb;  /* worker.max_memory_per_child: recycle above (KiB); 0 = never */
+    bool requeue_on_crash;        /* worker.requeue_on_crash: requeue once instead of FAILURE */
 
     /* task defaults (a task's TASK() options override them) */
     int max_retries;              /* tasks.max_retries */

@@ -1,0 +1,249 @@
+/*
+ * child.c - a pool child: runs tasks on N threads and reports outcomes to the supervisor.
+ *
+ * The child never talks to the broker. Its main thread reads job frames and queues them; task
+ * threads run them and write outcome frames (serialised by a lock). EOF on the socket means
+ * "finish what you have and exit"; the supervisor sends it on recycle and warm shutdown.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+#include "child.h"
+#include "ctx.h"
+#include "internal.h"
+#include "ipc.h"
+
+struct cjob {
+    struct cjob *next;
+    json_object *req;
+};
+
+struct slot {
+    int64_t jid;            /* 0: idle */
+    task_ctx *ctx;
+};
+
+struct child {
+    int fd;
+    int nthreads;
+    pthread_mutex_t mu;     /* queue, slots, quit */
+    pthread_cond_t cv;
+    struct cjob *head, *tail;
+    bool quit;
+    struct slot *slots;
+    pthread_mutex_t wmu;    /* one writer on fd at a time */
+};
+
+struct run {
+    struct child *c;
+    int64_t jid;
+};
+
+static void send_frame(struct child *c, json_object *o)
+{
+    pthread_mutex_lock(&c->wmu);
+    int rc = ipc_send(c->fd, o);
+    pthread_mutex_unlock(&c->wmu);
+    if (rc != 0)
+        _exit(0); /* supervisor gone: PDEATHSIG would follow anyway */
+}
+
+static int child_progress(task_ctx *ctx, json_object *meta)
+{
+    struct run *r = ctx->rt;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "jid", json_object_new_int64(r->jid));
+    json_object_object_add(o, "kind", json_object_new_string("progress"));
+    json_object_object_add(o, "meta", json_object_get(meta));
+    send_frame(r->c, o);
+    json_object_put(o);
+    return 0;
+}
+
+static const struct task_ctx_ops child_ops = {.progress = child_progress};
+
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static json_object *get(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    json_object_object_get_ex(o, k, &v);
+    return v;
+}
+
+static void run_job(struct child *c, int slot, json_object *req)
+{
+    int64_t jid = json_object_get_int64(get(req, "jid"));
+    const char *name = json_object_get_string(get(req, "task"));
+    const char *id = json_object_get_string(get(req, "id"));
+    double soft = json_object_get_double(get(req, "soft"));
+    struct run r = {.c = c, .jid = jid};
+    task_ctx ctx;
+    task__ctx_init(&ctx, &child_ops, &r, id, json_object_get_int(get(req, "retries")),
+                   soft > 0 ? task__now_mono() + soft : 0);
+    pthread_mutex_lock(&c->mu);
+    c->slots[slot].jid = jid;
+    c->slots[slot].ctx = &ctx;
+    bool cancel_now = json_object_get_boolean(get(req, "cancelled"));
+    pthread_mutex_unlock(&c->mu);
+    if (cancel_now)
+        atomic_store(&ctx.cancelled, true);
+
+    const task_def *def = task_registry_find(name);
+    json_object *result = NULL;
+    double t0 = task__now_mono();
+    int outcome = def ? def->fn(&ctx, get(req, "args"), get(req, "kwargs"), &result)
+                      : task_fail(&ctx, "NotRegistered", "%s", name ? name : "");
+    double runtime = task__now_mono() - t0;
+
+    pthread_mutex_lock(&c->mu);
+    c->slots[slot].jid = 0;
+    c->slots[slot].ctx = NULL;
+    pthread_mutex_unlock(&c->mu);
+
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "jid", json_object_new_int64(jid));
+    json_object_object_add(o, "kind", json_object_new_string("done"));
+    json_object_object_add(o, "outcome", json_object_new_int(outcome));
+    json_object_object_add(o, "result", outcome == TASK_OK ? result : NULL);
+    if (outcome != TASK_OK)
+        json_object_put(result);
+    json_object_object_add(o, "exc_type", json_object_new_string(ctx.exc_type));
+    json_object_object_add(o, "exc_message", json_object_new_string(ctx.exc_message));
+    json_object_object_add(o, "retry_in", json_object_new_double(ctx.retry_in_s));
+    json_object_object_add(o, "runtime", json_object_new_double(runtime));
+    json_object_object_add(o, "cancelled", json_object_new_boolean(task_cancelled(&ctx)));
+    json_object_object_add(o, "rss_kb", json_object_new_int64(rss_kb()));
+    task__ctx_release(&ctx);
+    send_frame(c, o);
+    json_object_put(o);
+}
+
+struct thread_arg {
+    struct child *c;
+    int slot;
+};
+
+static void *task_thread(void *p)
+{
+    struct thread_arg *a = p;
+    struct child *c = a->c;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        while (c->head == NULL && !c->quit)
+            pthread_cond_wait(&c->cv, &c->mu);
+        struct cjob *j = c->head;
+        if (j == NULL) { /* quit and nothing left */
+            pthread_mutex_unlock(&c->mu);
+            return NULL;
+        }
+        c->head = j->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        pthread_mutex_unlock(&c->mu);
+        run_job(c, a->slot, j->req);
+        json_object_put(j->req);
+        free(j);
+    }
+}
+
+/* Cancel (revoke --terminate, soft limit from outside) the job `jid` if it runs here. */
+static void cancel_job(struct child *c, int64_t jid)
+{
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->nthreads; i++) {
+        if (c->slots[i].jid == jid && c->slots[i].ctx != NULL)
+            atomic_store(&c->slots[i].ctx->cancelled, true);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void child_setup(const int *close_fds, int nclose)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_UNBLOCK, &all, NULL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_IGN); /* Ctrl-C in a terminal is the supervisor's to handle */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    for (int i = 0; i < nclose; i++) {
+        if (close_fds[i] >= 0)
+            close(close_fds[i]);
+    }
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        _exit(CHILD_EXIT_FATAL);
+}
+
+void child_main(int fd, int nthreads, const int *close_fds, int nclose)
+{
+    pid_t parent = getppid();
+    child_setup(close_fds, nclose);
+    if (getppid() != parent)
+        _exit(0); /* the supervisor died before PDEATHSIG was armed */
+    struct child c = {.fd = fd, .nthreads = nthreads};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_mutex_init(&c.wmu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    c.slots = calloc((size_t)nthreads, sizeof(*c.slots));
+    pthread_t *tids = calloc((size_t)nthreads, sizeof(*tids));
+    struct thread_arg *args = calloc((size_t)nthreads, sizeof(*args));
+    if (c.slots == NULL || tids == NULL || args == NULL)
+        _exit(CHILD_EXIT_FATAL);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    /* Many threads are for I/O-bound tasks: keep their address space modest. */
+    if (nthreads > 64)
+        pthread_attr_setstacksize(&attr, 512 * 1024);
+    for (int i = 0; i < nthreads; i++) {
+        args[i] = (struct thread_arg){&c, i};
+        if (pthread_create(&tids[i], &attr, task_thread, &args[i]) != 0)
+            _exit(CHILD_EXIT_FATAL);
+    }
+    pthread_attr_destroy(&attr);
+
+    json_object *req;
+    while ((req = ipc_recv(fd)) != NULL) {
+        json_object *kind = get(req, "kind");
+        if (kind != NULL && strcmp(json_object_get_string(kind), "cancel") == 0) {
+            cancel_job(&c, json_object_get_int64(get(req, "jid")));
+            json_object_put(req);
+            continue;
+        }
+        struct cjob *j = malloc(sizeof(*j));
+        if (j == NULL)
+            _exit(CHILD_EXIT_FATAL);
+        j->next = NULL;
+        j->req = req;
+        pthread_mutex_lock(&c.mu);
+        if (c.tail != NULL)
+            c.tail->next = j;
+        else
+            c.head = j;
+        c.tail = j;
+        pthread_cond_signal(&c.cv);
+        pthread_mutex_unlock(&c.mu);
+    }
+    pthread_mutex_lock(&c.mu);
+    c.quit = true;
+    pthread_cond_broadcast(&c.cv);
+    pthread_mutex_unlock(&c.mu);
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(tids[i], NULL);
+    _exit(0);
+}

@@ -1,0 +1,125 @@
+/* ipc.c - see ipc.h. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "internal.h"
+#include "ipc.h"
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int ipc_send(int fd, json_object *o)
+{
+    size_t len;
+    const char *text = task__json_str(o, &len);
+    uint32_t hdr = htonl((uint32_t)len);
+    /* One write for small frames keeps frames from interleaving less often than a lock would;
+     * callers still serialise writers. */
+    char small[4096];
+    if (len + 4 <= sizeof(small)) {
+        memcpy(small, &hdr, 4);
+        memcpy(small + 4, text, len);
+        return write_all(fd, small, len + 4);
+    }
+    int rc = write_all(fd, (const char *)&hdr, 4);
+    return rc != 0 ? rc : write_all(fd, text, len);
+}
+
+int ipc_fill(int fd, struct ipc_buf *b)
+{
+    if (b->cap - b->len < 65536) {
+        size_t cap = b->cap ? b->cap * 2 : 131072;
+        char *p = realloc(b->p, cap);
+        if (p == NULL)
+            return -ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    ssize_t r = read(fd, b->p + b->len, b->cap - b->len);
+    if (r < 0)
+        return errno == EINTR ? -EAGAIN : -errno;
+    b->len += (size_t)r;
+    return (int)r;
+}
+
+json_object *ipc_next(struct ipc_buf *b, int *bad)
+{
+    *bad = 0;
+    if (b->len < 4)
+        return NULL;
+    uint32_t n;
+    memcpy(&n, b->p, 4);
+    n = ntohl(n);
+    if (n > IPC_MAX_FRAME) {
+        *bad = 1;
+        return NULL;
+    }
+    if (b->len < 4 + (size_t)n)
+        return NULL;
+    json_tokener *tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH * 64);
+    json_object *o = tok ? json_tokener_parse_ex(tok, b->p + 4, (int)n) : NULL;
+    if (o == NULL)
+        *bad = 1;
+    json_tokener_free(tok);
+    memmove(b->p, b->p + 4 + n, b->len - 4 - n);
+    b->len -= 4 + (size_t)n;
+    return o;
+}
+
+void ipc_buf_free(struct ipc_buf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+static int read_all(int fd, char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = read(fd, p, n);
+        if (r == 0)
+            return -1;
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+json_object *ipc_recv(int fd)
+{
+    uint32_t n;
+    if (read_all(fd, (char *)&n, 4) != 0)
+        return NULL;
+    n = ntohl(n);
+    if (n > IPC_MAX_FRAME)
+        return NULL;
+    char *p = malloc(n ? n : 1);
+    if (p == NULL || read_all(fd, p, n) != 0) {
+        free(p);
+        return NULL;
+    }
+    json_tokener *tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH * 64);
+    json_object *o = tok ? json_tokener_parse_ex(tok, p, (int)n) : NULL;
+    json_tokener_free(tok);
+    free(p);
+    return o;
+}

@@ -1,0 +1,34 @@
+/*
+ * ipc.h - frames between the supervisor and a pool child over a UNIX stream socket: a 4-byte
+ * big-endian length, then that many bytes of JSON. Jobs go down (task, id, args, kwargs,
+ * limits); outcomes and progress come back up.
+ */
+#ifndef TASKD_IPC_H
+#define TASKD_IPC_H
+
+#include <stddef.h>
+#include <json-c/json.h>
+
+#define IPC_MAX_FRAME (1u << 30)
+
+/* Write one frame (blocking, retries on EINTR). Returns 0 or -errno. */
+int ipc_send(int fd, json_object *o);
+
+/* A receive buffer for a non-blocking reader. */
+struct ipc_buf {
+    char *p;
+    size_t len, cap;
+};
+/* Read what is available. Returns >0 bytes read, 0 on EOF, -EAGAIN when nothing is ready, or
+ * another -errno. */
+int ipc_fill(int fd, struct ipc_buf *b);
+/* Take the next complete frame out of the buffer as JSON (new reference), or NULL when no
+ * complete frame is buffered. *bad is set when a frame is not JSON (a bug: the caller should
+ * treat the peer as broken). */
+json_object *ipc_next(struct ipc_buf *b, int *bad);
+void ipc_buf_free(struct ipc_buf *b);
+
+/* Blocking read of one frame (child side). NULL on EOF or error. */
+json_object *ipc_recv(int fd);
+
+#endif

@@ -1,0 +1,390 @@
+/*
+ * pool.c - the supervisor's side of the process pool: fork children, hand each job to the
+ * least busy one, read outcomes, enforce hard time limits (SIGKILL the child), reap and replace
+ * dead children, recycle by task count or memory. Only the supervisor talks to the broker.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "child.h"
+#include "log.h"
+#include "worker.h"
+
+static int spawn(struct worker *w, int i)
+{
+    struct pool *p = &w->pool;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        int fds[260];
+        int n = 0;
+        fds[n++] = sv[0];
+        fds[n++] = w->sigfd;
+        if (w->conn != NULL)
+            fds[n++] = task__conn_fd(w->conn);
+        for (int k = 0; k < p->n && n < 260; k++)
+            if (p->ch[k].pid > 0)
+                fds[n++] = p->ch[k].fd;
+        child_main(sv[1], p->threads, fds, n);
+    }
+    close(sv[1]);
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    struct pchild *c = &p->ch[i];
+    ipc_buf_free(&c->in);
+    *c = (struct pchild){.pid = pid, .fd = sv[0]};
+    log_event(LV_DEBUG, 0, "child_started", "slot=%d pid=%d threads=%d", i, (int)pid, p->threads);
+    return 0;
+}
+
+int pool_start(struct worker *w)
+{
+    struct pool *p = &w->pool;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    p->n = w->cfg->pool_size > 0 ? w->cfg->pool_size : (int)(cores > 0 ? cores : 1);
+    p->threads = w->cfg->threads > 0 ? w->cfg->threads : 1;
+    p->next_jid = 1;
+    p->ch = calloc((size_t)p->n, sizeof(*p->ch));
+    if (p->ch == NULL)
+        return -ENOMEM;
+    for (int i = 0; i < p->n; i++) {
+        int rc = spawn(w, i);
+        if (rc != 0) {
+            log_event(LV_ERROR, -rc, "fork_failed", "slot=%d", i);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static json_object *job_frame(const struct worker *w, const struct job *job)
+{
+    const struct task__msg *m = &job->m;
+    double soft = m->timelimit_soft > 0 ? m->timelimit_soft
+                  : job->def->soft_time_limit > 0 ? job->def->soft_time_limit
+                                                  : w->cfg->soft_time_limit_s;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "jid", json_object_new_int64(job->jid));
+    json_object_object_add(o, "task", json_object_new_string(m->task));
+    json_object_object_add(o, "id", json_object_new_string(m->id));
+    json_object_object_add(o, "args", json_object_get(m->args));
+    json_object_object_add(o, "kwargs", json_object_get(m->kwargs));
+    json_object_object_add(o, "retries", json_object_new_int(m->retries));
+    json_object_object_add(o, "soft", json_object_new_double(soft));
+    return o;
+}
+
+static int least_busy(const struct pool *p)
+{
+    int best = -1;
+    for (int i = 0; i < p->n; i++) {
+        const struct pchild *c = &p->ch[i];
+        if (c->pid <= 0 || c->retiring || c->busy >= p->threads)
+            continue;
+        if (best < 0 || c->busy < p->ch[best].busy)
+            best = i;
+    }
+    return best;
+}
+
+static bool dispatch(struct worker *w, struct job *job)
+{
+    struct pool *p = &w->pool;
+    int i = least_busy(p);
+    if (i < 0)
+        return false;
+    struct pchild *c = &p->ch[i];
+    json_object *frame = job_frame(w, job);
+    int rc = ipc_send(c->fd, frame);
+    json_object_put(frame);
+    if (rc != 0) {
+        /* The child is dying; SIGCHLD will tell. Try the job elsewhere later. */
+        c->retiring = true;
+        return false;
+    }
+    double hard = job->m.timelimit_hard > 0 ? job->m.timelimit_hard
+                  : job->def->time_limit > 0 ? job->def->time_limit
+                                             : w->cfg->time_limit_s;
+    job->child = i;
+    job->started = task__now_mono();
+    job->hard_deadline = hard > 0 ? job->started + hard : 0;
+    job->next = c->running;
+    c->running = job;
+    c->busy++;
+    return true;
+}
+
+void pool_submit(struct worker *w, struct job *job)
+{
+    struct pool *p = &w->pool;
+    job->jid = p->next_jid++;
+    job->child = -1;
+    job->next = NULL;
+    if (p->bl_head == NULL && dispatch(w, job))
+        return;
+    if (p->bl_tail != NULL)
+        p->bl_tail->next = job;
+    else
+        p->bl_head = job;
+    p->bl_tail = job;
+    p->backlog++;
+}
+
+static void drain_backlog(struct worker *w)
+{
+    struct pool *p = &w->pool;
+    while (p->bl_head != NULL) {
+        struct job *job = p->bl_head;
+        struct job *next = job->next;
+        if (!dispatch(w, job))
+            return;
+        p->bl_head = next;
+        if (p->bl_head == NULL)
+            p->bl_tail = NULL;
+        p->backlog--;
+    }
+}
+
+static struct job *take_running(struct pchild *c, int64_t jid)
+{
+    for (struct job **pp = &c->running; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->jid == jid) {
+            struct job *j = *pp;
+            *pp = j->next;
+            j->next = NULL;
+            c->busy--;
+            return j;
+        }
+    }
+    return NULL;
+}
+
+static struct job *find_running(struct pchild *c, int64_t jid)
+{
+    for (struct job *j = c->running; j != NULL; j = j->next)
+        if (j->jid == jid)
+            return j;
+    return NULL;
+}
+
+static void maybe_retire(struct worker *w, int i)
+{
+    struct pchild *c = &w->pool.ch[i];
+    const task_config *cfg = w->cfg;
+    if (!c->retiring && ((cfg->max_tasks_per_child > 0 && c->done_count >= cfg->max_tasks_per_child) ||
+                         (cfg->max_memory_per_child_kb > 0 && c->rss_kb > cfg->max_memory_per_child_kb))) {
+        c->retiring = true;
+        log_event(LV_INFO, 0, "child_recycle", "pid=%d tasks=%d rss_kb=%ld", (int)c->pid,
+                  c->done_count, c->rss_kb);
+    }
+    if (c->retiring && c->busy == 0)
+        shutdown(c->fd, SHUT_WR); /* EOF: the child exits once idle */
+}
+
+static void on_frame(struct worker *w, int i, json_object *o)
+{
+    struct pchild *c = &w->pool.ch[i];
+    json_object *v;
+    int64_t jid = json_object_object_get_ex(o, "jid", &v) ? json_object_get_int64(v) : 0;
+    const char *kind = json_object_object_get_ex(o, "kind", &v) ? json_object_get_string(v) : "";
+    if (strcmp(kind, "progress") == 0) {
+        struct job *job = find_running(c, jid);
+        if (job != NULL && !job->orphan && json_object_object_get_ex(o, "meta", &v))
+            runner_progress(w, job, v);
+        return;
+    }
+    struct job *job = take_running(c, jid);
+    if (job == NULL)
+        return;
+    c->done_count++;
+    if (json_object_object_get_ex(o, "rss_kb", &v))
+        c->rss_kb = (long)json_object_get_int64(v);
+    if (job->orphan)
+        job_free(job);
+    else
+        runner_done(w, job, o);
+    maybe_retire(w, i);
+}
+
+void pool_on_readable(struct worker *w, int i)
+{
+    struct pchild *c = &w->pool.ch[i];
+    for (;;) {
+        int rc = ipc_fill(c->fd, &c->in);
+        if (rc <= 0)
+            break; /* EOF is handled when the child is reaped */
+    }
+    json_object *o;
+    int bad = 0;
+    while ((o = ipc_next(&c->in, &bad)) != NULL) {
+        on_frame(w, i, o);
+        json_object_put(o);
+    }
+    if (bad) {
+        log_event(LV_ERROR, 0, "child_protocol_error", "pid=%d action=kill", (int)c->pid);
+        kill(c->pid, SIGKILL);
+    }
+    drain_backlog(w);
+}
+
+static void child_died(struct worker *w, int i, int status)
+{
+    struct pool *p = &w->pool;
+    struct pchild *c = &p->ch[i];
+    /* Outcomes it wrote before dying still count. */
+    pool_on_readable(w, i);
+    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (WIFSIGNALED(status) || c->running != NULL)
+        log_event(LV_WARN, 0, "child_lost", "pid=%d %s=%d running=%d", (int)c->pid,
+                  WIFSIGNALED(status) ? "signal" : "exit",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), c->busy);
+    else
+        log_event(LV_DEBUG, 0, "child_exited", "pid=%d", (int)c->pid);
+    struct job *job = c->running;
+    c->running = NULL;
+    c->busy = 0;
+    while (job != NULL) {
+        struct job *next = job->next;
+        job->next = NULL;
+        if (job->orphan)
+            job_free(job);
+        else
+            runner_lost(w, job);
+        job = next;
+    }
+    close(c->fd);
+    ipc_buf_free(&c->in);
+    c->pid = 0;
+    c->fd = -1;
+    if (p->stopping)
+        return;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_EXIT_FATAL) {
+        log_event(LV_ERROR, 0, "child_fatal", "slot=%d action=\"not respawned\"", i);
+        return;
+    }
+    (void)clean;
+    int rc = spawn(w, i);
+    if (rc != 0)
+        log_event(LV_ERROR, -rc, "fork_failed", "slot=%d", i);
+}
+
+void pool_reap(struct worker *w)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int i = 0; i < w->pool.n; i++) {
+            if (w->pool.ch[i].pid == pid) {
+                child_died(w, i, status);
+                break;
+            }
+        }
+    }
+    drain_backlog(w);
+}
+
+void pool_check_limits(struct worker *w)
+{
+    double now = task__now_mono();
+    for (int i = 0; i < w->pool.n; i++) {
+        struct pchild *c = &w->pool.ch[i];
+        for (struct job *j = c->running; j != NULL; j = j->next) {
+            if (j->hard_deadline > 0 && now >= j->hard_deadline && !j->timed_out) {
+                j->timed_out = true;
+                log_event(LV_WARN, 0, "time_limit_exceeded", "task=%s task_id=%s pid=%d "
+                          "action=kill", j->m.task, j->m.id, (int)c->pid);
+                kill(c->pid, SIGKILL);
+            }
+        }
+    }
+}
+
+int pool_next_deadline_ms(const struct worker *w)
+{
+    double first = 0;
+    for (int i = 0; i < w->pool.n; i++)
+        for (const struct job *j = w->pool.ch[i].running; j != NULL; j = j->next)
+            if (j->hard_deadline > 0 && !j->timed_out && (first == 0 || j->hard_deadline < first))
+                first = j->hard_deadline;
+    if (first == 0)
+        return -1;
+    double ms = (first - task__now_mono()) * 1000;
+    return ms <= 0 ? 0 : (int)ms + 1;
+}
+
+int pool_running(const struct worker *w)
+{
+    int n = 0;
+    for (int i = 0; i < w->pool.n; i++)
+        n += w->pool.ch[i].busy;
+    return n;
+}
+
+bool pool_idle(const struct worker *w)
+{
+    return w->pool.backlog == 0 && pool_running(w) == 0;
+}
+
+void pool_stop(struct worker *w, bool cold)
+{
+    struct pool *p = &w->pool;
+    p->stopping = true;
+    for (int i = 0; i < p->n; i++) {
+        if (p->ch[i].pid <= 0)
+            continue;
+        if (cold)
+            kill(p->ch[i].pid, SIGKILL);
+        else
+            shutdown(p->ch[i].fd, SHUT_WR);
+    }
+}
+
+bool pool_all_exited(const struct worker *w)
+{
+    for (int i = 0; i < w->pool.n; i++)
+        if (w->pool.ch[i].pid > 0)
+            return false;
+    return true;
+}
+
+void pool_requeue_backlog(struct worker *w)
+{
+    struct pool *p = &w->pool;
+    while (p->bl_head != NULL) {
+        struct job *j = p->bl_head;
+        p->bl_head = j->next;
+        j->next = NULL;
+        j->nacked = true; /* settles as reject(requeue) */
+        job_finish(w, j);
+    }
+    p->bl_tail = NULL;
+    p->backlog = 0;
+}
+
+void pool_drop_jobs(struct worker *w)
+{
+    struct pool *p = &w->pool;
+    while (p->bl_head != NULL) {
+        struct job *j = p->bl_head;
+        p->bl_head = j->next;
+        job_free(j);
+    }
+    p->bl_tail = NULL;
+    p->backlog = 0;
+    for (int i = 0; i < p->n; i++)
+        for (struct job *j = p->ch[i].running; j != NULL; j = j->next)
+            j->orphan = true;
+}
