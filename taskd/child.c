@@ -26,6 +26,7 @@ struct cjob {
 struct slot {
     int64_t jid;            /* 0: idle */
     task_ctx *ctx;
+    void *http;             /* this thread's curl handle, kept across tasks for reuse */
 };
 
 struct child {
@@ -96,6 +97,8 @@ static void run_job(struct child *c, int slot, json_object *req)
     task_ctx ctx;
     task__ctx_init(&ctx, &child_ops, &r, id, json_object_get_int(get(req, "retries")),
                    soft > 0 ? task__now_mono() + soft : 0);
+    /* Connections (and the handle's setup cost) carry over from the thread's last task. */
+    ctx.http = c->slots[slot].http;
     pthread_mutex_lock(&c->mu);
     c->slots[slot].jid = jid;
     c->slots[slot].ctx = &ctx;
@@ -129,6 +132,8 @@ static void run_job(struct child *c, int slot, json_object *req)
     json_object_object_add(o, "runtime", json_object_new_double(runtime));
     json_object_object_add(o, "cancelled", json_object_new_boolean(task_cancelled(&ctx)));
     json_object_object_add(o, "rss_kb", json_object_new_int64(rss_kb()));
+    c->slots[slot].http = ctx.http;
+    ctx.http = NULL;
     task__ctx_release(&ctx);
     send_frame(c, o);
     json_object_put(o);
@@ -150,6 +155,8 @@ static void *task_thread(void *p)
         struct cjob *j = c->head;
         if (j == NULL) { /* quit and nothing left */
             pthread_mutex_unlock(&c->mu);
+            task_ctx last = {.http = c->slots[a->slot].http};
+            task__ctx_release(&last);
             return NULL;
         }
         c->head = j->next;

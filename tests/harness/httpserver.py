@@ -1,74 +1,81 @@
 #!/usr/bin/python3
 """A local HTTP server standing in for a slow third-party API (tests, demo, benchmarks).
 
-Listens on 127.0.0.1 (port 0 unless given) and prints its port as the first line of stdout.
+asyncio, one thread: thousands of requests can wait in /delay at once, which the I/O-bound
+benchmark needs (2000 concurrent calls that each take 1 s). Listens on 127.0.0.1 (port 0
+unless given) and prints its port as the first line of stdout.
   /status/<code>   answers with that status
   /delay/<seconds> answers 200 after sleeping
   /echo            echoes the request body (any method)
   /json            a small JSON document
   /redirect        302 to /json
-Exits on SIGTERM or SIGINT.
+HTTP/1.1 keep-alive. Exits on SIGTERM or SIGINT.
 """
+import asyncio
 import json
 import signal
 import sys
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+REASONS = {200: "OK", 302: "Found", 404: "Not Found", 500: "Internal Server Error"}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def _send(self, code, body=b"", ctype="text/plain"):
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _route(self):
-        parts = self.path.split("?")[0].strip("/").split("/")
-        length = int(self.headers.get("Content-Length") or 0)
-        data = self.rfile.read(length) if length else b""
-        if parts[0] == "status" and len(parts) == 2:
-            return self._send(int(parts[1]), b"status\n")
-        if parts[0] == "delay" and len(parts) == 2:
-            time.sleep(float(parts[1]))
-            return self._send(200, b"slept\n")
-        if parts[0] == "echo":
-            return self._send(200, data, self.headers.get("Content-Type", "text/plain"))
-        if parts[0] == "json":
-            return self._send(200, json.dumps({"ok": True, "n": 42}).encode(), "application/json")
-        if parts[0] == "redirect":
-            self.send_response(302)
-            self.send_header("Location", "/json")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return None
-        return self._send(404, b"not found\n")
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _route
+async def respond(writer, code, body=b"", ctype="text/plain", extra=""):
+    head = (f"HTTP/1.1 {code} {REASONS.get(code, 'Status')}\r\n"
+            f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n{extra}\r\n")
+    writer.write(head.encode() + body)
+    await writer.drain()
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 4096
-
-
-def main():
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    srv = Server(("127.0.0.1", port), Handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(srv.server_address[1], flush=True)
+async def handle(reader, writer):
     try:
-        srv.serve_forever()
-    except (KeyboardInterrupt, SystemExit):
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            method, path, _ = line.decode("latin-1").split(" ", 2)
+            headers = {}
+            while True:
+                h = await reader.readline()
+                if h in (b"\r\n", b"\n", b""):
+                    break
+                k, _, v = h.decode("latin-1").partition(":")
+                headers[k.strip().lower()] = v.strip()
+            n = int(headers.get("content-length", "0") or 0)
+            data = await reader.readexactly(n) if n else b""
+            parts = path.split("?")[0].strip("/").split("/")
+            if parts[0] == "status" and len(parts) == 2:
+                await respond(writer, int(parts[1]), b"status\n")
+            elif parts[0] == "delay" and len(parts) == 2:
+                await asyncio.sleep(float(parts[1]))
+                await respond(writer, 200, b"slept\n")
+            elif parts[0] == "echo":
+                await respond(writer, 200, data, headers.get("content-type", "text/plain"))
+            elif parts[0] == "json":
+                await respond(writer, 200, json.dumps({"ok": True, "n": 42}).encode(),
+                              "application/json")
+            elif parts[0] == "redirect":
+                await respond(writer, 302, b"", extra="Location: /json\r\n")
+            else:
+                await respond(writer, 404, b"not found\n")
+            if method == "HEAD" or headers.get("connection", "").lower() == "close":
+                break
+    except (ConnectionError, ValueError, asyncio.IncompleteReadError):
         pass
+    finally:
+        writer.close()
+
+
+async def main():
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=8192)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(main())
