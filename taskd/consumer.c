@@ -29,7 +29,7 @@ int consumer_start(struct worker *w)
     struct task__conn *c = w->conn;
     int rc = task__conn_declare_queue(c, CH_PUBLISH, w->cfg->dead_queue, true, false, false,
                                       amqp_empty_table);
-    if (rc == 0)
+    if (rc == 0 && w->cfg->results_stream)
         rc = declare_results_stream(w);
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
         rc = task__conn_declare_task_queue(c, CH_CONSUME, w->cfg->queues.v[i]);

@@ -118,7 +118,7 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
      * lookups from any process. The delivery is acked only when both are confirmed. */
     if (m->reply_to != NULL && m->reply_to[0] != '\0')
         rc = pub_send(w, job, "", m->reply_to, &rw.props, rw.body, rw.body_len);
-    if (rc == 0)
+    if (rc == 0 && w->cfg->results_stream)
         rc = pub_send(w, job, "", TASK_RESULTS_STREAM, &rw.props, rw.body, rw.body_len);
     task__result_wire_free(&rw);
     return rc;

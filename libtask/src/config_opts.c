@@ -56,6 +56,8 @@ static const struct task__opt opts[] = {
      "queue for tasks sent without one"},
     {"results.max_age", OPT_SECONDS, OFF(results_max_age_s), "86400", 60, 31536000, NULL, false,
      NULL, "results stream retention"},
+    {"results.stream", OPT_BOOL, OFF(results_stream), "true", 0, 0, NULL, false, NULL,
+     "append every state to the results stream (lookups from any process)"},
 };
 
 const struct task__opt *task__config_opts(size_t *n)

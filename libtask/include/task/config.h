@@ -60,6 +60,7 @@ typedef struct task_config {
 
     /* results */
     double results_max_age_s;     /* results.max_age: result stream retention */
+    bool results_stream;          /* results.stream: append states to the results stream */
 } task_config;
 
 /* task_config_new - a config holding the defaults. NULL on out-of-memory. Free with
