@@ -24,6 +24,11 @@ struct flags {
     const char *config;
     char brokers[4096];
     char modules[4096];
+    struct {
+        const char *path, *origin;
+        char value[512];
+    } later[16];
+    int nlater;
 };
 
 static void append(char *list, size_t size, const char *item)
@@ -47,14 +52,38 @@ static int load_modules(const task_config *cfg)
     return 0;
 }
 
-static int apply_flag(task_config *cfg, const char *path, const char *value, const char *origin)
+/* Files, environment, then flags: used at start and again on SIGHUP. */
+static task_config *build_config(const struct flags *fl, task_error *err)
 {
-    task_error err = {0};
-    if (task_config_set(cfg, path, value, origin, &err) != 0) {
-        fprintf(stderr, "taskd: %s\n", err.msg);
-        return -1;
+    task_config *cfg = task_config_new();
+    if (cfg == NULL) {
+        err->code = TASK_ENOMEM;
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        return NULL;
     }
-    return 0;
+    int rc = task_config_load_default(cfg, "taskd.conf", fl->config, err);
+    for (int i = 0; rc == 0 && i < fl->nlater; i++)
+        rc = task_config_set(cfg, fl->later[i].path, fl->later[i].value, fl->later[i].origin, err);
+    if (rc == 0 && fl->brokers[0])
+        rc = task_config_set(cfg, "broker.urls", fl->brokers, "--broker", err);
+    if (rc == 0 && fl->modules[0]) {
+        /* --module adds to the modules named in the config file. */
+        char all[8192] = "";
+        for (int i = 0; i < cfg->modules.n; i++)
+            append(all, sizeof(all), cfg->modules.v[i]);
+        append(all, sizeof(all), fl->modules);
+        rc = task_config_set(cfg, "worker.modules", all, "--module", err);
+    }
+    if (rc != 0) {
+        task_config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+static task_config *reload_config(void *ud, task_error *err)
+{
+    return build_config(ud, err);
 }
 
 int main(int argc, char **argv)
@@ -67,12 +96,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    struct flags fl = {0};
-    struct {
-        const char *path, *origin;
-        char value[512];
-    } later[16];
-    int nlater = 0;
+    static struct flags fl;
     int c;
     while ((c = getopt_long(argc, argv, "f:b:Q:c:t:m:n:l:hV", opts, NULL)) != -1) {
         const char *path = NULL, *origin = NULL;
@@ -89,11 +113,11 @@ int main(int argc, char **argv)
         case 'V': printf("taskd 0.1.0\n"); return 0;
         default: usage(stderr); return TASKD_EXIT_FATAL;
         }
-        if (nlater < 16) {
-            later[nlater].path = path;
-            later[nlater].origin = origin;
-            snprintf(later[nlater].value, sizeof(later[nlater].value), "%s", optarg);
-            nlater++;
+        if (fl.nlater < 16) {
+            fl.later[fl.nlater].path = path;
+            fl.later[fl.nlater].origin = origin;
+            snprintf(fl.later[fl.nlater].value, sizeof(fl.later[0].value), "%s", optarg);
+            fl.nlater++;
         }
     }
     if (optind < argc) {
@@ -102,33 +126,21 @@ int main(int argc, char **argv)
         return TASKD_EXIT_FATAL;
     }
 
-    task_config *cfg = task_config_new();
     task_error err = {0};
-    if (cfg == NULL || task_config_load_default(cfg, "taskd.conf", fl.config, &err) != 0) {
-        fprintf(stderr, "taskd: %s\n", cfg ? err.msg : "out of memory");
-        task_config_free(cfg);
+    task_config *cfg = build_config(&fl, &err);
+    if (cfg == NULL) {
+        fprintf(stderr, "taskd: %s\n", err.msg);
         return TASKD_EXIT_FATAL;
     }
-    int bad = 0;
-    for (int i = 0; i < nlater && !bad; i++)
-        bad = apply_flag(cfg, later[i].path, later[i].value, later[i].origin);
-    if (!bad && fl.brokers[0])
-        bad = apply_flag(cfg, "broker.urls", fl.brokers, "--broker");
-    if (!bad && fl.modules[0]) {
-        /* --module adds to the modules named in the config file. */
-        char all[8192] = "";
-        for (int i = 0; i < cfg->modules.n; i++)
-            append(all, sizeof(all), cfg->modules.v[i]);
-        append(all, sizeof(all), fl.modules);
-        bad = apply_flag(cfg, "worker.modules", all, "--module");
-    }
-    if (bad || log_set_level(cfg->log_level) != 0 || load_modules(cfg) != 0) {
+    if (log_set_level(cfg->log_level) != 0 || load_modules(cfg) != 0) {
         task_config_free(cfg);
         return TASKD_EXIT_FATAL;
     }
 
     struct worker w;
     int rc = worker_init(&w, cfg);
+    w.reload = reload_config;
+    w.reload_ud = &fl;
     if (rc == 0)
         rc = worker_run(&w);
     worker_free(&w);

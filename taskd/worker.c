@@ -12,6 +12,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include "log.h"
+#include "config_opts.h"
 #include "notify.h"
 #include "worker.h"
 
@@ -150,6 +151,33 @@ static void stop_cold(struct worker *w, const char *why)
     w->state = W_STOPPED;
 }
 
+static void warn_kept(const char *path, void *ud)
+{
+    (void)ud;
+    log_event(LV_WARN, 0, "reload_needs_restart", "option=%s action=\"old value kept\"", path);
+}
+
+/* SIGHUP: a new config replaces the reloadable options only if it loads cleanly (nginx keeps
+ * the old cycle the same way); the rest need a restart and keep their values. */
+static void reload(struct worker *w)
+{
+    if (w->reload == NULL)
+        return;
+    task_error err = {0};
+    task_config *next = w->reload(w->reload_ud, &err);
+    if (next == NULL) {
+        log_event(LV_ERROR, err.code, "reload_failed", "detail=\"%s\" action=\"old config kept\"",
+                  err.msg);
+        return;
+    }
+    int changed = task__config_reload(w->cfg, next, warn_kept, w);
+    task_config_free(next);
+    (void)log_set_level(w->cfg->log_level);
+    w->limits.max_body_bytes = (size_t)w->cfg->max_message_bytes;
+    w->limits.max_depth = w->cfg->json_max_depth;
+    log_event(LV_INFO, 0, "config_reloaded", "changed=%d", changed);
+}
+
 static void on_signal(struct worker *w)
 {
     struct signalfd_siginfo si;
@@ -158,7 +186,7 @@ static void on_signal(struct worker *w)
         if (sig == SIGCHLD) {
             pool_reap(w);
         } else if (sig == SIGHUP) {
-            log_event(LV_INFO, 0, "reload_ignored", "reason=\"reload not supported yet\"");
+            reload(w);
         } else if (w->state == W_RUNNING) {
             log_event(LV_INFO, 0, "shutdown_warm", "signal=%s", sigabbrev_np(sig));
             start_draining(w);

@@ -91,6 +91,8 @@ struct worker {
     int prefetch;
     int inflight;           /* deliveries not yet acked */
     struct pool pool;
+    task_config *(*reload)(void *ud, task_error *err); /* SIGHUP: build a fresh config */
+    void *reload_ud;
     double drain_deadline;  /* warm shutdown turns cold after this (task__now_mono()) */
     uint64_t n_received, n_succeeded, n_failed, n_retried, n_quarantined;
 };

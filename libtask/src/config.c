@@ -370,3 +370,53 @@ int task_config_load_default(task_config *cfg, const char *name, const char *exp
     }
     return task_config_load_env(cfg, err);
 }
+
+static bool same_value(const struct task__opt *o, const task_config *a, const task_config *b)
+{
+    const void *x = (const char *)a + o->off, *y = (const char *)b + o->off;
+    switch (o->type) {
+    case OPT_INT: return *(const int *)x == *(const int *)y;
+    case OPT_SECONDS: return *(const double *)x == *(const double *)y;
+    case OPT_BOOL: return *(const bool *)x == *(const bool *)y;
+    case OPT_STRING: return strcmp(*(char *const *)x, *(char *const *)y) == 0;
+    case OPT_STRLIST: {
+        const task_strlist *l = x, *m = y;
+        if (l->n != m->n)
+            return false;
+        for (int i = 0; i < l->n; i++)
+            if (strcmp(l->v[i], m->v[i]) != 0)
+                return false;
+        return true;
+    }
+    }
+    return false;
+}
+
+int task__config_reload(task_config *cur, task_config *next,
+                        void (*kept)(const char *path, void *ud), void *ud)
+{
+    size_t n;
+    const struct task__opt *o = task__config_opts(&n);
+    int changed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (same_value(&o[i], cur, next))
+            continue;
+        if (!o[i].reload) {
+            if (kept != NULL)
+                kept(o[i].path, ud);
+            continue;
+        }
+        /* Swap the values: `next` (freed by the caller) takes the old one along. */
+        char tmp[sizeof(task_strlist)];
+        size_t size = o[i].type == OPT_INT       ? sizeof(int)
+                      : o[i].type == OPT_SECONDS ? sizeof(double)
+                      : o[i].type == OPT_BOOL    ? sizeof(bool)
+                      : o[i].type == OPT_STRING  ? sizeof(char *)
+                                                 : sizeof(task_strlist);
+        memcpy(tmp, (char *)cur + o[i].off, size);
+        memcpy((char *)cur + o[i].off, (char *)next + o[i].off, size);
+        memcpy((char *)next + o[i].off, tmp, size);
+        changed++;
+    }
+    return changed;
+}

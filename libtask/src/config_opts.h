@@ -29,4 +29,14 @@ const struct task__opt *task__config_opt_find(const char *path);
 /* The environment variable of `o` into buf. */
 void task__config_opt_env(const struct task__opt *o, char *buf, size_t size);
 
+struct task_config;
+/*
+ * task__config_reload - move every reloadable option that differs from `next` into `cur`
+ * (SIGHUP). Options that cannot change at run time keep their value in `cur`, and `kept` is
+ * called with each such path. Returns how many options changed. `next` is left with the old
+ * values; the caller frees it.
+ */
+int task__config_reload(struct task_config *cur, struct task_config *next,
+                        void (*kept)(const char *path, void *ud), void *ud);
+
 #endif
