@@ -6,7 +6,8 @@
 #include "log.h"
 #include "worker.h"
 
-static int pend_push(struct worker *w, uint64_t seq, struct job *job)
+static int pend_push(struct worker *w, uint64_t seq, struct job *job, struct job **batch,
+                     int nbatch)
 {
     if (w->pend_len == w->pend_cap) {
         size_t cap = w->pend_cap ? w->pend_cap * 2 : 256;
@@ -20,7 +21,7 @@ static int pend_push(struct worker *w, uint64_t seq, struct job *job)
         w->pend_cap = cap;
         w->pend_head = 0;
     }
-    w->pend[(w->pend_head + w->pend_len) % w->pend_cap] = (struct pending){seq, job};
+    w->pend[(w->pend_head + w->pend_len) % w->pend_cap] = (struct pending){seq, job, batch, nbatch};
     w->pend_len++;
     return 0;
 }
@@ -51,7 +52,7 @@ int pub_send(struct worker *w, struct job *job, const char *exchange, const char
     int rc = task__conn_publish(w->conn, CH_PUBLISH, exchange, rk, props, body, len, &seq);
     if (rc != 0)
         return rc;
-    rc = pend_push(w, seq, job);
+    rc = pend_push(w, seq, job, NULL, 0);
     if (rc != 0)
         return rc;
     if (job != NULL)
@@ -59,17 +60,29 @@ int pub_send(struct worker *w, struct job *job, const char *exchange, const char
     return 0;
 }
 
-static void settle_one(struct worker *w, struct pending *p, bool nack)
+static void settle_job(struct worker *w, struct job *job, bool nack)
 {
-    struct job *job = p->job;
-    p->job = NULL;
-    p->seq = 0;
     if (job == NULL)
         return;
     if (nack)
         job->nacked = true;
     job->waits--;
     job_settle(w, job);
+}
+
+static void settle_one(struct worker *w, struct pending *p, bool nack)
+{
+    struct job *job = p->job;
+    struct job **batch = p->batch;
+    int n = p->nbatch;
+    p->job = NULL;
+    p->batch = NULL;
+    p->nbatch = 0;
+    p->seq = 0;
+    settle_job(w, job, nack);
+    for (int i = 0; i < n; i++)
+        settle_job(w, batch[i], nack);
+    free(batch);
 }
 
 void pub_on_confirm(struct worker *w, uint64_t tag, bool multiple, bool nack)
@@ -91,6 +104,42 @@ void pub_on_confirm(struct worker *w, uint64_t tag, bool multiple, bool nack)
         w->pend_head = (w->pend_head + 1) % w->pend_cap;
         w->pend_len--;
     }
+}
+
+/* Queue one state record for the results stream; the job's ack waits for the batch. */
+static int batch_add(struct worker *w, struct job *job, const char *rec, size_t len)
+{
+    struct stream_batch *b = &w->batch;
+    if (b->len + len + 2 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 65536;
+        while (cap < b->len + len + 2)
+            cap *= 2;
+        char *p = realloc(b->body, cap);
+        if (p == NULL)
+            return TASK_ENOMEM;
+        b->body = p;
+        b->cap = cap;
+    }
+    b->body[b->len++] = b->count == 0 ? '[' : ',';
+    memcpy(b->body + b->len, rec, len);
+    b->len += len;
+    b->count++;
+    if (job != NULL) {
+        if (b->njobs == b->cap_jobs) {
+            int cap = b->cap_jobs ? b->cap_jobs * 2 : 64;
+            struct job **j = realloc(b->jobs, (size_t)cap * sizeof(*j));
+            if (j == NULL)
+                return TASK_ENOMEM;
+            b->jobs = j;
+            b->cap_jobs = cap;
+        }
+        b->jobs[b->njobs++] = job;
+        job->waits++;
+    }
+    /* Keep one message well under the frame and body limits. */
+    if (b->len > 512 * 1024)
+        pub_flush_stream(w);
+    return 0;
 }
 
 int pub_result(struct worker *w, struct job *job, const struct task__msg *m, const char *status,
@@ -119,7 +168,45 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
     if (m->reply_to != NULL && m->reply_to[0] != '\0')
         rc = pub_send(w, job, "", m->reply_to, &rw.props, rw.body, rw.body_len);
     if (rc == 0 && w->cfg->results_stream)
-        rc = pub_send(w, job, "", TASK_RESULTS_STREAM, &rw.props, rw.body, rw.body_len);
+        rc = batch_add(w, job, rw.body, rw.body_len);
     task__result_wire_free(&rw);
     return rc;
+}
+
+void pub_drop_batch(struct worker *w)
+{
+    struct stream_batch *b = &w->batch;
+    free(b->body);
+    free(b->jobs);
+    memset(b, 0, sizeof(*b));
+}
+
+void pub_flush_stream(struct worker *w)
+{
+    struct stream_batch *b = &w->batch;
+    if (b->count == 0)
+        return;
+    b->body[b->len++] = ']';
+    amqp_basic_properties_t p = {
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
+                  AMQP_BASIC_DELIVERY_MODE_FLAG,
+        .content_type = amqp_cstring_bytes("application/json"),
+        .content_encoding = amqp_cstring_bytes("utf-8"),
+        .delivery_mode = 2,
+    };
+    uint64_t seq = 0;
+    int rc = task__conn_publish(w->conn, CH_PUBLISH, "", TASK_RESULTS_STREAM, &p, b->body, b->len,
+                                &seq);
+    struct job **jobs = b->jobs;
+    int n = b->njobs;
+    b->jobs = NULL;
+    b->njobs = b->cap_jobs = 0;
+    b->len = 0;
+    b->count = 0;
+    if (rc != 0 || pend_push(w, seq, NULL, jobs, n) != 0) {
+        /* Unpublished: requeue the deliveries rather than ack without a record. */
+        for (int i = 0; i < n; i++)
+            settle_job(w, jobs[i], true);
+        free(jobs);
+    }
 }

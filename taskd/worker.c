@@ -105,8 +105,18 @@ static void drop_session(struct worker *w)
         struct pending *p = &w->pend[(w->pend_head + i) % w->pend_cap];
         if (p->job != NULL && --p->job->waits == 0 && p->job->done)
             job_free(p->job);
+        for (int k = 0; k < p->nbatch; k++)
+            if (--p->batch[k]->waits == 0 && p->batch[k]->done)
+                job_free(p->batch[k]);
+        free(p->batch);
         p->job = NULL;
+        p->batch = NULL;
+        p->nbatch = 0;
     }
+    for (int k = 0; k < w->batch.njobs; k++)
+        if (--w->batch.jobs[k]->waits == 0 && w->batch.jobs[k]->done)
+            job_free(w->batch.jobs[k]);
+    pub_drop_batch(w);
     w->pend_len = 0;
     w->pend_head = 0;
     for (size_t i = 0; i < w->nheld; i++)
@@ -300,6 +310,7 @@ static int turn(struct worker *w)
     if (rc != 0)
         return rc;
     consumer_release_due(w);
+    pub_flush_stream(w);
     return 0;
 }
 

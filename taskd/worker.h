@@ -64,6 +64,18 @@ struct pool {
 struct pending {
     uint64_t seq;
     struct job *job;        /* NULL: nothing to do on confirm */
+    struct job **batch;     /* or: every job whose state is in one results-stream message */
+    int nbatch;
+};
+
+/* State records waiting to go to the results stream as one message (group commit: one
+ * broker write per event-loop turn instead of one per state change). */
+struct stream_batch {
+    char *body;             /* "[rec,rec,...", closed with ']' on flush */
+    size_t len, cap;
+    int count;
+    struct job **jobs;      /* jobs whose ack waits for this batch's confirm */
+    int njobs, cap_jobs;
 };
 
 /* A task held until its eta (until the broker-side delay cascade replaces it). */
@@ -86,6 +98,8 @@ struct worker {
     struct held *held;
     size_t nheld, held_cap;
 
+    struct stream_batch batch;
+
     char *tags[32];         /* consumer tags, for basic.cancel on warm shutdown */
     int ntags;
     int prefetch;
@@ -105,6 +119,10 @@ void worker_free(struct worker *w);
 /* publisher.c: publish on CH_PUBLISH, tying the confirm to `job` (may be NULL). */
 int pub_send(struct worker *w, struct job *job, const char *exchange, const char *rk,
              const amqp_basic_properties_t *props, const void *body, size_t len);
+/* Publish the batched results-stream records (call once per loop turn). */
+void pub_flush_stream(struct worker *w);
+/* Forget a batch whose connection is gone. */
+void pub_drop_batch(struct worker *w);
 /* Handle basic.ack / basic.nack frames from CH_PUBLISH. */
 void pub_on_confirm(struct worker *w, uint64_t tag, bool multiple, bool nack);
 /* The job has made all its publishes: ack now if nothing is outstanding. */

@@ -5,6 +5,7 @@
  * A stream has no "end of data" signal over AMQP 0-9-1, and queue.declare reports 0 messages
  * for streams, so a lookup publishes a marker record of its own after it starts reading and
  * stops when the marker comes back: everything confirmed before the lookup began lies before it.
+ * A stream message holds one state record or, as taskd writes them, a JSON array of records.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,18 @@ static bool is_marker(json_object *body, const char *marker)
            strcmp(json_object_get_string(m), marker) == 0;
 }
 
+static void take_record(task_client *c, struct task__stream_read *s, json_object *rec)
+{
+    json_object *tid, *status, *result;
+    if (json_object_object_get_ex(rec, "task_id", &tid) &&
+        json_object_object_get_ex(rec, "status", &status) &&
+        strcmp(json_object_get_string(tid), s->id) == 0) {
+        result = json_object_object_get_ex(rec, "result", &result) ? result : NULL;
+        (void)task__replies_put(&c->replies, s->id, json_object_get_string(status),
+                                json_object_get(result));
+    }
+}
+
 void task__client_on_stream(task_client *c, const amqp_frame_t *f)
 {
     struct task__delivery d;
@@ -45,15 +58,12 @@ void task__client_on_stream(task_client *c, const amqp_frame_t *f)
         goto out;
     if (is_marker(body, s->marker)) {
         s->marker_seen = true;
+    } else if (json_object_is_type(body, json_type_array)) {
+        /* Workers write their records in batches, oldest first. */
+        for (size_t i = 0; i < json_object_array_length(body); i++)
+            take_record(c, s, json_object_array_get_idx(body, i));
     } else {
-        json_object *tid, *status, *result;
-        if (json_object_object_get_ex(body, "task_id", &tid) &&
-            json_object_object_get_ex(body, "status", &status) &&
-            strcmp(json_object_get_string(tid), s->id) == 0) {
-            result = json_object_object_get_ex(body, "result", &result) ? result : NULL;
-            (void)task__replies_put(&c->replies, s->id, json_object_get_string(status),
-                                    json_object_get(result));
-        }
+        take_record(c, s, body);
     }
     json_object_put(body);
 out:

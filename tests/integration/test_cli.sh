@@ -60,7 +60,10 @@ check "call exits 1 on FAILURE" 1 $rc
 id=$("$CTL" --broker "$URL" send test.sleep --args '[3]')
 "$CTL" --broker "$URL" wait "$id" --timeout 0.5 >/dev/null 2>&1; rc=$?
 check "wait exits 2 on timeout" 2 $rc
-"$CTL" --broker "$URL" result 0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000 >/dev/null; rc=$?
+# An id of now that nobody sent (UUIDv7: the first 48 bits are the time in ms).
+ms=$(printf '%012x' "$(date +%s%3N)")
+unknown="${ms:0:8}-${ms:8:4}-7abc-8def-0123456789ab"
+"$CTL" --broker "$URL" result "$unknown" >/dev/null; rc=$?
 check "result exits 3 for an unknown id" 3 $rc
 
 start=$(date +%s.%N)
