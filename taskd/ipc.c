@@ -1,6 +1,7 @@
 /* ipc.c - see ipc.h. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,14 @@ static int write_all(int fd, const char *p, size_t n)
         if (w < 0) {
             if (errno == EINTR)
                 continue;
+            if (errno == EAGAIN) {
+                /* The supervisor's end is non-blocking; a large frame (a 1 MB argument) fills
+                 * the socket buffer while the child reads it: wait for room. */
+                struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+                if (poll(&pfd, 1, 30000) <= 0)
+                    return -ETIMEDOUT;
+                continue;
+            }
             return -errno;
         }
         p += w;
