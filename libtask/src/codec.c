@@ -361,8 +361,11 @@ static int str_header(struct dec *d, const char *key, char **out, enum task__bad
     if (v->kind != AMQP_FIELD_KIND_UTF8)
         return refuse(d, TASK_BAD_BAD_HEADER, "header '%s': expected a UTF-8 string (S), got "
                       "AMQP kind '%c'", key, (char)v->kind);
-    if (!task__utf8_valid(v->value.bytes.bytes, v->value.bytes.len))
-        return refuse(d, TASK_BAD_BAD_HEADER, "header '%s': invalid UTF-8", key);
+    /* Celery's argsrepr/kwargsrepr keep raw NULs from the arguments (display only: we keep
+     * the text up to the first NUL); names and ids must be clean C strings. */
+    bool display = strcmp(key, "argsrepr") == 0 || strcmp(key, "kwargsrepr") == 0;
+    if (!task__utf8_check(v->value.bytes.bytes, v->value.bytes.len, display))
+        return refuse(d, TASK_BAD_BAD_HEADER, "header '%s': invalid UTF-8 or a NUL byte", key);
     if (missing != TASK_BAD_NONE && v->value.bytes.len == 0)
         return refuse(d, missing, "header '%s' is empty", key);
     free(*out);

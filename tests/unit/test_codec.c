@@ -290,6 +290,14 @@ static void bad_utf8_task(struct golden *g)
 {
     entry(g, "task")->value.value.bytes = amqp_cstring_bytes("golden.\xff\xfe");
 }
+static void nul_in_task(struct golden *g)
+{
+    entry(g, "task")->value.value.bytes = (amqp_bytes_t){.len = 9, .bytes = "golden\0ad"};
+}
+static void nul_in_argsrepr(struct golden *g)
+{
+    entry(g, "argsrepr")->value.value.bytes = (amqp_bytes_t){.len = 6, .bytes = "('\0',)"};
+}
 static void yaml_type(struct golden *g) { g->props.content_type = amqp_cstring_bytes("application/x-yaml"); }
 static void gzip_encoding(struct golden *g) { g->props.content_encoding = amqp_cstring_bytes("binary"); }
 static void no_headers(struct golden *g) { g->props._flags &= ~(amqp_flags_t)AMQP_BASIC_HEADERS_FLAG; }
@@ -311,6 +319,7 @@ static void handmade_bad_inputs_each_get_their_reason(void **state)
     expect_reason(NULL, 0, timelimit_scalar, NULL, TASK_BAD_BAD_HEADER, "timelimit scalar");
     expect_reason(NULL, 0, ignore_result_int, NULL, TASK_BAD_BAD_HEADER, "ignore_result int");
     expect_reason(NULL, 0, bad_utf8_task, NULL, TASK_BAD_BAD_HEADER, "task not UTF-8");
+    expect_reason(NULL, 0, nul_in_task, NULL, TASK_BAD_BAD_HEADER, "NUL in task name");
     expect_reason(NULL, 0, yaml_type, NULL, TASK_BAD_CONTENT_TYPE, "yaml content type");
     expect_reason(NULL, 0, gzip_encoding, NULL, TASK_BAD_CONTENT_ENCODING, "binary encoding");
     expect_reason(NULL, 0, no_headers, NULL, TASK_BAD_NO_HEADERS, "no headers");
@@ -367,6 +376,18 @@ static void refused_message_keeps_its_address(void **state)
     task__msg_clear(&m);
 }
 
+/* Celery puts raw NULs from the arguments into argsrepr: that message must still run. */
+static void nul_in_display_header_is_accepted(void **state)
+{
+    (void)state;
+    struct task__msg m;
+    enum task__bad why;
+    task_error err = {0};
+    assert_int_equal(decode_variant(NULL, 0, nul_in_argsrepr, NULL, &why, &err, &m), 0);
+    assert_string_equal(m.argsrepr, "('");
+    task__msg_clear(&m);
+}
+
 static void encode_fills_defaults_like_a_celery_client(void **state)
 {
     (void)state;
@@ -394,6 +415,7 @@ int main(void)
         cmocka_unit_test(malformed_captures_get_their_reason),
         cmocka_unit_test(handmade_bad_inputs_each_get_their_reason),
         cmocka_unit_test(refused_message_keeps_its_address),
+        cmocka_unit_test(nul_in_display_header_is_accepted),
         cmocka_unit_test(encode_fills_defaults_like_a_celery_client),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,80 @@
+"""A stock Python Celery 5.2 client (rpc:// results) calls C tasks run by taskd."""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import Checks, Taskd, broker  # noqa: E402
+
+url = broker()
+from celery import Celery  # noqa: E402
+from celery.exceptions import TaskRevokedError  # noqa: E402
+
+Q = f"t_celery_client_{os.getpid()}"
+app = Celery("interop", broker=url, backend="rpc://")
+app.conf.task_default_queue = Q
+t = Checks()
+
+with Taskd(Q) as worker:
+    t.check("add(2, 3).get() == 5", app.send_task("test.add", (2, 3)).get(timeout=10) == 5)
+
+    try:
+        app.send_task("test.fail", ("card declined",)).get(timeout=10)
+        t.check("test.fail raises", False, "no exception")
+    except ValueError as e:
+        t.check("test.fail raises the real ValueError with its message", str(e) == "card declined",
+                repr(e))
+
+    big = "x" * 1_000_000
+    text = "héllo ☃ 😀 \u0000 end"
+    nested = {"a": [1, 2.5, None, True, {"b": "c"}], "é": "ü"}
+    v = app.send_task("test.echo", (text, nested), {"big": big}).get(timeout=20)
+    t.check("echo round-trips unicode and nested JSON", v[0] == [text, nested], repr(v[0])[:200])
+    t.check("echo round-trips a 1 MB argument", v[1] == {"big": big})
+
+    # A process that only polls (a web handler answering GET /status) sees the states through
+    # .state/.info; a fresh app has no result consumer yet, so .state polls the reply queue.
+    poller = Celery("poller", broker=url, backend="rpc://")
+    poller.conf.task_default_queue = Q
+    r = poller.send_task("test.progress", (5, 0.2))
+    seen = set()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        st = r.state
+        if st == "PROGRESS":
+            seen.add((r.info["current"], r.info["total"]))
+        if st == "SUCCESS":
+            break
+        time.sleep(0.05)
+    t.check("PROGRESS visible through AsyncResult.state/.info", len(seen) >= 2 and
+            all(total == 5 for _, total in seen), str(seen))
+    t.check("progress task ends with its value", r.get(timeout=10) == 5)
+    metas = []
+    r = app.send_task("test.progress", (3, 0.1))
+    v = r.get(timeout=10, on_message=lambda m: metas.append((m["status"], m["result"])))
+    t.check("get(on_message=...) sees each PROGRESS then SUCCESS",
+            [m for m in metas if m[0] == "PROGRESS"] ==
+            [("PROGRESS", {"current": i, "total": 3}) for i in (1, 2, 3)] and
+            metas[-1] == ("SUCCESS", 3) and v == 3, str(metas))
+
+    t0 = time.time()
+    v = app.send_task("test.add", (1, 1), countdown=2).get(timeout=15)
+    took = time.time() - t0
+    t.check("countdown=2 runs no earlier than 2 s", v == 2 and took >= 1.95, f"{took:.2f}s")
+
+    r = app.send_task("test.add", (1, 1), expires=-1)
+    try:
+        r.get(timeout=10)
+        t.check("expires in the past gives REVOKED", False, "it ran")
+    except TaskRevokedError:
+        t.check("expires in the past gives REVOKED", r.state == "REVOKED", r.state)
+
+    try:
+        app.send_task("no.such.task").get(timeout=10)
+        t.check("unknown task fails at once", False, "no exception")
+    except Exception as e:
+        t.check("unknown task fails at once with NotRegistered", type(e).__name__ == "NotRegistered",
+                repr(e))
+
+    t.check("taskd still alive", worker.proc.poll() is None)
+t.finish()
