@@ -71,6 +71,7 @@ static void publish_failure(struct worker *w, struct job *job, const struct task
     snprintf(tb, sizeof(tb), "Traceback (taskd, C task %s):\n%s: %s\n", m->task, type, message);
     (void)pub_result(w, job, m, "FAILURE", exc, tb, dc);
     json_object_put(exc);
+    canvas_on_failure(w, job);
     w->n_failed++;
 }
 
@@ -162,6 +163,7 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
     if (outcome == TASK_OK) {
         json_object *result = json_object_object_get_ex(reply, "result", &v) ? v : NULL;
         (void)pub_result(w, job, m, "SUCCESS", result, NULL, dc);
+        canvas_on_success(w, job, result);
         w->n_succeeded++;
         log_event(LV_DEBUG, 0, "task_succeeded", "task=%s task_id=%s runtime_s=%.6f", m->task,
                   m->id, runtime);

@@ -144,6 +144,10 @@ void runner_lost(struct worker *w, struct job *job);
 struct job *job_new(struct worker *w, uint64_t dtag);
 void job_free(struct job *job);
 
+/* canvas.c: follow-up messages of a finished task (link, chain, link_error). */
+void canvas_on_success(struct worker *w, struct job *job, json_object *result);
+void canvas_on_failure(struct worker *w, struct job *job);
+
 /* pool.c */
 int pool_start(struct worker *w);
 void pool_submit(struct worker *w, struct job *job);

@@ -57,6 +57,26 @@ with Taskd(Q) as worker:
             [("PROGRESS", {"current": i, "total": 3}) for i in (1, 2, 3)] and
             metas[-1] == ("SUCCESS", 3) and v == 3, str(metas))
 
+    from uuid import uuid4
+    cid = str(uuid4())
+    first = app.signature("test.add", (1, 2)).apply_async(
+        link=app.signature("test.add", (10,)).set(task_id=cid))
+    t.check("link: the task's result", first.get(timeout=10) == 3)
+    t.check("link: the callback ran with the result prepended",
+            app.AsyncResult(cid).get(timeout=10) == 13)
+
+    chain = (app.signature("test.add", (1, 1)) | app.signature("test.add", (2,)) |
+             app.signature("test.echo", ("end",)))
+    v = chain.apply_async().get(timeout=15)
+    t.check("a 3-step chain of C tasks runs in order", v == [[4, "end"], {}], repr(v))
+
+    eid = str(uuid4())
+    app.signature("test.fail", ("x",)).apply_async(
+        link_error=app.signature("test.echo", ()).set(task_id=eid))
+    ev = app.AsyncResult(eid).get(timeout=10)
+    t.check("link_error: the errback got the failed task's id", len(ev[0]) == 1 and
+            len(ev[0][0]) == 36, repr(ev))
+
     t0 = time.time()
     v = app.send_task("test.add", (1, 1), countdown=2).get(timeout=15)
     took = time.time() - t0

@@ -1,0 +1,112 @@
+/*
+ * canvas.c - what happens after a task: link callbacks and the next step of a chain on success,
+ * link_error callbacks on failure, sent as new task messages the way a Celery worker sends them
+ * (celery-protocol.md 3.3): the result prepended to the callback's args (unless immutable),
+ * parent_id = the finished task, root_id inherited, task_id/reply_to from the signature's
+ * options. Each message is tied to the finished task's ack, so none is lost.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "log.h"
+#include "worker.h"
+
+static json_object *opt(json_object *sig, const char *key)
+{
+    json_object *options, *v;
+    if (!json_object_object_get_ex(sig, "options", &options) ||
+        !json_object_object_get_ex(options, key, &v))
+        return NULL;
+    return v;
+}
+
+static const char *opt_str(json_object *sig, const char *key)
+{
+    json_object *v = opt(sig, key);
+    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+/* Send signature `sig` with `first` (borrowed, may be NULL) prepended to its args. */
+static void send_signature(struct worker *w, struct job *job, json_object *sig, json_object *first,
+                           json_object *chain_rest, const char *why)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(sig, "task", &v) || !json_object_is_type(v, json_type_string)) {
+        log_event(LV_WARN, 0, "canvas_skipped", "task_id=%s reason=\"%s signature without a "
+                  "task name\"", job->m.id, why);
+        return;
+    }
+    const char *name = json_object_get_string(v);
+    if (json_object_object_get_ex(sig, "subtask_type", &v) && v != NULL) {
+        log_event(LV_WARN, 0, "canvas_unsupported", "task_id=%s subtask_type=%s", job->m.id,
+                  json_object_get_string(v));
+        return;
+    }
+    bool immutable = json_object_object_get_ex(sig, "immutable", &v) && json_object_get_boolean(v);
+    json_object *args = json_object_new_array();
+    if (first != NULL && !immutable)
+        json_object_array_add(args, json_object_get(first));
+    json_object *sargs;
+    if (json_object_object_get_ex(sig, "args", &sargs) && json_object_is_type(sargs, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(sargs); i++)
+            json_object_array_add(args, json_object_get(json_object_array_get_idx(sargs, i)));
+    json_object *kwargs = NULL;
+    json_object_object_get_ex(sig, "kwargs", &kwargs);
+    if (!json_object_is_type(kwargs, json_type_object))
+        kwargs = NULL;
+
+    char id[37];
+    const char *tid = opt_str(sig, "task_id");
+    if (tid == NULL) {
+        task__uuid7(id);
+        tid = id;
+    }
+    const char *queue = opt_str(sig, "queue");
+    struct task__msg m = {
+        .lang = "c", .task = (char *)name, .id = (char *)tid,
+        .root_id = job->m.root_id ? job->m.root_id : job->m.id, .parent_id = job->m.id,
+        .group_index = -1, .correlation_id = (char *)tid,
+        .reply_to = (char *)(opt_str(sig, "reply_to") ? opt_str(sig, "reply_to") : job->m.reply_to),
+        .delivery_mode = 2, .args = args, .kwargs = kwargs, .chain = chain_rest,
+    };
+    struct task__wire wire;
+    task_error err = {0};
+    int rc = task__msg_encode(&m, &wire, &err);
+    if (rc == 0) {
+        rc = pub_send(w, job, "", queue ? queue : job->d.routing_key, &wire.props, wire.body,
+                      wire.body_len);
+        task__wire_free(&wire);
+    }
+    if (rc != 0) {
+        job->nacked = true; /* requeue the parent rather than lose the follow-up */
+        log_event(LV_ERROR, rc, "canvas_publish_failed", "task_id=%s next=%s", job->m.id, name);
+    } else {
+        log_event(LV_DEBUG, 0, "canvas_sent", "task_id=%s %s=%s next_id=%s", job->m.id, why, name,
+                  tid);
+    }
+    json_object_put(args);
+}
+
+void canvas_on_success(struct worker *w, struct job *job, json_object *result)
+{
+    const struct task__msg *m = &job->m;
+    for (size_t i = 0; m->callbacks && i < json_object_array_length(m->callbacks); i++)
+        send_signature(w, job, json_object_array_get_idx(m->callbacks, i), result, NULL, "link");
+    size_t n = m->chain ? json_object_array_length(m->chain) : 0;
+    if (n == 0)
+        return;
+    /* Celery's chain is a stack: the last element runs next, the rest travels with it. */
+    json_object *rest = json_object_new_array();
+    for (size_t i = 0; i + 1 < n; i++)
+        json_object_array_add(rest, json_object_get(json_object_array_get_idx(m->chain, i)));
+    send_signature(w, job, json_object_array_get_idx(m->chain, n - 1), result, rest, "chain");
+    json_object_put(rest);
+}
+
+void canvas_on_failure(struct worker *w, struct job *job)
+{
+    const struct task__msg *m = &job->m;
+    json_object *id = json_object_new_string(m->id);
+    for (size_t i = 0; m->errbacks && i < json_object_array_length(m->errbacks); i++)
+        send_signature(w, job, json_object_array_get_idx(m->errbacks, i), id, NULL, "link_error");
+    json_object_put(id);
+}
