@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "codec.h"
 #include "conn.h"
 #include "replies.h"
@@ -51,15 +52,51 @@ static int setup_channel(task_client *c)
         rc = task__conn_confirm_select(c->conn, CH);
     if (rc != 0)
         return rc;
-    /* Declared as Celery declares its rpc reply queues, so a Python client reusing the name
-     * could not get a 406; auto-delete plus x-expires cleans up after us. */
+    /* Not auto-delete: replies published while we reconnect must wait for us. The broker
+     * drops the queue after 10 minutes without a consumer (x-expires), so a client that died
+     * leaves nothing behind for long; the results stream still has every state. */
     amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-expires"),
-                            .value = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 86400000}};
+                            .value = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 600000}};
     amqp_table_t args = {.num_entries = 1, .entries = &e};
-    rc = task__conn_declare_queue(c->conn, CH, c->reply_queue, false, false, true, args);
+    rc = task__conn_declare_queue(c->conn, CH, c->reply_queue, false, false, false, args);
     if (rc == 0)
         rc = task__conn_consume(c->conn, CH, c->reply_queue, true, amqp_empty_table, NULL);
     return rc;
+}
+
+int task__client_reconnect(task_client *c, double deadline)
+{
+    struct task__conn_opts o = {.urls = &c->urls, .connect_timeout_s = c->connect_timeout_s,
+                                .name = "libtask client"};
+    task_error last = {0};
+    for (int attempt = 0;; attempt++) {
+        task__conn_close(c->conn);
+        c->conn = NULL;
+        c->confirmed = c->nacked = 0; /* a new channel numbers its confirms from 1 */
+        for (int i = 0; i < c->declared.n; i++)
+            free(c->declared.v[i]);
+        c->declared.n = 0;
+        task_error e = {0};
+        if (task__conn_open(&c->conn, &o, &e) == 0) {
+            if (setup_channel(c) == 0)
+                return 0;
+            e.code = task__conn_errcode(c->conn);
+            snprintf(e.msg, sizeof(e.msg), "%s", task__conn_errmsg(c->conn));
+        }
+        last = e;
+        /* Jittered exponential backoff, never past the caller's deadline. */
+        double pause = 0.1 * (double)(1 << (attempt > 5 ? 5 : attempt));
+        pause *= 0.5 + 0.5 * ((double)rand() / RAND_MAX);
+        double left = deadline - task__now_mono();
+        if (left <= 0)
+            break;
+        struct timespec ts = {(time_t)(pause < left ? pause : left), 0};
+        double p = pause < left ? pause : left;
+        ts.tv_nsec = (long)((p - (double)ts.tv_sec) * 1e9);
+        nanosleep(&ts, NULL);
+    }
+    return task__client_fail(c, TASK_ECONNECT, "broker unreachable, gave up reconnecting: %s",
+                             last.msg[0] ? last.msg : "no answer");
 }
 
 task_client *task_client_new(const task_config *cfg, task_error *err)
@@ -85,6 +122,15 @@ task_client *task_client_new(const task_config *cfg, task_error *err)
         return NULL;
     }
     c->send_timeout_s = cfg->send_timeout_s > 0 ? cfg->send_timeout_s : 30;
+    c->connect_timeout_s = cfg->connect_timeout_s;
+    for (int i = 0; i < cfg->broker_urls.n; i++) {
+        char **v = realloc(c->urls.v, (size_t)(c->urls.n + 1) * sizeof(*v));
+        if (v == NULL)
+            break;
+        c->urls.v = v;
+        if ((v[c->urls.n] = task__strdup(cfg->broker_urls.v[i])) != NULL)
+            c->urls.n++;
+    }
     c->default_queue = task__strdup(cfg->default_queue ? cfg->default_queue : "celery");
     task__uuid4(c->reply_queue);
     struct task__conn_opts o = {.urls = &cfg->broker_urls,
@@ -109,6 +155,9 @@ void task_client_free(task_client *c)
         return;
     task__conn_close(c->conn);
     task__replies_free(&c->replies);
+    for (int i = 0; i < c->urls.n; i++)
+        free(c->urls.v[i]);
+    free(c->urls.v);
     for (int i = 0; i < c->declared.n; i++)
         free(c->declared.v[i]);
     free(c->declared.v);
@@ -286,12 +335,24 @@ int task_send(task_client *c, const char *name, json_object *args, json_object *
     rc = task__msg_encode(&m, &w, &c->err);
     if (rc != 0)
         return rc;
-    uint64_t seq = 0;
-    rc = task__conn_publish(c->conn, CH, "", queue, &w.props, w.body, w.body_len, &seq);
+    /* During an outage the call waits (reconnecting) up to client.send_timeout, then fails:
+     * never a silent drop. A message whose confirm was lost is sent again with the same id
+     * (at-least-once). */
+    double deadline = task__now_mono() + c->send_timeout_s;
+    for (;;) {
+        uint64_t seq = 0;
+        rc = task__conn_publish(c->conn, CH, "", queue, &w.props, w.body, w.body_len, &seq);
+        rc = rc != 0 ? task__client_from_conn(c, rc) : wait_confirm(c, seq, tid.str);
+        if (rc == 0 || task__conn_alive(c->conn) || task__now_mono() >= deadline)
+            break;
+        task__error_clear(&c->err);
+        rc = task__client_reconnect(c, deadline);
+        if (rc == 0)
+            rc = ensure_queue(c, queue);
+        if (rc != 0)
+            break;
+    }
     task__wire_free(&w);
-    if (rc != 0)
-        return task__client_from_conn(c, rc);
-    rc = wait_confirm(c, seq, tid.str);
     if (rc != 0)
         return rc;
     *id = tid;
@@ -325,6 +386,12 @@ int task_wait_progress(task_client *c, const char *id, int timeout_ms, task_stat
             return task__client_fail(c, TASK_ETIMEDOUT, "wait %s: no result within %d ms", id,
                                timeout_ms);
         int rc = task__client_pump(c, left);
+        if (rc < 0 && !task__conn_alive(c->conn)) {
+            /* Replies wait in our reply queue while we reconnect. */
+            task__error_clear(&c->err);
+            double until = deadline < 0 ? task__now_mono() + c->send_timeout_s : deadline;
+            rc = task__client_reconnect(c, until);
+        }
         if (rc < 0)
             return rc;
     }

@@ -21,7 +21,13 @@ struct task_client {
     uint64_t confirmed;         /* highest sequence number the broker acked */
     uint64_t nacked;            /* highest sequence number the broker nacked */
     struct task__stream_read *stream;  /* set while a stream read is in progress */
+    task_strlist urls;          /* owned copy, for reconnects */
+    double connect_timeout_s;
 };
+
+/* After the connection broke: reconnect (all URLs, jittered backoff) until `deadline`
+ * (task__now_mono() seconds), re-declare the reply queue and resume. 0 or TASK_ECONNECT. */
+int task__client_reconnect(task_client *c, double deadline);
 
 int task__client_fail(task_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
