@@ -282,5 +282,9 @@ void child_main(int fd, int nthreads, const int *close_fds, int nclose)
         task_ctx last = {.http = c.slots[0].http};
         task__ctx_release(&last);
     }
+    ipc_buf_free(&in);
+    free(c.slots);
+    free(tids);
+    free(args);
     _exit(0);
 }
