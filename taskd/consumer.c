@@ -41,15 +41,16 @@ int consumer_start(struct worker *w)
     return rc;
 }
 
-static void revoke_expired(struct worker *w, struct task__delivery *d, struct task__msg *m)
+static void revoke_expired(struct worker *w, struct task__delivery *d, struct task__msg *m,
+                           const char *why)
 {
     struct job *job = job_new(w, d->tag);
     if (job == NULL)
         return;
-    json_object *exc = task__exc_new("TaskRevokedError", "expired", "celery.exceptions");
+    json_object *exc = task__exc_new("TaskRevokedError", why, "celery.exceptions");
     (void)pub_result(w, job, m, "REVOKED", exc, NULL, delivery_count(d));
     json_object_put(exc);
-    log_event(LV_INFO, 0, "task_expired", "task=%s task_id=%s", m->task, m->id);
+    log_event(LV_INFO, 0, "task_discarded", "task=%s task_id=%s reason=%s", m->task, m->id, why);
     job_finish(w, job);
 }
 
@@ -98,7 +99,11 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
     }
     double now = task__now_wall();
     if (m.expires > 0 && m.expires <= now) {
-        revoke_expired(w, d, &m);
+        revoke_expired(w, d, &m, "expired");
+        goto out;
+    }
+    if (revoked_has(w, m.id)) {
+        revoke_expired(w, d, &m, "revoked");
         goto out;
     }
     if (!due_checked && m.eta > now + 0.001) {

@@ -388,3 +388,19 @@ void pool_drop_jobs(struct worker *w)
         for (struct job *j = p->ch[i].running; j != NULL; j = j->next)
             j->orphan = true;
 }
+
+void pool_terminate(struct worker *w, const char *id)
+{
+    for (int i = 0; i < w->pool.n; i++) {
+        for (struct job *j = w->pool.ch[i].running; j != NULL; j = j->next) {
+            if (strcmp(j->m.id, id) == 0 && !j->terminated) {
+                /* Threads cannot be killed safely one by one: the child goes, its other jobs
+                 * are handled like any lost child's. */
+                j->terminated = true;
+                log_event(LV_INFO, 0, "task_terminate", "task_id=%s pid=%d", id,
+                          (int)w->pool.ch[i].pid);
+                kill(w->pool.ch[i].pid, SIGKILL);
+            }
+        }
+    }
+}

@@ -192,7 +192,11 @@ void runner_lost(struct worker *w, struct job *job)
 {
     const struct task__msg *m = &job->m;
     int dc = delivery_count(&job->d);
-    if (job->timed_out) {
+    if (job->terminated) {
+        json_object *exc = task__exc_new("TaskRevokedError", "terminated", "celery.exceptions");
+        (void)pub_result(w, job, m, "REVOKED", exc, NULL, dc);
+        json_object_put(exc);
+    } else if (job->timed_out) {
         char msg[128];
         snprintf(msg, sizeof(msg), "TimeLimitExceeded(%g)", task__now_mono() - job->started);
         publish_failure(w, job, m, "TimeLimitExceeded", msg, dc);

@@ -52,7 +52,10 @@ int worker_init(struct worker *w, task_config *cfg)
     w->limits.max_body_bytes = (size_t)cfg->max_message_bytes;
     w->limits.max_depth = cfg->json_max_depth;
     srandom((unsigned)getpid() ^ (unsigned)task__now_wall());
-    int rc = block_signals(w);
+    w->started = task__now_mono();
+    int rc = task__replies_init(&w->revoked);
+    if (rc == 0)
+        rc = block_signals(w);
     if (rc != 0) {
         log_event(LV_ERROR, -rc, "signal_setup_failed", NULL);
         return rc;
@@ -87,6 +90,8 @@ static int connect_broker(struct worker *w)
         rc = task__conn_confirm_select(w->conn, CH_PUBLISH);
     if (rc == 0)
         rc = consumer_start(w);
+    if (rc == 0)
+        rc = control_start(w);
     if (rc != 0) {
         log_event(LV_ERROR, rc, "broker_setup_failed", "detail=\"%s\"",
                   task__conn_errmsg(w->conn));
@@ -154,6 +159,38 @@ static void start_draining(struct worker *w)
               w->cfg->shutdown_grace_s);
 }
 
+void worker_request_shutdown(struct worker *w)
+{
+    if (w->state == W_RUNNING)
+        start_draining(w);
+}
+
+/* Celery keeps 50000 revoked ids; past that we start a fresh set rather than grow forever. */
+#define REVOKED_MAX 50000
+
+void revoked_add(struct worker *w, const char *id)
+{
+    if (w->revoked.count >= REVOKED_MAX) {
+        task__replies_free(&w->revoked);
+        (void)task__replies_init(&w->revoked);
+    }
+    (void)task__replies_put(&w->revoked, id, "REVOKED", NULL);
+}
+
+bool revoked_has(struct worker *w, const char *id)
+{
+    return w->revoked.count > 0 && task__replies_find(&w->revoked, id) != NULL;
+}
+
+json_object *revoked_list(struct worker *w)
+{
+    json_object *list = json_object_new_array();
+    for (size_t i = 0; i < w->revoked.nbuckets; i++)
+        for (struct task__reply *e = w->revoked.buckets[i]; e != NULL; e = e->next)
+            json_object_array_add(list, json_object_new_string(e->id));
+    return list;
+}
+
 static void stop_cold(struct worker *w, const char *why)
 {
     log_event(LV_WARN, 0, "shutdown_cold", "reason=%s running=%d", why, pool_running(w));
@@ -215,6 +252,11 @@ static void on_frame(struct worker *w, amqp_frame_t *f)
         struct task__delivery d;
         if (task__conn_read_delivery(w->conn, f, &d) != 0)
             return;
+        if (d.channel != CH_CONSUME) {
+            control_on_delivery(w, &d);
+            task__delivery_free(&d);
+            return;
+        }
         if (w->state != W_RUNNING) {
             (void)task__conn_reject(w->conn, CH_CONSUME, d.tag, true);
             task__delivery_free(&d);
@@ -392,6 +434,7 @@ void worker_free(struct worker *w)
         ipc_buf_free(&w->pool.ch[i].in);
     }
     free(w->pool.ch);
+    task__replies_free(&w->revoked);
     free(w->pend);
     free(w->held);
     if (w->sigfd >= 0)

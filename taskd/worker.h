@@ -15,6 +15,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "ipc.h"
+#include "replies.h"
 
 #define CH_CONSUME 1
 #define CH_PUBLISH 2
@@ -30,6 +31,7 @@ struct job {
     bool done;              /* all publishes made; ack when waits reaches 0 */
     bool orphan;            /* its connection is gone: drop the outcome, the broker redelivers */
     bool timed_out;         /* killed for its hard time limit */
+    bool terminated;        /* killed by revoke --terminate */
     struct task__delivery d; /* owned */
     struct task__msg m;      /* owned, decoded */
     const task_def *def;
@@ -105,6 +107,8 @@ struct worker {
     int prefetch;
     int inflight;           /* deliveries not yet acked */
     struct pool pool;
+    struct task__replies revoked; /* revoked task ids (pidbox revoke) */
+    double started;         /* task__now_mono() at start, for uptime */
     task_config *(*reload)(void *ud, task_error *err); /* SIGHUP: build a fresh config */
     void *reload_ud;
     double drain_deadline;  /* warm shutdown turns cold after this (task__now_mono()) */
@@ -148,6 +152,16 @@ void job_free(struct job *job);
 void canvas_on_success(struct worker *w, struct job *job, json_object *result);
 void canvas_on_failure(struct worker *w, struct job *job);
 
+/* control.c: pidbox remote control */
+int control_start(struct worker *w);
+void control_on_delivery(struct worker *w, struct task__delivery *d);
+/* revoked set (worker.c) */
+void revoked_add(struct worker *w, const char *id);
+bool revoked_has(struct worker *w, const char *id);
+json_object *revoked_list(struct worker *w);
+/* Begin a warm shutdown (as the first SIGTERM does). */
+void worker_request_shutdown(struct worker *w);
+
 /* pool.c */
 int pool_start(struct worker *w);
 void pool_submit(struct worker *w, struct job *job);
@@ -160,6 +174,8 @@ int pool_running(const struct worker *w);
 /* Warm: children finish their jobs and exit. Cold: SIGKILL. */
 void pool_stop(struct worker *w, bool cold);
 bool pool_all_exited(const struct worker *w);
+/* revoke --terminate: kill the child running task `id` (it ends REVOKED). */
+void pool_terminate(struct worker *w, const char *id);
 /* Forget the jobs of a lost connection (running ones become orphans). */
 void pool_drop_jobs(struct worker *w);
 /* Give waiting (not yet running) jobs back to the broker. */

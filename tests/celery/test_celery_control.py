@@ -1,0 +1,64 @@
+"""Celery's remote-control tools see taskd workers (pidbox): ping, inspect, revoke."""
+import os
+import subprocess
+import sys
+import time
+from uuid import uuid4
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import Checks, Taskd, broker  # noqa: E402
+
+url = broker()
+from celery import Celery  # noqa: E402
+from celery.exceptions import TaskRevokedError  # noqa: E402
+
+Q = f"t_celery_control_{os.getpid()}"
+NODE = f"ctl{os.getpid()}@interop"
+app = Celery("control", broker=url, backend="rpc://")
+app.conf.task_default_queue = Q
+t = Checks()
+
+with Taskd(Q, "--hostname", NODE) as worker:
+    pongs = app.control.ping(destination=[NODE], timeout=2)
+    t.check("control.ping answers pong", pongs == [{NODE: {"ok": "pong"}}], repr(pongs))
+    out = subprocess.run(["/usr/bin/python3", "-m", "celery", "-b", url, "inspect", "ping",
+                          "-d", NODE, "-t", "2"], capture_output=True, text=True)
+    t.check("`celery inspect ping` finds the taskd node", out.returncode == 0 and NODE in out.stdout
+            and "pong" in out.stdout, out.stdout + out.stderr)
+    i = app.control.inspect(destination=[NODE], timeout=2)
+    reg = i.registered() or {}
+    t.check("inspect registered lists the C tasks", "test.add" in reg.get(NODE, []) and
+            reg[NODE] == sorted(reg[NODE]), repr(reg))
+    r = app.send_task("test.sleep", (5,))
+    time.sleep(0.5)
+    act = (i.active() or {}).get(NODE, [])
+    t.check("inspect active shows the running task", [a["id"] for a in act] == [r.id] and
+            act[0]["name"] == "test.sleep" and act[0]["args"] == [5], repr(act))
+    st = (i.stats() or {}).get(NODE, {})
+    t.check("inspect stats has pool and totals", st.get("pool", {}).get("running") == 1 and
+            "total" in st, repr(st))
+    t0 = time.time()
+    app.control.revoke(r.id, terminate=True)
+    try:
+        r.get(timeout=10)
+        t.check("revoke --terminate stops a running task", False, "it finished")
+    except TaskRevokedError as e:
+        t.check("revoke --terminate stops a running task", "terminated" in str(e) and
+                time.time() - t0 < 3, repr(e))
+    rid = str(uuid4())
+    app.control.revoke(rid)
+    time.sleep(0.3)
+    t.check("inspect revoked lists a revoked id", rid in (i.revoked() or {}).get(NODE, []))
+    try:
+        app.send_task("test.add", (1, 2), task_id=rid).get(timeout=10)
+        t.check("a revoked id never runs", False, "it ran")
+    except TaskRevokedError:
+        t.check("a revoked id never runs", True)
+    t.check("add still works after terminate", app.send_task("test.add", (2, 2)).get(timeout=10) == 4)
+    app.control.shutdown(destination=[NODE])
+    try:
+        code = worker.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        code = None
+    t.check("control.shutdown stops the worker warm (exit 0)", code == 0, str(code))
+t.finish()
