@@ -50,6 +50,13 @@ static void revoke_expired(struct worker *w, struct task__delivery *d, struct ta
     json_object *exc = task__exc_new("TaskRevokedError", why, "celery.exceptions");
     (void)pub_result(w, job, m, "REVOKED", exc, NULL, delivery_count(d));
     json_object_put(exc);
+    job->m = *m; /* borrowed for the event only */
+    json_object *ev = json_object_new_object();
+    json_object_object_add(ev, "terminated", json_object_new_boolean(0));
+    json_object_object_add(ev, "signum", NULL);
+    json_object_object_add(ev, "expired", json_object_new_boolean(strcmp(why, "expired") == 0));
+    events_task(w, "task-revoked", job, ev);
+    memset(&job->m, 0, sizeof(job->m));
     log_event(LV_INFO, 0, "task_discarded", "task=%s task_id=%s reason=%s", m->task, m->id, why);
     job_finish(w, job);
 }

@@ -236,6 +236,10 @@ void control_on_delivery(struct worker *w, struct task__delivery *d)
         value = revoked_list(w);
     } else if (strcmp(method, "revoke") == 0) {
         value = do_revoke(w, args);
+    } else if (strcmp(method, "heartbeat") == 0) {
+        events_worker(w, "worker-heartbeat"); /* monitors ask on start */
+        json_object_put(req);
+        return;
     } else if (strcmp(method, "shutdown") == 0) {
         log_event(LV_INFO, 0, "shutdown_requested", "via=pidbox");
         worker_request_shutdown(w);

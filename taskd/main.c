@@ -15,7 +15,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: taskd [--config FILE] [--broker URL]... [-Q q1,q2] [-c PROCS] [--threads N]\n"
-            "             [--module PATH.so]... [--hostname NAME] [--loglevel LEVEL]\n"
+            "             [--module PATH.so]... [--hostname NAME] [--loglevel LEVEL] [-E]\n"
             "Runs a worker: consumes the task queues, runs the tasks the modules register and\n"
             "publishes their results. See taskd(8).\n");
 }
@@ -93,12 +93,12 @@ int main(int argc, char **argv)
         {"queues", required_argument, NULL, 'Q'},   {"concurrency", required_argument, NULL, 'c'},
         {"threads", required_argument, NULL, 't'},  {"module", required_argument, NULL, 'm'},
         {"hostname", required_argument, NULL, 'n'}, {"loglevel", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
+        {"events", no_argument, NULL, 'E'},         {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     static struct flags fl;
     int c;
-    while ((c = getopt_long(argc, argv, "f:b:Q:c:t:m:n:l:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:b:Q:c:t:m:n:l:EhV", opts, NULL)) != -1) {
         const char *path = NULL, *origin = NULL;
         switch (c) {
         case 'f': fl.config = optarg; continue;
@@ -109,6 +109,7 @@ int main(int argc, char **argv)
         case 't': path = "worker.threads"; origin = "--threads"; break;
         case 'n': path = "worker.hostname"; origin = "--hostname"; break;
         case 'l': path = "worker.log_level"; origin = "--loglevel"; break;
+        case 'E': path = "worker.send_events"; origin = "-E"; optarg = (char *)"true"; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("taskd 0.1.0\n"); return 0;
         default: usage(stderr); return TASKD_EXIT_FATAL;

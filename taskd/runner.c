@@ -72,6 +72,12 @@ static void publish_failure(struct worker *w, struct job *job, const struct task
     (void)pub_result(w, job, m, "FAILURE", exc, tb, dc);
     json_object_put(exc);
     canvas_on_failure(w, job);
+    char repr[1400];
+    snprintf(repr, sizeof(repr), "%s('%s')", type, message);
+    json_object *ev = json_object_new_object();
+    json_object_object_add(ev, "exception", json_object_new_string(repr));
+    json_object_object_add(ev, "traceback", json_object_new_string(tb));
+    events_task(w, "task-failed", job, ev);
     w->n_failed++;
 }
 
@@ -103,6 +109,11 @@ static void republish_retry(struct worker *w, struct job *job, double delay_s,
     (void)pub_result(w, job, m, "RETRY", exc, NULL, dc);
     json_object_put(exc);
     w->n_retried++;
+    char repr[1400];
+    snprintf(repr, sizeof(repr), "%s('%s')", type, msg);
+    json_object *ev = json_object_new_object();
+    json_object_object_add(ev, "exception", json_object_new_string(repr));
+    events_task(w, "task-retried", job, ev);
     log_event(LV_INFO, 0, "task_retry", "task=%s task_id=%s retries=%d delay_s=%.3f", m->task,
               m->id, again.retries, delay_s);
 }
@@ -128,6 +139,7 @@ void job_free(struct job *job)
 
 void runner_start(struct worker *w, struct job *job)
 {
+    events_task(w, "task-received", job, NULL);
     if (job->def->track_started) {
         json_object *meta = json_object_new_object();
         json_object_object_add(meta, "pid", json_object_new_int(getpid()));
@@ -136,6 +148,7 @@ void runner_start(struct worker *w, struct job *job)
         json_object_put(meta);
     }
     pool_submit(w, job);
+    events_task(w, "task-started", job, NULL);
 }
 
 void runner_progress(struct worker *w, struct job *job, json_object *meta)
@@ -164,6 +177,10 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
         json_object *result = json_object_object_get_ex(reply, "result", &v) ? v : NULL;
         (void)pub_result(w, job, m, "SUCCESS", result, NULL, dc);
         canvas_on_success(w, job, result);
+        json_object *ev = json_object_new_object();
+        json_object_object_add(ev, "result", json_object_new_string(result ? task__json_str(result, NULL) : "None"));
+        json_object_object_add(ev, "runtime", json_object_new_double(runtime));
+        events_task(w, "task-succeeded", job, ev);
         w->n_succeeded++;
         log_event(LV_DEBUG, 0, "task_succeeded", "task=%s task_id=%s runtime_s=%.6f", m->task,
                   m->id, runtime);
@@ -196,6 +213,11 @@ void runner_lost(struct worker *w, struct job *job)
         json_object *exc = task__exc_new("TaskRevokedError", "terminated", "celery.exceptions");
         (void)pub_result(w, job, m, "REVOKED", exc, NULL, dc);
         json_object_put(exc);
+        json_object *ev = json_object_new_object();
+        json_object_object_add(ev, "terminated", json_object_new_boolean(1));
+        json_object_object_add(ev, "signum", json_object_new_int(9));
+        json_object_object_add(ev, "expired", json_object_new_boolean(0));
+        events_task(w, "task-revoked", job, ev);
     } else if (job->timed_out) {
         char msg[128];
         snprintf(msg, sizeof(msg), "TimeLimitExceeded(%g)", task__now_mono() - job->started);

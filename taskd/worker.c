@@ -92,6 +92,8 @@ static int connect_broker(struct worker *w)
         rc = consumer_start(w);
     if (rc == 0)
         rc = control_start(w);
+    if (rc == 0)
+        rc = events_start(w);
     if (rc != 0) {
         log_event(LV_ERROR, rc, "broker_setup_failed", "detail=\"%s\"",
                   task__conn_errmsg(w->conn));
@@ -352,6 +354,7 @@ static int turn(struct worker *w)
     if (rc != 0)
         return rc;
     consumer_release_due(w);
+    events_tick(w);
     pub_flush_stream(w);
     return 0;
 }
@@ -394,6 +397,7 @@ int worker_run(struct worker *w)
             log_event(LV_INFO, 0, "worker_ready", "hostname=%s queues=%d tasks=%d procs=%d "
                       "threads=%d", w->hostname, w->cfg->queues.n, task_registry_count(),
                       w->pool.n, w->pool.threads);
+            events_worker(w, "worker-online");
             if (!ready_sent)
                 notify_send("READY=1");
             ready_sent = true;
@@ -414,8 +418,10 @@ int worker_run(struct worker *w)
         usleep(10000);
         pool_reap(w);
     }
-    if (w->conn != NULL)
+    if (w->conn != NULL) {
+        events_worker(w, "worker-offline");
         drop_session(w);
+    }
     log_event(LV_INFO, 0, "worker_stopped",
               "received=%llu succeeded=%llu failed=%llu retried=%llu quarantined=%llu",
               (unsigned long long)w->n_received, (unsigned long long)w->n_succeeded,

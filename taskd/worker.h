@@ -109,6 +109,8 @@ struct worker {
     struct pool pool;
     struct task__replies revoked; /* revoked task ids (pidbox revoke) */
     double started;         /* task__now_mono() at start, for uptime */
+    double last_heartbeat;  /* task__now_mono() of the last worker event */
+    uint64_t clock;         /* Lamport clock of our events */
     task_config *(*reload)(void *ud, task_error *err); /* SIGHUP: build a fresh config */
     void *reload_ud;
     double drain_deadline;  /* warm shutdown turns cold after this (task__now_mono()) */
@@ -161,6 +163,13 @@ bool revoked_has(struct worker *w, const char *id);
 json_object *revoked_list(struct worker *w);
 /* Begin a warm shutdown (as the first SIGTERM does). */
 void worker_request_shutdown(struct worker *w);
+
+/* events.c: celeryev */
+int events_start(struct worker *w);
+void events_worker(struct worker *w, const char *type);   /* worker-online/heartbeat/offline */
+void events_tick(struct worker *w);                        /* heartbeat when due */
+/* A task event; `extra` (new reference, may be NULL) is merged into it and released. */
+void events_task(struct worker *w, const char *type, const struct job *job, json_object *extra);
 
 /* pool.c */
 int pool_start(struct worker *w);

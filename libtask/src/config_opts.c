@@ -44,6 +44,8 @@ static const struct task__opt opts[] = {
      NULL, true, NULL, "recycle a child whose RSS passes this (KiB); 0 = never"},
     {"worker.requeue_on_crash", OPT_BOOL, OFF(requeue_on_crash), "false", 0, 0, NULL, true, NULL,
      "a task whose child died is requeued once instead of failing"},
+    {"worker.send_events", OPT_BOOL, OFF(send_events), "false", 0, 0, NULL, true, NULL,
+     "publish task events (received, started, succeeded, ...) to celeryev"},
     {"tasks.max_retries", OPT_INT, OFF(max_retries), "3", -1, 1000000, NULL, true, NULL,
      "default retry limit; -1 = unlimited"},
     {"tasks.time_limit", OPT_SECONDS, OFF(time_limit_s), "0", 0, 31536000, NULL, true, NULL,

@@ -18,7 +18,49 @@ app = Celery("control", broker=url, backend="rpc://")
 app.conf.task_default_queue = Q
 t = Checks()
 
-with Taskd(Q, "--hostname", NODE) as worker:
+RECEIVER = """
+import json, sys
+from celery import Celery
+app = Celery("rx", broker=sys.argv[1])
+def show(ev):
+    print(json.dumps(ev), flush=True)
+with app.connection() as conn:
+    try:
+        app.events.Receiver(conn, handlers={"*": show}).capture(limit=None, timeout=float(sys.argv[2]))
+    except Exception:
+        pass
+"""
+
+
+def collect_events(seconds, action):
+    """Run `action` while a stock Celery event receiver (another process) listens."""
+    import json
+    rx = subprocess.Popen(["/usr/bin/python3", "-c", RECEIVER, url, str(seconds)],
+                          stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    action()
+    time.sleep(0.5)
+    rx.terminate()  # capture() returns only after `timeout` s of silence, heartbeats go on
+    out, _ = rx.communicate(timeout=10)
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+with Taskd(Q, "--hostname", NODE, "-E") as worker:
+    def run_one():
+        r = app.send_task("test.add", (20, 22))
+        r.get(timeout=10)
+        run_one.id = r.id
+        time.sleep(2.5)  # one heartbeat period
+    evs = collect_events(5, run_one)
+    mine = [e for e in evs if e.get("hostname") == NODE]
+    types = {e["type"] for e in mine}
+    t.check("event receiver sees worker-heartbeat", "worker-heartbeat" in types, str(types))
+    got = {e["type"]: e for e in mine if e.get("uuid") == getattr(run_one, "id", None)}
+    t.check("task-received with name and args", got.get("task-received", {}).get("name") ==
+            "test.add", repr(got.get("task-received")))
+    t.check("task-succeeded with result and runtime", got.get("task-succeeded", {}).get("result")
+            == "42" and got["task-succeeded"].get("runtime", -1) >= 0, repr(got.get("task-succeeded")))
+
     pongs = app.control.ping(destination=[NODE], timeout=2)
     t.check("control.ping answers pong", pongs == [{NODE: {"ok": "pong"}}], repr(pongs))
     out = subprocess.run(["/usr/bin/python3", "-m", "celery", "-b", url, "inspect", "ping",

@@ -48,6 +48,7 @@ typedef struct task_config {
     int max_tasks_per_child;      /* worker.max_tasks_per_child: recycle after; 0 = never */
     int max_memory_per_child_kb;  /* worker.max_memory_per_child: recycle above (KiB); 0 = never */
     bool requeue_on_crash;        /* worker.requeue_on_crash: requeue once instead of FAILURE */
+    bool send_events;             /* worker.send_events: task events on celeryev (taskd -E) */
 
     /* task defaults (a task's TASK() options override them) */
     int max_retries;              /* tasks.max_retries */
