@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <task/config.h>
+#include <unistd.h>
 #include "common.h"
+#include "conn.h"
 
 int ctl_error(const char *fmt, ...)
 {
@@ -15,6 +17,53 @@ int ctl_error(const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     return EXIT_ERROR;
+}
+
+static task_config *ctl_config(const struct globals *g)
+{
+    task_error err = {0};
+    task_config *cfg = task_config_new();
+    if (cfg == NULL) {
+        ctl_error("out of memory");
+        return NULL;
+    }
+    int rc = task_config_load_default(cfg, "taskctl.conf", g->config, &err);
+    if (rc == 0 && g->brokers[0] != '\0')
+        rc = task_config_set(cfg, "broker.urls", g->brokers, "--broker", &err);
+    if (rc != 0) {
+        ctl_error("%s", err.msg);
+        task_config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+struct task__conn *ctl_conn(const struct globals *g)
+{
+    task_config *cfg = ctl_config(g);
+    if (cfg == NULL)
+        return NULL;
+    struct task__conn_opts o = {.urls = &cfg->broker_urls,
+                                .connect_timeout_s = cfg->connect_timeout_s,
+                                .name = "taskctl"};
+    struct task__conn *c = NULL;
+    task_error err = {0};
+    if (task__conn_open(&c, &o, &err) != 0 || task__conn_channel_open(c, 1) != 0) {
+        ctl_error("%s", err.msg[0] ? err.msg : task__conn_errmsg(c));
+        task__conn_close(c);
+        c = NULL;
+    }
+    task_config_free(cfg);
+    return c;
+}
+
+bool ctl_confirm(const char *prompt)
+{
+    if (!isatty(STDIN_FILENO))
+        return false;
+    fprintf(stderr, "%s [y/N] ", prompt);
+    char line[16];
+    return fgets(line, sizeof(line), stdin) != NULL && (line[0] == 'y' || line[0] == 'Y');
 }
 
 task_client *ctl_connect(const struct globals *g)

@@ -41,7 +41,20 @@ void ctl_print_json(json_object *o);
  * stderr names a failure. Returns the exit code. */
 int ctl_report_final(const struct globals *g, const char *id, task_state st, json_object *res);
 
+struct task__conn;
+/* A raw connection for the operator commands (config, env and --broker as for the client). */
+struct task__conn *ctl_conn(const struct globals *g);
+/* Ask the user (stdin a terminal) "prompt [y/N]"; false when not a terminal. */
+bool ctl_confirm(const char *prompt);
+
 int cmd_send(const struct globals *g, int argc, char **argv);
+int cmd_workers(const struct globals *g, int argc, char **argv);
+int cmd_inspect(const struct globals *g, int argc, char **argv);
+int cmd_revoke(const struct globals *g, int argc, char **argv);
+int cmd_events(const struct globals *g, int argc, char **argv);
+int cmd_queues(const struct globals *g, int argc, char **argv);
+int cmd_purge(const struct globals *g, int argc, char **argv);
+int cmd_dead(const struct globals *g, int argc, char **argv);
 int cmd_call(const struct globals *g, int argc, char **argv);
 int cmd_wait(const struct globals *g, int argc, char **argv);
 int cmd_result(const struct globals *g, int argc, char **argv);

@@ -9,6 +9,13 @@ static const struct cmd cmds[] = {
     {"call", cmd_call, "call NAME [send options] [--timeout S]"},
     {"wait", cmd_wait, "wait ID [--timeout S]"},
     {"result", cmd_result, "result ID [--since UNIX_S]"},
+    {"workers", cmd_workers, "workers [--timeout S]"},
+    {"inspect", cmd_inspect, "inspect active|registered|stats|revoked [--timeout S]"},
+    {"revoke", cmd_revoke, "revoke ID [--terminate]"},
+    {"events", cmd_events, "events [--count N] [--timeout S]"},
+    {"queues", cmd_queues, "queues [QUEUE...]"},
+    {"purge", cmd_purge, "purge QUEUE [--yes]"},
+    {"dead", cmd_dead, "dead [--queue Q] [--limit N] [--republish N|all]"},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 

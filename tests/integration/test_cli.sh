@@ -20,7 +20,7 @@ check() { # check NAME EXPECTED ACTUAL
 }
 
 LOG=$(mktemp /tmp/itest-cli-taskd.XXXXXX)
-TASKD_WORKER_DEAD_QUEUE=$Q.dead "$B/taskd/taskd" --broker "$URL" -Q "$Q" \
+TASKD_WORKER_DEAD_QUEUE=$Q.dead "$B/taskd/taskd" --broker "$URL" -Q "$Q" -E \
     --module "$B/tests/tasks/libtesttasks.so" 2>"$LOG" &
 TASKD_PID=$!
 trap 'kill $TASKD_PID 2>/dev/null; wait $TASKD_PID 2>/dev/null; rm -f "$LOG"' EXIT
@@ -81,6 +81,39 @@ took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 check "broker down exits 4" 4 $rc
 check "broker down: one line" 1 "$(printf '%s\n' "$err" | wc -l)"
 awk -v t="$took" 'BEGIN { exit !(t < 7) }' && ok "broker down fails fast ($took s)" || bad "slow: $took s"
+
+# Operator commands.
+out=$("$CTL" --broker "$URL" workers --timeout 1); rc=$?
+[[ $rc -eq 0 && $out == *pong* ]] && ok "workers lists the running worker" || bad "workers: $rc $out"
+out=$("$CTL" --broker "$URL" --json inspect registered --timeout 1)
+[[ $out == *'"test.add"'* && $out == *'"test.segv"'* ]] && ok "inspect registered" || bad "inspect: $out"
+id=$("$CTL" --broker "$URL" send test.sleep --args '[5]')
+sleep 0.5
+out=$("$CTL" --broker "$URL" --json inspect active --timeout 1)
+[[ $out == *"$id"* ]] && ok "inspect active shows the running task" || bad "active: $out"
+"$CTL" --broker "$URL" revoke "$id" --terminate >/dev/null
+err=$("$CTL" --broker "$URL" wait "$id" --timeout 10 2>&1 >/dev/null); rc=$?
+[[ $rc -eq 1 && $err == *REVOKED*terminated* ]] && ok "revoke --terminate ends it REVOKED" || bad "revoke: $rc $err"
+ev=$("$CTL" --broker "$URL" events --count 1 --timeout 5)
+[[ $ev == *worker-heartbeat* ]] && ok "events tails worker heartbeats" || bad "events: $ev"
+out=$("$CTL" --broker "$URL" --json queues "$Q")
+[[ $out == *"\"name\":\"$Q\""*'"consumers":1'* ]] && ok "queues shows ready and consumers" || bad "queues: $out"
+"$CTL" --broker "$URL" queues no.such.queue.$$ >/dev/null 2>&1; rc=$?
+check "queues exits 3 for a missing queue" 3 $rc
+"$CTL" --broker "$URL" call no.such.task >/dev/null 2>&1
+out=$("$CTL" --broker "$URL" --json dead --queue "$Q.dead")
+[[ $out == *'"reason":"unknown-task: no task named'*'"queue":"'"$Q"'"'* ]] &&
+    ok "dead lists quarantined messages with reason and origin" || bad "dead: $out"
+before=$(grep -c event=message_quarantined "$LOG")
+out=$("$CTL" --broker "$URL" dead --queue "$Q.dead" --republish all)
+[[ $out == *"re-published"* ]] && ok "dead --republish sends them back" || bad "republish: $out"
+for _ in $(seq 100); do [ "$(grep -c event=message_quarantined "$LOG")" -gt "$before" ] && break; sleep 0.05; done
+[ "$(grep -c event=message_quarantined "$LOG")" -gt "$before" ] &&
+    ok "the worker received the re-published message again" || bad "not received again"
+"$CTL" --broker "$URL" purge "$Q.dead" </dev/null >/dev/null 2>&1; rc=$?
+check "purge without --yes and no terminal refuses" 4 $rc
+out=$("$CTL" --broker "$URL" purge "$Q.dead" --yes); rc=$?
+[[ $rc -eq 0 && $out == purged* ]] && ok "purge --yes purges" || bad "purge: $rc $out"
 
 kill -TERM $TASKD_PID; wait $TASKD_PID; rc=$?
 check "taskd exits 0 after a warm shutdown" 0 $rc
