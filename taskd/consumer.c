@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <task/client.h>
+#include "delay.h"
 #include "log.h"
 #include "worker.h"
 
@@ -33,6 +34,8 @@ int consumer_start(struct worker *w)
         rc = declare_results_stream(w);
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
         rc = task__conn_declare_task_queue(c, CH_CONSUME, w->cfg->queues.v[i]);
+    for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
+        rc = delay_bind_queue(w, w->cfg->queues.v[i]);
     if (rc == 0)
         rc = task__conn_qos(c, CH_CONSUME, (uint16_t)(w->prefetch > 65535 ? 65535 : w->prefetch));
     for (int i = 0; rc == 0 && i < w->cfg->queues.n && w->ntags < 32; i++)
@@ -86,6 +89,26 @@ static void hold(struct worker *w, struct task__delivery *d, double due)
         log_event(LV_WARN, rc, "qos_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
 }
 
+/* Hand a task due later to the broker's delay cascade; ack once the broker has it. */
+static void park(struct worker *w, struct task__delivery *d, const struct task__msg *m)
+{
+    struct job *job = job_new(w, d->tag);
+    if (job == NULL) {
+        (void)task__conn_reject(w->conn, CH_CONSUME, d->tag, true);
+        return;
+    }
+    int rc = delay_park(w, job, d, m->eta);
+    if (rc != 0) {
+        log_event(LV_WARN, rc, "delay_failed", "task_id=%s action=hold", m->id);
+        job->nacked = true;
+    } else {
+        w->n_delayed++;
+        log_event(LV_DEBUG, 0, "task_delayed", "task=%s task_id=%s eta_in_s=%.3f", m->task,
+                  m->id, m->eta - task__now_wall());
+    }
+    job_finish(w, job);
+}
+
 /* Decode, check and run one delivery. With `due_checked`, the eta has already passed. */
 static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
 {
@@ -113,8 +136,12 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
         revoke_expired(w, d, &m, "revoked");
         goto out;
     }
+    if (!due_checked && m.eta > now + 1.0) {
+        park(w, d, &m);
+        goto out;
+    }
     if (!due_checked && m.eta > now + 0.001) {
-        hold(w, d, m.eta);
+        hold(w, d, m.eta); /* under a second: the cascade's granularity */
         goto out;
     }
     w->n_received++;

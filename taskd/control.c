@@ -128,6 +128,7 @@ static json_object *stats(const struct worker *w)
     json_object_object_add(total, "failed", json_object_new_int64((int64_t)w->n_failed));
     json_object_object_add(total, "retried", json_object_new_int64((int64_t)w->n_retried));
     json_object_object_add(total, "quarantined", json_object_new_int64((int64_t)w->n_quarantined));
+    json_object_object_add(total, "delayed", json_object_new_int64((int64_t)w->n_delayed));
     json_object_object_add(o, "total", total);
     json_object_object_add(o, "pid", json_object_new_int(getpid()));
     json_object_object_add(o, "clock", json_object_new_string("0"));
@@ -144,6 +145,8 @@ static json_object *stats(const struct worker *w)
     json_object_object_add(pool, "backlog", json_object_new_int64((int64_t)w->pool.backlog));
     json_object_object_add(o, "pool", pool);
     json_object_object_add(o, "prefetch_count", json_object_new_int(w->prefetch));
+    json_object_object_add(o, "held", json_object_new_int64((int64_t)w->nheld));
+    json_object_object_add(o, "unacked", json_object_new_int(w->inflight + (int)w->nheld));
     json_object *broker = json_object_new_object();
     json_object_object_add(broker, "url", json_object_new_string(task__conn_where(w->conn)));
     json_object_object_add(o, "broker", broker);

@@ -134,6 +134,7 @@ static void drop_session(struct worker *w)
         free(w->tags[i]);
     w->ntags = 0;
     w->inflight = 0;
+    w->delay_ready = false;
     task__conn_close(w->conn);
     w->conn = NULL;
 }

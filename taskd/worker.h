@@ -108,6 +108,8 @@ struct worker {
     int inflight;           /* deliveries not yet acked */
     struct pool pool;
     struct task__replies revoked; /* revoked task ids (pidbox revoke) */
+    bool delay_ready;       /* the delay cascade is declared on this connection */
+    uint64_t n_delayed;
     double started;         /* task__now_mono() at start, for uptime */
     double last_heartbeat;  /* task__now_mono() of the last worker event */
     uint64_t clock;         /* Lamport clock of our events */
