@@ -71,7 +71,9 @@ static int collect(double since, unsigned char *seen, int *dups, double deadline
         if (task__conn_read_delivery(cn, &f, &d) != 0)
             break;
         task__conn_ack(cn, 1, d.tag, false);
-        json_object *body = json_tokener_parse(task__bytes_dup(d.msg.body) ?: "null");
+        char *text = task__bytes_dup(d.msg.body);
+        json_object *body = text ? json_tokener_parse(text) : NULL;
+        free(text);
         for (size_t i = 0; json_object_is_type(body, json_type_array) &&
                            i < json_object_array_length(body); i++) {
             json_object *rec = json_object_array_get_idx(body, i), *v;
