@@ -1,8 +1,8 @@
 /* ctx.c - the calls a running task makes on its context (task/task.h). */
-#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 #include "ctx.h"
+#include "http_impl.h"
 #include "internal.h"
 
 void task__ctx_init(task_ctx *ctx, const struct task_ctx_ops *ops, void *rt, const char *id,
@@ -20,8 +20,7 @@ void task__ctx_init(task_ctx *ctx, const struct task_ctx_ops *ops, void *rt, con
 
 void task__ctx_release(task_ctx *ctx)
 {
-    if (ctx->http != NULL)
-        curl_easy_cleanup(ctx->http);
+    task__http_release(ctx->http);
     ctx->http = NULL;
 }
 

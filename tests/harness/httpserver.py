@@ -61,6 +61,8 @@ async def handle(reader, writer):
                 break
     except (ConnectionError, ValueError, asyncio.IncompleteReadError):
         pass
+    except asyncio.CancelledError:
+        pass  # shutdown with requests still waiting in /delay: end quietly, no traceback
     finally:
         writer.close()
 

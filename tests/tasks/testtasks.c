@@ -1,9 +1,12 @@
 /*
  * testtasks.c - the test-task module (DESIGN.md section 13), loaded with
  * `taskd --module build/tests/tasks/libtesttasks.so`. Interop tests, benchmarks, fault tests and
- * the demo use these names; keep them stable.
+ * the demo use these names and results; keep them stable. Wrong arity or argument types fail
+ * with TypeError, as the Python function would.
  */
 #include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 #include <task/http.h>
 #include <task/task.h>
@@ -15,31 +18,57 @@ static int nargs(json_object *args)
 
 static json_object *arg(json_object *args, int i)
 {
-    return json_object_array_get_idx(args, (size_t)i);
+    return i < nargs(args) ? json_object_array_get_idx(args, (size_t)i) : NULL;
+}
+
+static bool is_int(json_object *o)
+{
+    return json_object_is_type(o, json_type_int);
 }
 
 static bool is_number(json_object *o)
 {
-    return json_object_is_type(o, json_type_int) || json_object_is_type(o, json_type_double);
+    return is_int(o) || json_object_is_type(o, json_type_double);
 }
 
 static void sleep_s(double s)
 {
+    if (s <= 0)
+        return;
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     nanosleep(&ts, NULL);
 }
 
-/* test.add(a, b) -> a + b (integers stay integers). */
+/* Sleeps `s` seconds in 10 ms steps; false (after task_fail) once the task is cancelled. */
+static bool sleep_unless_cancelled(task_ctx *ctx, double s)
+{
+    while (s > 0) {
+        if (task_cancelled(ctx)) {
+            task_fail(ctx, "SoftTimeLimitExceeded", "cancelled with %.3f s left", s);
+            return false;
+        }
+        double step = s < 0.01 ? s : 0.01;
+        sleep_s(step);
+        s -= step;
+    }
+    return true;
+}
+
+/* test.add(a, b) -> a + b: integers stay integers; a double on either side gives a double. */
 static int add(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
 {
     (void)kwargs;
     json_object *a = arg(args, 0), *b = arg(args, 1);
     if (nargs(args) != 2 || !is_number(a) || !is_number(b))
         return task_fail(ctx, "TypeError", "add(a, b) takes two numbers");
-    if (json_object_is_type(a, json_type_int) && json_object_is_type(b, json_type_int))
-        *result = json_object_new_int64(json_object_get_int64(a) + json_object_get_int64(b));
-    else
+    if (is_int(a) && is_int(b)) {
+        int64_t sum;
+        if (__builtin_add_overflow(json_object_get_int64(a), json_object_get_int64(b), &sum))
+            return task_fail(ctx, "OverflowError", "add(a, b): the sum is out of 64-bit range");
+        *result = json_object_new_int64(sum);
+    } else {
         *result = json_object_new_double(json_object_get_double(a) + json_object_get_double(b));
+    }
     return TASK_OK;
 }
 TASK(add, "test.add");
@@ -49,27 +78,23 @@ static int echo(task_ctx *ctx, json_object *args, json_object *kwargs, json_obje
 {
     (void)ctx;
     *result = json_object_new_array();
-    json_object_array_add(*result, json_object_get(args));
-    json_object_array_add(*result, json_object_get(kwargs));
+    json_object_array_add(*result, args != NULL ? json_object_get(args) : json_object_new_array());
+    json_object_array_add(*result,
+                          kwargs != NULL ? json_object_get(kwargs) : json_object_new_object());
     return TASK_OK;
 }
 TASK(echo, "test.echo");
 
-/* test.sleep(seconds) -> seconds; stops early when cancelled. */
+/* test.sleep(seconds) -> seconds; fails with SoftTimeLimitExceeded as soon as it is cancelled
+ * (soft time limit, revoke, cold shutdown: the task cannot tell which). */
 static int sleep_task(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
 {
     (void)kwargs;
     json_object *a = arg(args, 0);
     if (nargs(args) != 1 || !is_number(a) || json_object_get_double(a) < 0)
         return task_fail(ctx, "TypeError", "sleep(seconds) takes one non-negative number");
-    double left = json_object_get_double(a);
-    while (left > 0) {
-        if (task_cancelled(ctx))
-            return task_fail(ctx, "SoftTimeLimitExceeded", "cancelled with %.3f s left", left);
-        double step = left < 0.01 ? left : 0.01;
-        sleep_s(step);
-        left -= step;
-    }
+    if (!sleep_unless_cancelled(ctx, json_object_get_double(a)))
+        return TASK_FAIL;
     *result = json_object_get(a);
     return TASK_OK;
 }
@@ -81,17 +106,25 @@ static int fail_task(task_ctx *ctx, json_object *args, json_object *kwargs, json
     (void)kwargs;
     (void)result;
     json_object *m = arg(args, 0);
-    const char *msg = json_object_is_type(m, json_type_string) ? json_object_get_string(m)
-                                                                : "test.fail";
-    return task_fail(ctx, "ValueError", "%s", msg);
+    if (nargs(args) != 1 || !json_object_is_type(m, json_type_string))
+        return task_fail(ctx, "TypeError", "fail(message) takes one string");
+    return task_fail(ctx, "ValueError", "%s", json_object_get_string(m));
 }
 TASK(fail_task, "test.fail");
 
-/* test.segv() -> crashes the process that runs it. */
+/* test.segv() -> crashes the process that runs it, whatever its signal setup. */
 static int segv(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
 {
-    (void)ctx, (void)args, (void)kwargs, (void)result;
+    (void)args, (void)kwargs, (void)result;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGSEGV);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     raise(SIGSEGV);
+    /* still here: SIGSEGV is caught or ignored; a real fault cannot be ignored */
+    volatile int *volatile p = NULL;
+    *p = 1;
+    abort();
     return task_fail(ctx, "RuntimeError", "survived SIGSEGV");
 }
 TASK(segv, "test.segv");
@@ -103,34 +136,42 @@ static int http_get(task_ctx *ctx, json_object *args, json_object *kwargs, json_
     json_object *u = arg(args, 0);
     if (nargs(args) != 1 || !json_object_is_type(u, json_type_string))
         return task_fail(ctx, "TypeError", "http_get(url) takes one string");
+    const char *url = json_object_get_string(u);
     task_http_response resp;
-    int rc = task_http_get(ctx, json_object_get_string(u), NULL, &resp);
+    int rc = task_http_get(ctx, url, NULL, &resp);
+    if (rc == TASK_ECANCELLED)
+        return task_fail(ctx, "SoftTimeLimitExceeded", "GET %s: cancelled", url);
+    if (rc == TASK_ETIMEDOUT)
+        return task_fail(ctx, "TimeoutError", "GET %s: timed out", url);
     if (rc != 0)
-        return task_fail(ctx, "IOError", "GET %s: %s", json_object_get_string(u),
-                         task_strerror(rc));
+        return task_fail(ctx, "IOError", "GET %s: %s", url, task_strerror(rc));
     *result = json_object_new_int((int)resp.status);
     task_http_response_free(&resp);
     return TASK_OK;
 }
 TASK(http_get, "test.http_get");
 
-/* test.progress(steps[, delay_s]) -> steps; PROGRESS {current, total} after each step. */
+/* test.progress(steps[, delay_s]) -> steps; PROGRESS {current, total} after each step, which
+ * takes delay_s (default 0.05). */
 static int progress(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
 {
     (void)kwargs;
-    json_object *s = arg(args, 0);
-    if (nargs(args) < 1 || !json_object_is_type(s, json_type_int) ||
-        json_object_get_int(s) < 0)
-        return task_fail(ctx, "TypeError", "progress(steps[, delay]) takes an integer");
+    json_object *s = arg(args, 0), *d = arg(args, 1);
+    int n = nargs(args);
+    if (n < 1 || n > 2 || !is_int(s) || json_object_get_int64(s) < 0 ||
+        json_object_get_int64(s) > INT32_MAX || (n == 2 && !is_number(d)) ||
+        (n == 2 && json_object_get_double(d) < 0))
+        return task_fail(ctx, "TypeError",
+                         "progress(steps[, delay]) takes a count >= 0 and a delay >= 0");
     int steps = json_object_get_int(s);
-    double delay = nargs(args) > 1 && is_number(arg(args, 1))
-                       ? json_object_get_double(arg(args, 1))
-                       : 0.05;
+    double delay = n == 2 ? json_object_get_double(d) : 0.05;
     for (int i = 1; i <= steps; i++) {
-        sleep_s(delay);
+        if (!sleep_unless_cancelled(ctx, delay))
+            return TASK_FAIL;
         json_object *meta = json_object_new_object();
         json_object_object_add(meta, "current", json_object_new_int(i));
         json_object_object_add(meta, "total", json_object_new_int(steps));
+        /* a state that could not be published is not the task's failure: it goes on */
         (void)task_progress(ctx, meta);
         json_object_put(meta);
     }
@@ -139,14 +180,14 @@ static int progress(task_ctx *ctx, json_object *args, json_object *kwargs, json_
 }
 TASK(progress, "test.progress");
 
-/* test.retry(times) -> retries `times` times, then succeeds with the retry count. */
+/* test.retry(times) -> asks for a retry (0.1 s) `times` times, then succeeds with the count. */
 static int retry(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
 {
     (void)kwargs;
     json_object *t = arg(args, 0);
-    if (nargs(args) != 1 || !json_object_is_type(t, json_type_int))
-        return task_fail(ctx, "TypeError", "retry(times) takes an integer");
-    if (task_ctx_retries(ctx) < json_object_get_int(t))
+    if (nargs(args) != 1 || !is_int(t) || json_object_get_int64(t) < 0)
+        return task_fail(ctx, "TypeError", "retry(times) takes an integer >= 0");
+    if (task_ctx_retries(ctx) < json_object_get_int64(t))
         return task_retry_in(ctx, 0.1);
     *result = json_object_new_int(task_ctx_retries(ctx));
     return TASK_OK;
