@@ -70,10 +70,12 @@ static void send_signature(struct worker *w, struct job *job, json_object *sig, 
     };
     struct task__wire wire;
     task_error err = {0};
-    int rc = task__msg_encode(&m, &wire, &err);
+    const char *target = queue ? queue : job->d.routing_key;
+    int rc = worker_ensure_queue(w, target);
+    if (rc == 0)
+        rc = task__msg_encode(&m, &wire, &err);
     if (rc == 0) {
-        rc = pub_send(w, job, "", queue ? queue : job->d.routing_key, &wire.props, wire.body,
-                      wire.body_len);
+        rc = pub_send(w, job, "", target, &wire.props, wire.body, wire.body_len);
         task__wire_free(&wire);
     }
     if (rc != 0) {

@@ -104,6 +104,15 @@ static int connect_broker(struct worker *w)
     return 0;
 }
 
+static void forget_declared(struct worker *w)
+{
+    for (int i = 0; i < w->declared.n; i++)
+        free(w->declared.v[i]);
+    free(w->declared.v);
+    w->declared.v = NULL;
+    w->declared.n = 0;
+}
+
 /* Forget everything tied to a lost connection: the broker requeues our unacked deliveries and
  * we run them again (at-least-once); results not yet confirmed may be published twice. */
 static void drop_session(struct worker *w)
@@ -135,6 +144,7 @@ static void drop_session(struct worker *w)
     w->ntags = 0;
     w->inflight = 0;
     w->delay_ready = false;
+    forget_declared(w);
     task__conn_close(w->conn);
     w->conn = NULL;
 }
@@ -160,6 +170,23 @@ static void start_draining(struct worker *w)
     pool_requeue_backlog(w);
     log_event(LV_INFO, 0, "worker_draining", "running=%d grace_s=%g", pool_running(w),
               w->cfg->shutdown_grace_s);
+}
+
+int worker_ensure_queue(struct worker *w, const char *queue)
+{
+    for (int i = 0; i < w->declared.n; i++)
+        if (strcmp(w->declared.v[i], queue) == 0)
+            return 0;
+    int rc = task__conn_declare_task_queue(w->conn, CH_PUBLISH, queue);
+    if (rc != 0)
+        return rc;
+    char **v = realloc(w->declared.v, (size_t)(w->declared.n + 1) * sizeof(*v));
+    if (v != NULL) {
+        w->declared.v = v;
+        if ((v[w->declared.n] = strdup(queue)) != NULL)
+            w->declared.n++;
+    }
+    return 0;
 }
 
 void worker_request_shutdown(struct worker *w)

@@ -109,6 +109,7 @@ struct worker {
     struct pool pool;
     struct task__replies revoked; /* revoked task ids (pidbox revoke) */
     bool delay_ready;       /* the delay cascade is declared on this connection */
+    task_strlist declared;  /* queues declared on this connection (follow-up targets) */
     uint64_t n_delayed;
     double started;         /* task__now_mono() at start, for uptime */
     double last_heartbeat;  /* task__now_mono() of the last worker event */
@@ -163,6 +164,9 @@ void control_on_delivery(struct worker *w, struct task__delivery *d);
 void revoked_add(struct worker *w, const char *id);
 bool revoked_has(struct worker *w, const char *id);
 json_object *revoked_list(struct worker *w);
+/* Declare `queue` as Celery declares task queues, once per connection: a message published to
+ * a queue that does not exist yet would be dropped by the broker. */
+int worker_ensure_queue(struct worker *w, const char *queue);
 /* Begin a warm shutdown (as the first SIGTERM does). */
 void worker_request_shutdown(struct worker *w);
 

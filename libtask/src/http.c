@@ -102,7 +102,9 @@ static long budget_ms(const task_ctx *ctx, const task_http_opts *o, bool *capped
     if (ctx != NULL && ctx->soft_deadline > 0) {
         double left = ctx->soft_deadline - task__now_mono();
         if (left < t) {
-            t = left;
+            /* A hair past the deadline, so that when curl's timer fires task_cancelled() is
+             * already true (its timers may fire a millisecond early). */
+            t = left + 0.005;
             *capped = true;
         }
     }

@@ -1,0 +1,84 @@
+"""What libtask puts on the wire, read back with Celery's and kombu's own code: headers with the
+AMQP types Celery writes (task_plain.json), a body kombu decodes to [args, kwargs, embed], and
+what a Python worker's Request makes of it. Also a mixed fleet: a chain that crosses from a taskd
+worker to a Python worker and back."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import BUILD, Checks, Taskd, broker  # noqa: E402
+
+url = broker()
+import amqp  # noqa: E402
+from kombu.serialization import loads  # noqa: E402
+from celery import Celery  # noqa: E402
+
+t = Checks()
+shared = os.environ.get("TASKD_SHARED_DIR", "../shared")
+golden = json.load(open(f"{shared}/celery-golden/task_plain.json"))
+Q = f"t_wire_{os.getpid()}"
+ctl = [f"{BUILD}/taskctl/taskctl", "--broker", url]
+
+# 1. libtask -> raw AMQP -> kombu/Celery
+args = ["héllo ☃", {"n": [1, 2.5, None]}]
+tid = subprocess.run(ctl + ["send", "test.echo", "--args", json.dumps(args), "--kwargs",
+                            '{"k": true}', "--queue", Q, "--countdown", "30", "--expires", "60"],
+                     capture_output=True, text=True).stdout.strip()
+conn = amqp.Connection(url.split("//", 1)[1].split("@", 1)[1].split("/", 1)[0],
+                       userid="guest", password="guest")
+conn.connect()
+ch = conn.channel()
+msg = None
+for _ in range(50):
+    msg = ch.basic_get(Q, no_ack=True)
+    if msg:
+        break
+    time.sleep(0.1)
+t.check("the message reached the queue", msg is not None)
+props = msg.properties
+hdr = props["application_headers"]
+t.check("all 16 Celery headers present", set(hdr) == set(golden["headers"]), sorted(hdr))
+t.check("header id/root_id/correlation_id agree",
+        hdr["id"] == tid == hdr["root_id"] == props["correlation_id"], repr(hdr))
+t.check("strings decode as str (AMQP S), not bytes",
+        all(isinstance(hdr[k], str) for k in ("lang", "task", "id", "root_id", "argsrepr",
+                                              "kwargsrepr", "origin", "eta", "expires")))
+t.check("retries an int, timelimit [None, None], ignore_result bool",
+        hdr["retries"] == 0 and hdr["timelimit"] == [None, None] and hdr["ignore_result"] is False)
+t.check("properties as Celery sends them",
+        props["content_type"] == "application/json" and props["content_encoding"] == "utf-8"
+        and props["delivery_mode"] == 2 and props.get("reply_to") and
+        int(props["expiration"]) in range(58000, 60001), repr(props))
+body = loads(msg.body, props["content_type"], props["content_encoding"])
+t.check("kombu decodes the body to [args, kwargs, embed]",
+        body[0] == args and body[1] == {"k": True} and
+        set(body[2]) == {"callbacks", "errbacks", "chain", "chord"}, repr(body))
+from celery.utils.time import maybe_iso8601  # noqa: E402
+eta = maybe_iso8601(hdr["eta"])
+t.check("eta parses with Celery's parser, about 30 s ahead",
+        eta.tzinfo is not None and 25 < eta.timestamp() - time.time() < 31, hdr["eta"])
+conn.close()
+
+# 2. A mixed fleet: taskd runs test.add on one queue, Python runs py.add on another.
+QP = f"t_wire_py_{os.getpid()}"
+here = os.path.dirname(os.path.abspath(__file__))
+env = dict(os.environ, PYTASKS_QUEUE=QP)
+pyw = subprocess.Popen(["/usr/bin/python3", "-m", "celery", "-A", "pytasks", "worker", "-Q", QP,
+                        "-c", "1", "-P", "solo", "--without-gossip", "--without-mingle",
+                        "--without-heartbeat", "-l", "info"], cwd=here, env=env,
+                       stdout=open(f"/tmp/wire-pyworker-{os.getpid()}.log", "w"),
+                       stderr=subprocess.STDOUT)
+app = Celery("mixed", broker=url, backend="rpc://")
+try:
+    with Taskd(Q, "--loglevel", "debug"):
+        c = (app.signature("test.add", (1, 2), queue=Q) | app.signature("py.add", (10,), queue=QP)
+             | app.signature("test.add", (100,), queue=Q))
+        v = c.apply_async().get(timeout=30)
+        t.check("a chain crossing taskd -> Python -> taskd gives 113", v == 113, repr(v))
+finally:
+    pyw.terminate()
+    pyw.wait(timeout=30)
+t.finish()
