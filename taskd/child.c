@@ -175,7 +175,7 @@ static void cancel_job(struct child *c, int64_t jid)
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < c->nthreads; i++) {
         if (c->slots[i].jid == jid && c->slots[i].ctx != NULL)
-            atomic_store(&c->slots[i].ctx->cancelled, true);
+            task__ctx_cancel(c->slots[i].ctx);
     }
     pthread_mutex_unlock(&c->mu);
 }

@@ -71,3 +71,9 @@ bool task_cancelled(const task_ctx *ctx)
         return true;
     return ctx->soft_deadline > 0 && task__now_mono() >= ctx->soft_deadline;
 }
+
+void task__ctx_cancel(task_ctx *ctx)
+{
+    atomic_store(&ctx->cancelled, true);
+    task__http_wakeup(ctx->http);
+}

@@ -35,6 +35,9 @@ struct task_ctx {
 /* Initialise `ctx` for a task run. */
 void task__ctx_init(task_ctx *ctx, const struct task_ctx_ops *ops, void *rt, const char *id,
                     int retries, double soft_deadline);
+/* Cancel the task (revoke, cold shutdown): task_cancelled() turns true and a transfer in the
+ * libcurl helpers stops at once. Callable from any thread while the task runs. */
+void task__ctx_cancel(task_ctx *ctx);
 /* Release what the ctx holds (the curl handle). */
 void task__ctx_release(task_ctx *ctx);
 

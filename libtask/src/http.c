@@ -6,7 +6,7 @@
  *
  * Why the multi interface: curl_easy_perform() sleeps up to 1 s between progress callbacks while
  * a server is silent, so a revoke would take up to a second to notice. We drive the easy handle
- * with a multi handle of our own and look at the cancel flag every CANCEL_POLL_MS instead. The
+ * with a multi handle of our own, which the canceller wakes (task__ctx_cancel()). The
  * multi handle owns the connection cache, so it is kept with the easy handle (CURLOPT_PRIVATE).
  */
 #include <curl/curl.h>
@@ -26,9 +26,11 @@
 #define DEFAULT_MAX_BODY ((size_t)64 * 1024 * 1024)
 #define MAX_HEADER_BYTES ((size_t)1024 * 1024)
 #define MAX_REDIRECTS 10L
-/* How often a silent transfer looks at task_cancelled(): the worst-case cancel latency. 2000
- * concurrent transfers wake 20000 times a second in total, a few per cent of one core. */
-#define CANCEL_POLL_MS 100
+/* How often a silent transfer looks at task_cancelled() on its own. The runtime cancels through
+ * task__ctx_cancel(), which also wakes the transfer at once (curl_multi_wakeup), so this is only
+ * a backstop; polling often would cost 2000 concurrent transfers thousands of wake-ups a
+ * second. */
+#define CANCEL_POLL_MS 1000
 
 /* curl_global_init() is not thread-safe and must run once per process before any other curl
  * call; tasks run on many threads, so it happens here, lazily, under pthread_once. This is
@@ -110,6 +112,13 @@ static long budget_ms(const task_ctx *ctx, const task_http_opts *o, bool *capped
     }
     double ms = ceil(t * 1000);
     return ms < 1 ? 1 : ms > 1e9 ? 1000000000L : (long)ms; /* 0 would mean "no timeout" */
+}
+
+void task__http_wakeup(void *http)
+{
+    void *m = NULL;
+    if (http != NULL && curl_easy_getinfo(http, CURLINFO_PRIVATE, &m) == CURLE_OK && m != NULL)
+        curl_multi_wakeup(m); /* documented as callable from any thread */
 }
 
 void task__http_release(void *http)

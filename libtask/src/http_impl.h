@@ -10,4 +10,7 @@
 /* Frees an easy handle made by http.c and the multi handle kept with it; NULL is a no-op. */
 void task__http_release(void *http);
 
+/* Wake a transfer running on `http` so it sees a cancel now; any thread; NULL is a no-op. */
+void task__http_wakeup(void *http);
+
 #endif

@@ -230,7 +230,7 @@ static void *cancel_later(void *arg)
     struct canceller *c = arg;
     struct timespec ts = {0, (long)(c->after_s * 1e9)};
     nanosleep(&ts, NULL);
-    atomic_store(&c->ctx->cancelled, true);
+    task__ctx_cancel(c->ctx); /* as the runtime cancels: flag + wake the transfer */
     return NULL;
 }
 
