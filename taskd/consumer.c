@@ -156,7 +156,11 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
     job->def = task_registry_find(m.task);
     memset(d, 0, sizeof(*d));
     memset(&m, 0, sizeof(m));
-    runner_start(w, job);
+    double wait = rate_take(w, job->m.task);
+    if (wait > 0)
+        rate_wait(w, job, wait);
+    else
+        runner_start(w, job);
     return;
 out:
     task__msg_clear(&m);

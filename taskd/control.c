@@ -239,6 +239,17 @@ void control_on_delivery(struct worker *w, struct task__delivery *d)
         value = revoked_list(w);
     } else if (strcmp(method, "revoke") == 0) {
         value = do_revoke(w, args);
+    } else if (strcmp(method, "rate_limit") == 0) {
+        const char *name = json_object_get_string(get(args, "task_name"));
+        const char *limit = json_object_get_string(get(args, "rate_limit"));
+        value = json_object_new_object();
+        if (name != NULL && task_registry_find(name) != NULL &&
+            rate_set(w, name, limit ? limit : "") == 0)
+            json_object_object_add(value, "ok", json_object_new_string(
+                                                    "new rate limit set successfully"));
+        else
+            json_object_object_add(value, "error", json_object_new_string(
+                                                       "unknown task or bad rate limit"));
     } else if (strcmp(method, "heartbeat") == 0) {
         events_worker(w, "worker-heartbeat"); /* monitors ask on start */
         json_object_put(req);

@@ -139,6 +139,7 @@ static void drop_session(struct worker *w)
         task__delivery_free(&w->held[i].d);
     w->nheld = 0;
     pool_drop_jobs(w);
+    rate_drop(w, false);
     for (int i = 0; i < w->ntags; i++)
         free(w->tags[i]);
     w->ntags = 0;
@@ -168,6 +169,7 @@ static void start_draining(struct worker *w)
         task__delivery_free(&w->held[i].d);
     w->nheld = 0;
     pool_requeue_backlog(w);
+    rate_drop(w, true);
     log_event(LV_INFO, 0, "worker_draining", "running=%d grace_s=%g", pool_running(w),
               w->cfg->shutdown_grace_s);
 }
@@ -345,6 +347,7 @@ static int min_timeout(int a, int b)
 static int turn(struct worker *w)
 {
     int timeout = min_timeout(consumer_next_due_ms(w), pool_next_deadline_ms(w));
+    timeout = min_timeout(timeout, rate_next_ms(w));
     timeout = min_timeout(timeout, 1000);
     struct pollfd pfd[2 + 256];
     int map[256];
@@ -382,6 +385,7 @@ static int turn(struct worker *w)
     if (rc != 0)
         return rc;
     consumer_release_due(w);
+    rate_release(w);
     events_tick(w);
     pub_flush_stream(w);
     return 0;
@@ -469,6 +473,7 @@ void worker_free(struct worker *w)
     }
     free(w->pool.ch);
     task__replies_free(&w->revoked);
+    rate_free(w);
     free(w->pend);
     free(w->held);
     if (w->sigfd >= 0)

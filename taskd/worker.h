@@ -38,7 +38,8 @@ struct job {
     int child;              /* pool child running it; -1: none */
     double started;         /* task__now_mono() at dispatch */
     double hard_deadline;   /* task__now_mono() seconds; 0: none */
-    struct job *next;       /* backlog or the child's running list */
+    struct job *next;       /* backlog, rate wait list, or the child's running list */
+    double rate_due;        /* task__now_mono() when its rate-limit token is due */
 };
 
 /* A pool child as the supervisor sees it. */
@@ -110,6 +111,9 @@ struct worker {
     struct task__replies revoked; /* revoked task ids (pidbox revoke) */
     bool delay_ready;       /* the delay cascade is declared on this connection */
     task_strlist declared;  /* queues declared on this connection (follow-up targets) */
+    struct bucket *buckets; /* rate limits, by task name */
+    int nbuckets;
+    struct job *rate_head, *rate_tail; /* jobs waiting for a rate-limit token */
     uint64_t n_delayed;
     double started;         /* task__now_mono() at start, for uptime */
     double last_heartbeat;  /* task__now_mono() of the last worker event */
@@ -176,6 +180,16 @@ void events_worker(struct worker *w, const char *type);   /* worker-online/heart
 void events_tick(struct worker *w);                        /* heartbeat when due */
 /* A task event; `extra` (new reference, may be NULL) is merged into it and released. */
 void events_task(struct worker *w, const char *type, const struct job *job, json_object *extra);
+
+/* ratelimit.c */
+double rate_parse(const char *text);
+int rate_set(struct worker *w, const char *name, const char *limit);
+double rate_take(struct worker *w, const char *name);
+void rate_wait(struct worker *w, struct job *job, double delay_s);
+void rate_release(struct worker *w);
+int rate_next_ms(const struct worker *w);
+void rate_drop(struct worker *w, bool requeue);
+void rate_free(struct worker *w);
 
 /* pool.c */
 int pool_start(struct worker *w);

@@ -97,6 +97,21 @@ with Taskd(Q, "--hostname", NODE, "-E") as worker:
     except TaskRevokedError:
         t.check("a revoked id never runs", True)
     t.check("add still works after terminate", app.send_task("test.add", (2, 2)).get(timeout=10) == 4)
+
+    rl = app.control.rate_limit("test.add", "10/s", destination=[NODE], reply=True, timeout=2)
+    t.check("control.rate_limit is acknowledged",
+            rl == [{NODE: {"ok": "new rate limit set successfully"}}], repr(rl))
+    t0 = time.time()
+    rs = [app.send_task("test.add", (i, i)) for i in range(20)]
+    vals = [r.get(timeout=20) for r in rs]
+    took = time.time() - t0
+    t.check("20 calls at 10/s take about 2 s (per-worker token bucket)",
+            vals == [2 * i for i in range(20)] and 1.8 <= took < 4, f"{took:.2f}s")
+    app.control.rate_limit("test.add", "0", destination=[NODE], reply=True, timeout=2)
+    t0 = time.time()
+    rs = [app.send_task("test.add", (i, i)) for i in range(20)]
+    [r.get(timeout=20) for r in rs]
+    t.check("rate_limit 0 lifts it", time.time() - t0 < 1.5, f"{time.time() - t0:.2f}s")
     app.control.shutdown(destination=[NODE])
     try:
         code = worker.proc.wait(timeout=15)

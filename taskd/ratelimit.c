@@ -1,0 +1,175 @@
+/*
+ * ratelimit.c - per-task rate limits ("10/s", "100/m", "5/h"), as Celery applies them: a token
+ * bucket per task name in each worker (so the limit is per worker, not global), holding one
+ * token, refilled at the rate. A task without a token waits in the supervisor (its message stays
+ * unacked, like a prefetched one) and is dispatched when its token is due. Limits come from
+ * TASK(.rate_limit) and can be changed at run time with the pidbox `rate_limit` command.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "log.h"
+#include "worker.h"
+
+struct bucket {
+    char name[200];
+    double rate;            /* tokens per second; 0: no limit */
+    double tokens;
+    double last;            /* task__now_mono() of the last refill */
+};
+
+/* "10/s" -> 10.0; "100/m" -> 1.67; "" or "0" -> 0 (no limit); -1 for nonsense. */
+double rate_parse(const char *text)
+{
+    if (text == NULL || text[0] == '\0')
+        return 0;
+    char *end;
+    double n = strtod(text, &end);
+    if (end == text || n < 0)
+        return -1;
+    if (*end == '\0')
+        return n; /* per second, as Celery reads a bare number */
+    if (*end != '/')
+        return -1;
+    switch (end[1]) {
+    case 's': return n;
+    case 'm': return n / 60.0;
+    case 'h': return n / 3600.0;
+    default: return -1;
+    }
+}
+
+static struct bucket *bucket_for(struct worker *w, const char *name, bool create)
+{
+    for (int i = 0; i < w->nbuckets; i++)
+        if (strcmp(w->buckets[i].name, name) == 0)
+            return &w->buckets[i];
+    if (!create)
+        return NULL;
+    struct bucket *b = realloc(w->buckets, (size_t)(w->nbuckets + 1) * sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    w->buckets = b;
+    b = &w->buckets[w->nbuckets++];
+    memset(b, 0, sizeof(*b));
+    snprintf(b->name, sizeof(b->name), "%s", name);
+    b->tokens = 1;
+    b->last = task__now_mono();
+    const task_def *def = task_registry_find(name);
+    b->rate = def && def->rate_limit ? rate_parse(def->rate_limit) : 0;
+    if (b->rate < 0) {
+        log_event(LV_WARN, 0, "rate_limit_invalid", "task=%s rate_limit=\"%s\" action=ignored",
+                  name, def->rate_limit);
+        b->rate = 0;
+    }
+    return b;
+}
+
+int rate_set(struct worker *w, const char *name, const char *limit)
+{
+    double rate = rate_parse(limit);
+    struct bucket *b = rate < 0 ? NULL : bucket_for(w, name, true);
+    if (b == NULL)
+        return -1;
+    b->rate = rate;
+    log_event(LV_INFO, 0, "rate_limit_set", "task=%s rate_limit=\"%s\"", name, limit);
+    return 0;
+}
+
+/* Seconds until `name` may run (0: now, and the token is taken). */
+double rate_take(struct worker *w, const char *name)
+{
+    struct bucket *b = bucket_for(w, name, true);
+    if (b == NULL || b->rate <= 0)
+        return 0;
+    double now = task__now_mono();
+    b->tokens += (now - b->last) * b->rate;
+    if (b->tokens > 1)
+        b->tokens = 1;
+    b->last = now;
+    if (b->tokens >= 1) {
+        b->tokens -= 1;
+        return 0;
+    }
+    return (1 - b->tokens) / b->rate;
+}
+
+void rate_wait(struct worker *w, struct job *job, double delay_s)
+{
+    job->rate_due = task__now_mono() + delay_s;
+    job->next = NULL;
+    if (w->rate_tail != NULL)
+        w->rate_tail->next = job;
+    else
+        w->rate_head = job;
+    w->rate_tail = job;
+}
+
+/* Dispatch waiting jobs whose token is due, oldest first. */
+void rate_release(struct worker *w)
+{
+    struct job *keep_head = NULL, *keep_tail = NULL;
+    struct job *j = w->rate_head;
+    w->rate_head = w->rate_tail = NULL;
+    while (j != NULL) {
+        struct job *next = j->next;
+        j->next = NULL;
+        double wait = task__now_mono() >= j->rate_due ? rate_take(w, j->m.task) : 1;
+        if (wait <= 0) {
+            runner_start(w, j);
+        } else {
+            if (j->rate_due <= task__now_mono())
+                j->rate_due = task__now_mono() + wait;
+            if (keep_tail != NULL)
+                keep_tail->next = j;
+            else
+                keep_head = j;
+            keep_tail = j;
+        }
+        j = next;
+    }
+    /* runner_start may not add to the list, so appending what was kept is safe. */
+    if (keep_head != NULL) {
+        keep_tail->next = w->rate_head;
+        w->rate_head = keep_head;
+        if (w->rate_tail == NULL)
+            w->rate_tail = keep_tail;
+    }
+}
+
+int rate_next_ms(const struct worker *w)
+{
+    double first = 0;
+    for (const struct job *j = w->rate_head; j != NULL; j = j->next)
+        if (first == 0 || j->rate_due < first)
+            first = j->rate_due;
+    if (first == 0)
+        return -1;
+    double ms = (first - task__now_mono()) * 1000;
+    return ms <= 0 ? 0 : (int)ms + 1;
+}
+
+/* Give waiting jobs back to the broker (warm shutdown) or forget them (lost connection). */
+void rate_drop(struct worker *w, bool requeue)
+{
+    struct job *j = w->rate_head;
+    w->rate_head = w->rate_tail = NULL;
+    while (j != NULL) {
+        struct job *next = j->next;
+        j->next = NULL;
+        if (requeue) {
+            j->nacked = true;
+            job_finish(w, j);
+        } else {
+            job_free(j);
+        }
+        j = next;
+    }
+}
+
+void rate_free(struct worker *w)
+{
+    free(w->buckets);
+    w->buckets = NULL;
+    w->nbuckets = 0;
+}
