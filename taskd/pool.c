@@ -259,10 +259,15 @@ static void child_died(struct worker *w, int i, int status)
     while (job != NULL) {
         struct job *next = job->next;
         job->next = NULL;
-        if (job->orphan)
+        if (job->orphan) {
             job_free(job);
-        else
+        } else if (p->cold) {
+            /* Not the task's fault: the message goes back for another worker, unacked. */
+            job->nacked = true;
+            job_finish(w, job);
+        } else {
             runner_lost(w, job);
+        }
         job = next;
     }
     close(c->fd);
@@ -342,6 +347,7 @@ void pool_stop(struct worker *w, bool cold)
 {
     struct pool *p = &w->pool;
     p->stopping = true;
+    p->cold = cold;
     for (int i = 0; i < p->n; i++) {
         if (p->ch[i].pid <= 0)
             continue;

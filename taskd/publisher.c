@@ -155,6 +155,10 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
         .delivery_count = delivery_count,
         .hostname = w->hostname,
     };
+    /* When it ended: for `taskctl result` and lookups; Python's AsyncResult.date_done reads it. */
+    if (strcmp(status, "SUCCESS") == 0 || strcmp(status, "FAILURE") == 0 ||
+        strcmp(status, "REVOKED") == 0)
+        r.date_done = task__now_wall();
     struct task__result_wire rw;
     task_error err = {0};
     int rc = task__result_encode(&r, &rw, &err);

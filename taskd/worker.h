@@ -61,6 +61,7 @@ struct pool {
     size_t backlog;
     int64_t next_jid;
     bool stopping;          /* do not respawn */
+    bool cold;              /* children killed by us: their jobs go back to the queue */
 };
 
 /* Publishes awaiting a confirm, in sequence order. */

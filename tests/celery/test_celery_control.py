@@ -107,11 +107,21 @@ with Taskd(Q, "--hostname", NODE, "-E") as worker:
     took = time.time() - t0
     t.check("20 calls at 10/s take about 2 s (per-worker token bucket)",
             vals == [2 * i for i in range(20)] and 1.8 <= took < 4, f"{took:.2f}s")
-    app.control.rate_limit("test.add", "0", destination=[NODE], reply=True, timeout=2)
-    t0 = time.time()
+    lim = [r.date_done for r in rs]
+    t.check("results carry date_done", all(d is not None for d in lim), repr(lim[:2]))
+    t.check("the limited calls finished over about 2 s (worker clock)",
+            (max(lim) - min(lim)).total_seconds() >= 1.7, str(max(lim) - min(lim)))
+    rl = app.control.rate_limit("test.add", "0", destination=[NODE], reply=True, timeout=2)
+    t.check("rate_limit 0 is acknowledged",
+            rl == [{NODE: {"ok": "new rate limit set successfully"}}], repr(rl))
     rs = [app.send_task("test.add", (i, i)) for i in range(20)]
-    [r.get(timeout=20) for r in rs]
-    t.check("rate_limit 0 lifts it", time.time() - t0 < 1.5, f"{time.time() - t0:.2f}s")
+    vals = [r.get(timeout=20) for r in rs]
+    # Measured on the worker's clock (date_done): Celery's own client can add a 1 s stall per
+    # get() when replies arrive in a burst (its drain loop, not the worker), see README.
+    done = [r.date_done for r in rs]
+    spread = (max(done) - min(done)).total_seconds()
+    t.check("rate_limit 0 lifts it (20 calls finish within 0.5 s)",
+            vals == [2 * i for i in range(20)] and spread < 0.5, f"{spread:.3f}s")
     app.control.shutdown(destination=[NODE])
     try:
         code = worker.proc.wait(timeout=15)

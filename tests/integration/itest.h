@@ -109,7 +109,8 @@ static inline int itest_worker_stop(struct itest_worker *w, int sig, double time
 {
     if (w->pid <= 0)
         return -1;
-    kill(w->pid, sig);
+    if (sig != 0)
+        kill(w->pid, sig);
     double deadline = itest_now() + timeout_s;
     int st;
     while (itest_now() < deadline) {

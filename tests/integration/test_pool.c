@@ -248,6 +248,49 @@ static void warm_shutdown_under_load_loses_nothing(void **state)
     assert_int_equal(itest_worker_stop(&w2, SIGTERM, 20), 0);
 }
 
+/* Cold shutdown, by the grace period and by a second signal: running tasks are killed, their
+ * messages go back to the queue, and another worker finishes them. Nothing is lost. */
+static void cold_shutdown_returns_running_tasks_to_the_queue(void **state)
+{
+    (void)state;
+    char q[96];
+    new_queue(q, sizeof(q), "cold");
+    const char *env[] = {"TASKD_WORKER_SHUTDOWN_GRACE=0.5", NULL};
+    task_client *c = client_for(q);
+    task_id ids[2];
+    for (int round = 0; round < 2; round++) {
+        struct itest_worker w;
+        assert_int_equal(itest_worker_start(&w, q, env, NULL), 0);
+        json_object *a = num_args(2);
+        assert_int_equal(task_send(c, "test.sleep", a, NULL, NULL, &ids[round]), 0);
+        json_object_put(a);
+        usleep(300000); /* running now */
+        double t0 = itest_now();
+        kill(w.pid, SIGTERM);
+        if (round == 1) {
+            usleep(50000);
+            kill(w.pid, SIGTERM); /* a second signal turns it cold at once */
+        }
+        int rc = itest_worker_stop(&w, 0, 10); /* signal 0: just wait for the exit */
+        double took = itest_now() - t0;
+        print_message("cold shutdown (%s) took %.2f s\n", round ? "second signal" : "grace", took);
+        assert_int_equal(rc, 0);
+        assert_true(took < (round ? 0.5 : 1.5));
+        assert_true(itest_file_has(w.log, round ? "reason=second signal" : "reason=grace period over"));
+    }
+    struct itest_worker w2;
+    assert_int_equal(itest_worker_start(&w2, q, NULL, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        task_state st;
+        json_object *res = NULL;
+        assert_int_equal(task_wait(c, ids[i].str, 20000, &st, &res), 0);
+        assert_int_equal(st, TASK_STATE_SUCCESS);
+        json_object_put(res);
+    }
+    task_client_free(c);
+    assert_int_equal(itest_worker_stop(&w2, SIGTERM, 15), 0);
+}
+
 static void children_are_recycled_after_max_tasks(void **state)
 {
     (void)state;
@@ -320,6 +363,7 @@ int main(void)
         cmocka_unit_test(soft_time_limit_cancels_the_task),
         cmocka_unit_test(kill9_children_fifty_times_every_task_ends),
         cmocka_unit_test(warm_shutdown_under_load_loses_nothing),
+        cmocka_unit_test(cold_shutdown_returns_running_tasks_to_the_queue),
         cmocka_unit_test(children_are_recycled_after_max_tasks),
         cmocka_unit_test(readiness_and_stopping_reach_notify_socket),
     };
