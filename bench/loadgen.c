@@ -118,7 +118,7 @@ int main(int argc, char **argv)
                             .value = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 600000}};
     amqp_table_t qargs = {.num_entries = 1, .entries = &e};
     if (task__conn_channel_open(g.conn, CH) || task__conn_confirm_select(g.conn, CH) ||
-        task__conn_declare_task_queue(g.conn, CH, queue) ||
+        task__conn_declare_task_queue(g.conn, CH, queue, amqp_empty_table) ||
         task__conn_declare_queue(g.conn, CH, g.reply_q, false, false, true, qargs) ||
         task__conn_consume(g.conn, CH, g.reply_q, true, amqp_empty_table, NULL))
         die("setup", task__conn_errmsg(g.conn));

@@ -34,7 +34,7 @@ int main(int argc, char **argv)
     task_error err = {0};
     if (task__conn_open(&c, &o, &err) != 0 || task__conn_channel_open(c, CH_IN) ||
         task__conn_channel_open(c, CH_OUT) || task__conn_confirm_select(c, CH_OUT) ||
-        task__conn_declare_task_queue(c, CH_IN, argv[1]) ||
+        task__conn_declare_task_queue(c, CH_IN, argv[1], amqp_empty_table) ||
         task__conn_qos(c, CH_IN, (uint16_t)atoi(argv[2])) ||
         task__conn_consume(c, CH_IN, argv[1], false, amqp_empty_table, NULL)) {
         fprintf(stderr, "raw_worker: %s %s\n", err.msg, c ? task__conn_errmsg(c) : "");

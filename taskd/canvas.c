@@ -70,7 +70,8 @@ static void send_signature(struct worker *w, struct job *job, json_object *sig, 
     };
     struct task__wire wire;
     task_error err = {0};
-    const char *target = queue ? queue : job->d.routing_key;
+    /* Celery's order: the signature's queue, then routes; else the parent's queue. */
+    const char *target = queue ? queue : task__topo_route(&w->topo, name, job->d.routing_key);
     int rc = worker_ensure_queue(w, target);
     if (rc == 0)
         rc = task__msg_encode(&m, &wire, &err);

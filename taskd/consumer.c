@@ -33,7 +33,7 @@ int consumer_start(struct worker *w)
     if (rc == 0 && w->cfg->results_stream)
         rc = declare_results_stream(w);
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
-        rc = task__conn_declare_task_queue(c, CH_CONSUME, w->cfg->queues.v[i]);
+        rc = worker_ensure_queue(w, w->cfg->queues.v[i]);
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
         rc = delay_bind_queue(w, w->cfg->queues.v[i]);
     if (rc == 0)

@@ -55,6 +55,8 @@ int worker_init(struct worker *w, task_config *cfg)
     w->started = task__now_mono();
     int rc = task__replies_init(&w->revoked);
     if (rc == 0)
+        rc = task__topo_init(&w->topo, cfg);
+    if (rc == 0)
         rc = block_signals(w);
     if (rc != 0) {
         log_event(LV_ERROR, -rc, "signal_setup_failed", NULL);
@@ -104,15 +106,6 @@ static int connect_broker(struct worker *w)
     return 0;
 }
 
-static void forget_declared(struct worker *w)
-{
-    for (int i = 0; i < w->declared.n; i++)
-        free(w->declared.v[i]);
-    free(w->declared.v);
-    w->declared.v = NULL;
-    w->declared.n = 0;
-}
-
 /* Forget everything tied to a lost connection: the broker requeues our unacked deliveries and
  * we run them again (at-least-once); results not yet confirmed may be published twice. */
 static void drop_session(struct worker *w)
@@ -145,7 +138,7 @@ static void drop_session(struct worker *w)
     w->ntags = 0;
     w->inflight = 0;
     w->delay_ready = false;
-    forget_declared(w);
+    task__topo_forget(&w->topo);
     task__conn_close(w->conn);
     w->conn = NULL;
 }
@@ -176,19 +169,7 @@ static void start_draining(struct worker *w)
 
 int worker_ensure_queue(struct worker *w, const char *queue)
 {
-    for (int i = 0; i < w->declared.n; i++)
-        if (strcmp(w->declared.v[i], queue) == 0)
-            return 0;
-    int rc = task__conn_declare_task_queue(w->conn, CH_PUBLISH, queue);
-    if (rc != 0)
-        return rc;
-    char **v = realloc(w->declared.v, (size_t)(w->declared.n + 1) * sizeof(*v));
-    if (v != NULL) {
-        w->declared.v = v;
-        if ((v[w->declared.n] = strdup(queue)) != NULL)
-            w->declared.n++;
-    }
-    return 0;
+    return task__topo_declare(&w->topo, w->conn, CH_PUBLISH, queue);
 }
 
 void worker_request_shutdown(struct worker *w)
@@ -473,6 +454,7 @@ void worker_free(struct worker *w)
     }
     free(w->pool.ch);
     task__replies_free(&w->revoked);
+    task__topo_free(&w->topo);
     rate_free(w);
     free(w->pend);
     free(w->held);

@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "ipc.h"
 #include "replies.h"
+#include "topology.h"
 
 #define CH_CONSUME 1
 #define CH_PUBLISH 2
@@ -111,7 +112,7 @@ struct worker {
     struct pool pool;
     struct task__replies revoked; /* revoked task ids (pidbox revoke) */
     bool delay_ready;       /* the delay cascade is declared on this connection */
-    task_strlist declared;  /* queues declared on this connection (follow-up targets) */
+    struct task__topo topo; /* queue arguments, routes, queues declared on this connection */
     struct bucket *buckets; /* rate limits, by task name */
     int nbuckets;
     struct job *rate_head, *rate_tail; /* jobs waiting for a rate-limit token */

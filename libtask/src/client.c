@@ -73,9 +73,7 @@ int task__client_reconnect(task_client *c, double deadline)
         task__conn_close(c->conn);
         c->conn = NULL;
         c->confirmed = c->nacked = 0; /* a new channel numbers its confirms from 1 */
-        for (int i = 0; i < c->declared.n; i++)
-            free(c->declared.v[i]);
-        c->declared.n = 0;
+        task__topo_forget(&c->topo);
         task_error e = {0};
         if (task__conn_open(&c->conn, &o, &e) == 0) {
             if (setup_channel(c) == 0)
@@ -132,6 +130,7 @@ task_client *task_client_new(const task_config *cfg, task_error *err)
             c->urls.n++;
     }
     c->default_queue = task__strdup(cfg->default_queue ? cfg->default_queue : "celery");
+    int trc = task__topo_init(&c->topo, cfg);
     task__uuid4(c->reply_queue);
     struct task__conn_opts o = {.urls = &cfg->broker_urls,
                                 .connect_timeout_s = cfg->connect_timeout_s,
@@ -141,7 +140,7 @@ task_client *task_client_new(const task_config *cfg, task_error *err)
     task_config_free(own);
     if (rc == 0 && setup_channel(c) != 0)
         rc = task__fail(err, task__conn_errcode(c->conn), "%s", task__conn_errmsg(c->conn));
-    if (rc != 0 || c->default_queue == NULL) {
+    if (rc != 0 || c->default_queue == NULL || trc != 0) {
         task__fail(err, TASK_ENOMEM, "client");
         task_client_free(c);
         return NULL;
@@ -158,9 +157,7 @@ void task_client_free(task_client *c)
     for (int i = 0; i < c->urls.n; i++)
         free(c->urls.v[i]);
     free(c->urls.v);
-    for (int i = 0; i < c->declared.n; i++)
-        free(c->declared.v[i]);
-    free(c->declared.v);
+    task__topo_free(&c->topo);
     free(c->default_queue);
     free(c);
 }
@@ -231,21 +228,8 @@ int task__remaining_ms(double deadline)
 
 static int ensure_queue(task_client *c, const char *queue)
 {
-    for (int i = 0; i < c->declared.n; i++) {
-        if (strcmp(c->declared.v[i], queue) == 0)
-            return 0;
-    }
-    int rc = task__conn_declare_task_queue(c->conn, CH, queue);
-    if (rc != 0)
-        return task__client_from_conn(c, rc);
-    char **v = realloc(c->declared.v, (size_t)(c->declared.n + 1) * sizeof(*v));
-    if (v == NULL)
-        return task__client_fail(c, TASK_ENOMEM, "queue cache");
-    c->declared.v = v;
-    v[c->declared.n] = task__strdup(queue);
-    if (v[c->declared.n] != NULL)
-        c->declared.n++;
-    return 0;
+    int rc = task__topo_declare(&c->topo, c->conn, CH, queue);
+    return rc != 0 ? task__client_from_conn(c, rc) : 0;
 }
 
 static void fill_msg(struct task__msg *m, const char *name, const char *id, json_object *args,
@@ -324,7 +308,7 @@ int task_send(task_client *c, const char *name, json_object *args, json_object *
     } else {
         task__uuid7(tid.str);
     }
-    const char *queue = o->queue ? o->queue : c->default_queue;
+    const char *queue = o->queue ? o->queue : task__topo_route(&c->topo, name, c->default_queue);
     int rc = ensure_queue(c, queue);
     if (rc != 0)
         return rc;

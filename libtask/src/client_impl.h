@@ -5,6 +5,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "replies.h"
+#include "topology.h"
 #include <task/client.h>
 
 #define CH 1          /* confirms + reply queue */
@@ -17,7 +18,7 @@ struct task_client {
     char *default_queue;
     char reply_queue[40];
     struct task__replies replies;
-    task_strlist declared;      /* task queues declared on this connection */
+    struct task__topo topo;     /* routes, queue arguments, queues declared on this connection */
     uint64_t confirmed;         /* highest sequence number the broker acked */
     uint64_t nacked;            /* highest sequence number the broker nacked */
     struct task__stream_read *stream;  /* set while a stream read is in progress */

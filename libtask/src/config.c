@@ -13,6 +13,7 @@
 #include <task/config.h>
 #include "config_opts.h"
 #include "internal.h"
+#include "topology.h"
 
 extern char **environ;
 
@@ -41,6 +42,36 @@ static int strlist_add(task_strlist *l, const char *s, size_t len)
 static void *field(task_config *cfg, const struct task__opt *o)
 {
     return (char *)cfg + o->off;
+}
+
+void task__strlist_free(task_strlist *l)
+{
+    strlist_clear(l);
+}
+
+int task__strlist_append(task_strlist *dst, const task_strlist *src)
+{
+    for (int i = 0; i < src->n; i++)
+        if (strlist_add(dst, src->v[i], strlen(src->v[i])) != 0)
+            return TASK_ENOMEM;
+    return 0;
+}
+
+/* Moves list `l` into the option's field once every item passed the option's own check. */
+static int strlist_store(task_config *cfg, const struct task__opt *o, task_strlist *l,
+                         const char *where, task_error *err)
+{
+    char why[400];
+    for (int i = 0; i < l->n; i++) {
+        if (task__topo_check(o->path, l->v[i], why, sizeof(why)) != 0) {
+            strlist_clear(l);
+            return task__fail(err, TASK_ECONFIG, "%s%s: %s", where, o->path, why);
+        }
+    }
+    task_strlist *dst = field(cfg, o);
+    strlist_clear(dst);
+    *dst = *l;
+    return 0;
 }
 
 /* Parse "30", "2.5", "500ms", "10s", "5m", "2h", "1d" as seconds. */
@@ -163,10 +194,7 @@ static int set_text(task_config *cfg, const struct task__opt *o, const char *tex
             }
             p = comma ? comma + 1 : p + strlen(p);
         }
-        task_strlist *dst = field(cfg, o);
-        strlist_clear(dst);
-        *dst = l;
-        return 0;
+        return strlist_store(cfg, o, &l, where, err);
     }
     }
     return TASK_EINVAL;
@@ -291,10 +319,7 @@ static int file_value(task_config *cfg, const struct task__opt *o, config_settin
                 return task__fail(err, TASK_ENOMEM, "%s%s", where, o->path);
             }
         }
-        task_strlist *dst = field(cfg, o);
-        strlist_clear(dst);
-        *dst = l;
-        return 0;
+        return strlist_store(cfg, o, &l, where, err);
     }
     }
     return TASK_EINVAL;

@@ -270,7 +270,8 @@ int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name
     return task__conn_check(c, amqp_get_rpc_reply(c->st), what);
 }
 
-int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char *name)
+int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char *name,
+                                  amqp_table_t args)
 {
     char what[300];
     if (!c->alive)
@@ -281,7 +282,7 @@ int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char 
     int rc = task__conn_check(c, amqp_get_rpc_reply(c->st), what);
     if (rc != 0)
         return rc;
-    rc = task__conn_declare_queue(c, ch, name, true, false, false, amqp_empty_table);
+    rc = task__conn_declare_queue(c, ch, name, true, false, false, args);
     if (rc != 0)
         return rc;
     amqp_queue_bind(c->st, ch, amqp_cstring_bytes(name), amqp_cstring_bytes(name),

@@ -59,9 +59,11 @@ int task__conn_channel_open(struct task__conn *c, uint16_t ch);
 int task__conn_confirm_select(struct task__conn *c, uint16_t ch);
 int task__conn_qos(struct task__conn *c, uint16_t ch, uint16_t prefetch);
 
-/* Declare a queue exactly as Celery 5.2 does for its task queues: direct durable exchange named
- * like the queue, durable queue without arguments, binding with the queue's name as key. */
-int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char *name);
+/* Declare a queue as Celery 5.2 does for its task queues: direct durable exchange named like the
+ * queue, durable queue with `args` (none unless configured: topology.h), binding with the queue's
+ * name as key. */
+int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char *name,
+                                  amqp_table_t args);
 /* Declare a queue with explicit flags and arguments (args may be amqp_empty_table). */
 int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name, bool durable,
                              bool exclusive, bool auto_delete, amqp_table_t args);

@@ -35,12 +35,12 @@ class Checks:
 class Taskd:
     """taskd with the test-task module on `queue`; stopped (warm) on exit."""
 
-    def __init__(self, queue, *args):
+    def __init__(self, queue, *args, env=None):
         self.log = f"/tmp/celery-interop-{os.getpid()}-{queue}.log"
         self.proc = subprocess.Popen(
             [f"{BUILD}/taskd/taskd", "--broker", broker(), "-Q", queue,
              "--module", f"{BUILD}/tests/tasks/libtesttasks.so", *args],
-            stderr=open(self.log, "w"))
+            stderr=open(self.log, "w"), env={**os.environ, **(env or {})})
         deadline = time.time() + 20
         while time.time() < deadline:
             if "event=worker_ready" in open(self.log).read():

@@ -97,4 +97,23 @@ with Taskd(Q) as worker:
                 repr(e))
 
     t.check("taskd still alive", worker.proc.poll() is None)
+
+# A priority queue that Celery declares from its task_queues and taskd from its config: the
+# declarations must be equivalent (same argument types) or one side gets 406.
+from kombu import Exchange, Queue  # noqa: E402
+PQ = f"t_celery_prio_{os.getpid()}"
+papp = Celery("prio", broker=url, backend="rpc://")
+papp.conf.task_queues = [Queue(PQ, Exchange(PQ, type="direct"), routing_key=PQ,
+                               queue_arguments={"x-max-priority": 9})]
+papp.conf.task_default_queue = PQ
+low = [papp.send_task("test.add", (i, 1), priority=1) for i in range(5)]
+urgent = papp.send_task("test.add", (100, 1), priority=9)
+with Taskd(PQ, "-c", "1", env={"TASKD_QUEUES_ARGUMENTS": f"{PQ} x-max-priority=9",
+                               "TASKD_WORKER_PREFETCH_MULTIPLIER": "1"}) as pw:
+    t.check("taskd declares Celery's priority queue alike (no 406)", pw.proc.poll() is None)
+    t.check("priority 9 task result", urgent.get(timeout=10) == 101)
+    t.check("priority 1 task results", [r.get(timeout=10) for r in low] == [1, 2, 3, 4, 5])
+    t.check("the priority 9 task ran first (worker clock)",
+            all(urgent.date_done <= r.date_done for r in low),
+            f"{urgent.date_done} vs {[str(r.date_done) for r in low]}")
 t.finish()

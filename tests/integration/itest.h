@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <task/client.h>
+#include <task/config.h>
 
 static inline const char *itest_broker(void)
 {
@@ -129,6 +131,31 @@ static inline int itest_worker_stop(struct itest_worker *w, int sig, double time
 static inline int itest_worker_alive(const struct itest_worker *w)
 {
     return w->pid > 0 && kill(w->pid, 0) == 0 && waitpid(w->pid, NULL, WNOHANG) == 0;
+}
+
+/* A client on the test broker whose default queue is `queue`. `settings` (NULL-terminated
+ * "option=value" strings, may be NULL) go through task_config_set. NULL, with a message on
+ * stderr, on error. */
+static inline task_client *itest_client(const char *queue, const char *const *settings)
+{
+    task_config *cfg = task_config_new();
+    task_error err = {0};
+    int rc = cfg ? 0 : -1;
+    if (rc == 0)
+        rc = task_config_set(cfg, "broker.urls", itest_broker(), "test", &err);
+    if (rc == 0)
+        rc = task_config_set(cfg, "client.default_queue", queue, "test", &err);
+    for (int i = 0; rc == 0 && settings != NULL && settings[i] != NULL; i++) {
+        char path[128];
+        const char *eq = strchr(settings[i], '=');
+        snprintf(path, sizeof(path), "%.*s", eq ? (int)(eq - settings[i]) : 0, settings[i]);
+        rc = task_config_set(cfg, path, eq ? eq + 1 : "", "test", &err);
+    }
+    task_client *c = rc == 0 ? task_client_new(cfg, &err) : NULL;
+    if (c == NULL)
+        fprintf(stderr, "itest client: %s\n", err.msg);
+    task_config_free(cfg);
+    return c;
 }
 
 #endif

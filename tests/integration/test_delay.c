@@ -17,14 +17,8 @@ static struct itest_worker worker;
 
 static task_client *client(void)
 {
-    task_config *cfg = task_config_new();
-    task_error err = {0};
-    assert_int_equal(task_config_set(cfg, "broker.urls", itest_broker(), "test", &err), 0);
-    assert_int_equal(task_config_set(cfg, "client.default_queue", queue, "test", &err), 0);
-    task_client *c = task_client_new(cfg, &err);
-    if (c == NULL)
-        fail_msg("client: %s", err.msg);
-    task_config_free(cfg);
+    task_client *c = itest_client(queue, NULL);
+    assert_non_null(c);
     return c;
 }
 

@@ -15,15 +15,8 @@ static struct itest_worker worker;
 
 static task_client *client_for(const char *q)
 {
-    task_config *cfg = task_config_new();
-    task_error err = {0};
-    assert_non_null(cfg);
-    assert_int_equal(task_config_set(cfg, "broker.urls", itest_broker(), "test", &err), 0);
-    assert_int_equal(task_config_set(cfg, "client.default_queue", q, "test", &err), 0);
-    task_client *c = task_client_new(cfg, &err);
-    if (c == NULL)
-        fail_msg("client: %s", err.msg);
-    task_config_free(cfg);
+    task_client *c = itest_client(q, NULL);
+    assert_non_null(c);
     return c;
 }
 

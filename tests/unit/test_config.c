@@ -15,6 +15,7 @@
 #include <task/config.h>
 #include "config_opts.h"
 #include "internal.h"
+#include "topology.h"
 
 static char tmpfile_path[64];
 
@@ -99,6 +100,39 @@ static void file_errors_name_file_line_and_option(void **state)
     expect_file_error("worker: { modules = [1, 2]; };\n",
                       "1: worker.modules: element 0 is not a string");
     expect_file_error("broker: {\n  urls = [\"a\" ;\n};\n", "2: syntax error: syntax error");
+    expect_file_error("queues: {\n  arguments = [ \"celery x-max-priority=9\" ];\n};\n",
+                      "2: queues.arguments: celery: the default queue takes no arguments (stock "
+                      "Celery clients declare it without any and would get 406)");
+    expect_file_error("queues: { arguments = [ \"urgent\" ]; };\n",
+                      "1: queues.arguments: \"urgent\": expected 1 to 16 KEY=VALUE arguments "
+                      "after the queue");
+    expect_file_error("queues: { arguments = [ \"urgent x-max-priority\" ]; };\n",
+                      "1: queues.arguments: \"x-max-priority\": expected KEY=VALUE");
+    expect_file_error("queues: {\n\n routes = [ \"audio.* media extra\" ];\n};\n",
+                      "3: queues.routes: \"audio.* media extra\": expected \"TASK-GLOB QUEUE\"");
+    expect_file_error("queues: { routes = [ \"audio.*\" ]; };\n",
+                      "1: queues.routes: \"audio.*\": expected \"TASK-GLOB QUEUE\"");
+}
+
+/* Routes: first matching glob wins, else the default; trailing blanks do not reach queue names. */
+static void routes_pick_the_first_matching_glob(void **state)
+{
+    (void)state;
+    task_config *c = task_config_new();
+    task_error err = {0};
+    assert_int_equal(task_config_set(c, "queues.routes", "audio.* media , audio.mix mixer,"
+                                     "test.?dd  adders  ", "test", &err), 0);
+    struct task__topo t;
+    assert_int_equal(task__topo_init(&t, c), 0);
+    assert_string_equal(task__topo_route(&t, "audio.render", "celery"), "media");
+    assert_string_equal(task__topo_route(&t, "audio.mix", "celery"), "media");
+    assert_string_equal(task__topo_route(&t, "test.add", "celery"), "adders");
+    assert_string_equal(task__topo_route(&t, "test.echo", "celery"), "celery");
+    assert_null(task__topo_route(&t, "video.cut", NULL));
+    task__topo_free(&t);
+    assert_int_equal(task_config_set(c, "queues.routes", "bad", "--route", &err), TASK_ECONFIG);
+    assert_string_equal(err.msg, "--route: queues.routes: \"bad\": expected \"TASK-GLOB QUEUE\"");
+    task_config_free(c);
 }
 
 static void missing_file_is_an_io_error(void **state)
@@ -232,6 +266,7 @@ int main(void)
         cmocka_unit_test(environment_maps_and_errors_name_the_variable),
         cmocka_unit_test(flags_set_values_and_never_echo_passwords),
         cmocka_unit_test(every_option_is_documented_with_its_default),
+        cmocka_unit_test(routes_pick_the_first_matching_glob),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

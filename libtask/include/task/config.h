@@ -55,6 +55,10 @@ typedef struct task_config {
     double time_limit_s;          /* tasks.time_limit; 0 = none */
     double soft_time_limit_s;     /* tasks.soft_time_limit; 0 = none */
 
+    /* queues (topology: the same for every client and worker of a queue) */
+    task_strlist queue_arguments; /* queues.arguments: "QUEUE KEY=VALUE ..." declare arguments */
+    task_strlist queue_routes;    /* queues.routes: "TASK-GLOB QUEUE", first match wins */
+
     /* client */
     double send_timeout_s;        /* client.send_timeout: wait for the broker's confirm */
     char *default_queue;          /* client.default_queue */

@@ -1,0 +1,48 @@
+/*
+ * topology.h - which queue a task goes to and how a task queue is declared, shared by clients and
+ * workers. The broker refuses (406) a declaration whose arguments differ from the queue's, so
+ * every client and worker of a queue must declare it alike: the arguments come from the config
+ * (queues.arguments), never from code. Routes (queues.routes) map task-name globs to queues.
+ *
+ *   queues.arguments entry: "QUEUE KEY=VALUE [KEY=VALUE ...]"  e.g. "urgent x-max-priority=9"
+ *   queues.routes entry:    "GLOB QUEUE"                       e.g. "audio.* media"
+ *
+ * Values that are integers are sent as signed 32-bit (as py-amqp sends Python ints, so Celery
+ * and taskd declarations are equivalent), true/false as booleans, anything else as a string.
+ */
+#ifndef TASK_TOPOLOGY_H
+#define TASK_TOPOLOGY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <task/config.h>
+#include "conn.h"
+
+struct task__topo {
+    task_strlist args;     /* owned copies of queues.arguments */
+    task_strlist routes;   /* owned copies of queues.routes */
+    task_strlist declared; /* queues declared on the current connection */
+};
+
+/* Copies what it needs from `cfg` (borrowed). 0 or TASK_ENOMEM. */
+int task__topo_init(struct task__topo *t, const task_config *cfg);
+void task__topo_free(struct task__topo *t);
+/* The connection was replaced: declare everything again on first use. */
+void task__topo_forget(struct task__topo *t);
+
+/* The queue of the first route whose glob matches `task`, else `dflt` (both borrowed). */
+const char *task__topo_route(const struct task__topo *t, const char *task, const char *dflt);
+
+/* Declares task queue `queue` (exchange, queue, binding, as Celery does) with its configured
+ * arguments, once per connection. 0 or the connection's error code. */
+int task__topo_declare(struct task__topo *t, struct task__conn *c, uint16_t ch, const char *queue);
+
+/* Config validation of one list item of `path` ("queues.arguments" or "queues.routes"): 0, or -1
+ * with the reason in why. Other paths always pass. */
+int task__topo_check(const char *path, const char *item, char *why, size_t size);
+
+/* Owned string lists (config.c): append copies of src's items to dst (0 or TASK_ENOMEM); free. */
+int task__strlist_append(task_strlist *dst, const task_strlist *src);
+void task__strlist_free(task_strlist *l);
+
+#endif
