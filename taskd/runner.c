@@ -162,6 +162,21 @@ static const char *reply_str(json_object *o, const char *key)
     return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
 }
 
+/* Is `type` in the task's autoretry_for list (blank- or comma-separated; "*" is any)? */
+static bool autoretry(const task_def *def, const char *type)
+{
+    const char *p = def->autoretry_for;
+    size_t tlen = strlen(type);
+    while (p != NULL && *p != '\0' && tlen > 0) {
+        p += strspn(p, " ,");
+        size_t n = strcspn(p, " ,");
+        if ((n == 1 && *p == '*') || (n == tlen && strncmp(p, type, n) == 0))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
 void runner_done(struct worker *w, struct job *job, json_object *reply)
 {
     const struct task__msg *m = &job->m;
@@ -172,6 +187,8 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
     int max_retries = job->def->max_retries != 0 ? job->def->max_retries : w->cfg->max_retries;
     const char *exc_type = reply_str(reply, "exc_type");
     const char *exc_msg = reply_str(reply, "exc_message");
+    if (outcome == TASK_FAIL && autoretry(job->def, exc_type))
+        outcome = TASK_RETRY; /* with no retry_in: the backoff policy */
 
     if (outcome == TASK_OK) {
         json_object *result = json_object_object_get_ex(reply, "result", &v) ? v : NULL;

@@ -223,6 +223,45 @@ static void retry_retries_then_succeeds(void **state)
     task_client_free(c);
 }
 
+/* test.flaky(times, type): TASK(.autoretry_for = "ConnectionError TimeoutError",
+ * .max_retries = 3). Listed types retry (same id, retries + 1) until success or max_retries,
+ * then fail with the task's own exception; other types fail at once. */
+static void autoretry_for_listed_failures(void **state)
+{
+    (void)state;
+    task_client *c = client_for(queue);
+    struct { int times; const char *type; task_state want; const char *exc; int value; } cases[] = {
+        {2, "ConnectionError", TASK_STATE_SUCCESS, NULL, 2},
+        {1, "ValueError", TASK_STATE_FAILURE, "ValueError", 0},
+        {9, "TimeoutError", TASK_STATE_FAILURE, "TimeoutError", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_object *args = json_object_new_array();
+        json_object_array_add(args, json_object_new_int(cases[i].times));
+        json_object_array_add(args, json_object_new_string(cases[i].type));
+        task_id id;
+        assert_int_equal(task_send(c, "test.flaky", args, NULL, NULL, &id), 0);
+        json_object_put(args);
+        task_state st;
+        json_object *res = NULL;
+        assert_int_equal(task_wait(c, id.str, 15000, &st, &res), 0);
+        assert_int_equal(st, cases[i].want);
+        if (cases[i].exc != NULL) {
+            json_object *v;
+            assert_true(json_object_object_get_ex(res, "exc_type", &v));
+            assert_string_equal(json_object_get_string(v), cases[i].exc);
+            assert_true(json_object_object_get_ex(res, "exc_message", &v));
+            /* the last attempt's message: 4 attempts for max_retries 3, 1 for no autoretry */
+            assert_non_null(strstr(json_object_to_json_string(v),
+                                   cases[i].times > 3 ? "attempt 4 failed" : "attempt 1 failed"));
+        } else {
+            assert_int_equal(json_object_get_int(res), cases[i].value);
+        }
+        json_object_put(res);
+    }
+    task_client_free(c);
+}
+
 static void lookup_from_another_client_finds_final_state(void **state)
 {
     (void)state;
@@ -304,6 +343,7 @@ int main(void)
         cmocka_unit_test(malformed_message_is_quarantined_with_reason),
         cmocka_unit_test(progress_states_reach_the_waiter),
         cmocka_unit_test(retry_retries_then_succeeds),
+        cmocka_unit_test(autoretry_for_listed_failures),
         cmocka_unit_test(lookup_from_another_client_finds_final_state),
         cmocka_unit_test(expired_task_is_revoked_and_never_runs),
         cmocka_unit_test(countdown_does_not_run_early),

@@ -193,3 +193,20 @@ static int retry(task_ctx *ctx, json_object *args, json_object *kwargs, json_obj
     return TASK_OK;
 }
 TASK(retry, "test.retry", .max_retries = -1);
+
+/* test.flaky(times, exc_type) -> fails with exc_type `times` times, then succeeds with the retry
+ * count. ConnectionError and TimeoutError are autoretried (backoff 0.1 s, at most 3 retries). */
+static int flaky(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
+{
+    (void)kwargs;
+    json_object *t = arg(args, 0), *e = arg(args, 1);
+    if (nargs(args) != 2 || !is_int(t) || !json_object_is_type(e, json_type_string))
+        return task_fail(ctx, "TypeError", "flaky(times, exc_type) takes an integer and a string");
+    if (task_ctx_retries(ctx) < json_object_get_int64(t))
+        return task_fail(ctx, json_object_get_string(e), "attempt %d failed",
+                         task_ctx_retries(ctx) + 1);
+    *result = json_object_new_int(task_ctx_retries(ctx));
+    return TASK_OK;
+}
+TASK(flaky, "test.flaky", .autoretry_for = "ConnectionError TimeoutError", .max_retries = 3,
+     .retry_backoff = 0.1, .retry_backoff_max = 0.2);

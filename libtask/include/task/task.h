@@ -46,6 +46,9 @@ typedef struct task_def {
     double time_limit;        /* hard limit, seconds; 0: none (or the worker default) */
     double soft_time_limit;   /* soft limit, seconds; 0: none */
     const char *rate_limit;   /* "10/s", "100/m"; NULL: none */
+    const char *autoretry_for; /* exc_types of task_fail() that retry with the backoff instead of
+                                  failing, e.g. "ConnectionError TimeoutError"; "*": any. Past
+                                  max_retries the task fails with that exception. NULL: none */
     const char *queue;        /* default queue for senders that route by name; NULL: default */
     bool track_started;       /* publish STARTED before running */
     bool ignore_result;       /* publish no state messages */
