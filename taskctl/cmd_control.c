@@ -10,6 +10,7 @@
 #include "common.h"
 #include "conn.h"
 #include "internal.h"
+#include "stream.h"
 
 struct pidbox {
     struct task__conn *c;
@@ -214,6 +215,28 @@ int cmd_inspect(const struct globals *g, int argc, char **argv)
     return rc;
 }
 
+/* Append the revoke to taskd.revoked (confirmed), so workers that are down or not yet started
+ * honour it when they connect. */
+static int persist_revoke(const struct globals *g, struct task__conn *c, const char *id)
+{
+    task_config *cfg = ctl_config(g);
+    if (cfg == NULL)
+        return EXIT_ERROR;
+    char ts[40];
+    task__iso8601_format(task__now_wall(), ts, sizeof(ts));
+    json_object *rec = json_object_new_object();
+    json_object_object_add(rec, "task_id", json_object_new_string(id));
+    json_object_object_add(rec, "revoked_at", json_object_new_string(ts));
+    int rc = task__stream_append_confirmed(c, 2, TASK__REVOKED_STREAM, cfg->results_max_age_s,
+                                           task__json_str(rec, NULL), 5000);
+    json_object_put(rec);
+    task_config_free(cfg);
+    if (rc != 0)
+        return ctl_error("revoke %s: could not record it in %s: %s", id, TASK__REVOKED_STREAM,
+                         task__conn_errmsg(c)[0] ? task__conn_errmsg(c) : task_strerror(rc));
+    return 0;
+}
+
 int cmd_revoke(const struct globals *g, int argc, char **argv)
 {
     int terminate;
@@ -223,6 +246,10 @@ int cmd_revoke(const struct globals *g, int argc, char **argv)
     struct pidbox p;
     if (pidbox_open(&p, g) != 0)
         return EXIT_ERROR;
+    if (persist_revoke(g, p.c, argv[optind]) != 0) {
+        task__conn_close(p.c);
+        return EXIT_ERROR;
+    }
     json_object *args = json_object_new_object();
     json_object_object_add(args, "task_id", json_object_new_string(argv[optind]));
     json_object_object_add(args, "terminate", json_object_new_boolean(terminate));

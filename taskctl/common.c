@@ -19,7 +19,7 @@ int ctl_error(const char *fmt, ...)
     return EXIT_ERROR;
 }
 
-static task_config *ctl_config(const struct globals *g)
+task_config *ctl_config(const struct globals *g)
 {
     task_error err = {0};
     task_config *cfg = task_config_new();

@@ -27,6 +27,8 @@ struct cmd {
     const char *usage;
 };
 
+/* Load config (files, env, --broker); NULL after printing a one-line error. */
+task_config *ctl_config(const struct globals *g);
 /* Load config (files, env, --broker) and connect. Prints a one-line error and returns NULL. */
 task_client *ctl_connect(const struct globals *g);
 /* Print `fmt` as "taskctl: ..." on stderr; returns EXIT_ERROR. */

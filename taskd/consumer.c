@@ -8,22 +8,8 @@
 #include <task/client.h>
 #include "delay.h"
 #include "log.h"
+#include "stream.h"
 #include "worker.h"
-
-static int declare_results_stream(struct worker *w)
-{
-    char age[32];
-    snprintf(age, sizeof(age), "%llus", (unsigned long long)w->cfg->results_max_age_s);
-    amqp_table_entry_t e[2] = {
-        {.key = amqp_cstring_bytes("x-queue-type"),
-         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("stream")}},
-        {.key = amqp_cstring_bytes("x-max-age"),
-         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(age)}},
-    };
-    amqp_table_t args = {.num_entries = 2, .entries = e};
-    return task__conn_declare_queue(w->conn, CH_PUBLISH, TASK_RESULTS_STREAM, true, false, false,
-                                    args);
-}
 
 int consumer_start(struct worker *w)
 {
@@ -31,7 +17,9 @@ int consumer_start(struct worker *w)
     int rc = task__conn_declare_queue(c, CH_PUBLISH, w->cfg->dead_queue, true, false, false,
                                       amqp_empty_table);
     if (rc == 0 && w->cfg->results_stream)
-        rc = declare_results_stream(w);
+        rc = task__stream_declare(c, CH_PUBLISH, TASK_RESULTS_STREAM, w->cfg->results_max_age_s);
+    if (rc == 0)
+        rc = revoked_load(w); /* before the first task arrives */
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
         rc = worker_ensure_queue(w, w->cfg->queues.v[i]);
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)

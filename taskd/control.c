@@ -166,7 +166,7 @@ static json_object *do_revoke(struct worker *w, json_object *args)
             json_object_array_add(list, json_object_get(json_object_array_get_idx(ids, i)));
     for (size_t i = 0; i < json_object_array_length(list); i++) {
         const char *id = json_object_get_string(json_object_array_get_idx(list, i));
-        revoked_add(w, id);
+        revoked_persist(w, id);
         if (terminate)
             pool_terminate(w, id);
         log_event(LV_INFO, 0, "task_revoked", "task_id=%s terminate=%d", id, (int)terminate);

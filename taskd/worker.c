@@ -178,32 +178,6 @@ void worker_request_shutdown(struct worker *w)
         start_draining(w);
 }
 
-/* Celery keeps 50000 revoked ids; past that we start a fresh set rather than grow forever. */
-#define REVOKED_MAX 50000
-
-void revoked_add(struct worker *w, const char *id)
-{
-    if (w->revoked.count >= REVOKED_MAX) {
-        task__replies_free(&w->revoked);
-        (void)task__replies_init(&w->revoked);
-    }
-    (void)task__replies_put(&w->revoked, id, "REVOKED", NULL);
-}
-
-bool revoked_has(struct worker *w, const char *id)
-{
-    return w->revoked.count > 0 && task__replies_find(&w->revoked, id) != NULL;
-}
-
-json_object *revoked_list(struct worker *w)
-{
-    json_object *list = json_object_new_array();
-    for (size_t i = 0; i < w->revoked.nbuckets; i++)
-        for (struct task__reply *e = w->revoked.buckets[i]; e != NULL; e = e->next)
-            json_object_array_add(list, json_object_new_string(e->id));
-    return list;
-}
-
 static void stop_cold(struct worker *w, const char *why)
 {
     log_event(LV_WARN, 0, "shutdown_cold", "reason=%s running=%d", why, pool_running(w));

@@ -166,7 +166,12 @@ void canvas_on_failure(struct worker *w, struct job *job);
 /* control.c: pidbox remote control */
 int control_start(struct worker *w);
 void control_on_delivery(struct worker *w, struct task__delivery *d);
-/* revoked set (worker.c) */
+/* revoked set (revoked.c) */
+#define CH_REVOKED 5
+/* Read taskd.revoked back into the set (on connect, before consuming). 0 or an error code. */
+int revoked_load(struct worker *w);
+/* Add `id` to the set and append it to taskd.revoked, so the revoke survives restarts. */
+void revoked_persist(struct worker *w, const char *id);
 void revoked_add(struct worker *w, const char *id);
 bool revoked_has(struct worker *w, const char *id);
 json_object *revoked_list(struct worker *w);

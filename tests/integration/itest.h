@@ -61,6 +61,15 @@ static inline int itest_file_has(const char *path, const char *needle)
     return found;
 }
 
+/* itest_file_has within `timeout_s`: a worker logs an event just after it acts on it. */
+static inline int itest_file_waits_for(const char *path, const char *needle, double timeout_s)
+{
+    double deadline = itest_now() + timeout_s;
+    while (!itest_file_has(path, needle) && itest_now() < deadline)
+        usleep(20000);
+    return itest_file_has(path, needle);
+}
+
 /*
  * Start taskd with the test-task module, consuming `queue`, with extra environment assignments
  * (NULL-terminated "NAME=value" list, may be NULL). Waits for its worker_ready log line.

@@ -1,0 +1,90 @@
+/*
+ * revoked.c - the set of revoked task ids. Celery keeps it in worker memory (and, optionally, in
+ * a local file). taskd also appends each revoke to the durable stream taskd.revoked and reads the
+ * stream back whenever it connects, so a revoke survives worker restarts and reaches workers that
+ * start later, for the stream's retention (results.max_age). `taskctl revoke` appends too, so a
+ * revoke sent while no worker runs is not lost.
+ */
+#include <stdio.h>
+#include "log.h"
+#include "stream.h"
+#include "worker.h"
+
+/* Celery keeps 50000 revoked ids; past that we start a fresh set rather than grow forever. */
+#define REVOKED_MAX 50000
+#define LOAD_TIMEOUT_MS 10000
+
+void revoked_add(struct worker *w, const char *id)
+{
+    if (w->revoked.count >= REVOKED_MAX) {
+        task__replies_free(&w->revoked);
+        (void)task__replies_init(&w->revoked);
+    }
+    (void)task__replies_put(&w->revoked, id, "REVOKED", NULL);
+}
+
+bool revoked_has(struct worker *w, const char *id)
+{
+    return w->revoked.count > 0 && task__replies_find(&w->revoked, id) != NULL;
+}
+
+json_object *revoked_list(struct worker *w)
+{
+    json_object *list = json_object_new_array();
+    for (size_t i = 0; i < w->revoked.nbuckets; i++)
+        for (struct task__reply *e = w->revoked.buckets[i]; e != NULL; e = e->next)
+            json_object_array_add(list, json_object_new_string(e->id));
+    return list;
+}
+
+static void take(json_object *rec, void *ud)
+{
+    json_object *id;
+    if (json_object_object_get_ex(rec, "task_id", &id) && json_object_is_type(id, json_type_string))
+        revoked_add(ud, json_object_get_string(id));
+}
+
+int revoked_load(struct worker *w)
+{
+    int rc = task__stream_declare(w->conn, CH_PUBLISH, TASK__REVOKED_STREAM,
+                                  w->cfg->results_max_age_s);
+    if (rc != 0)
+        return rc;
+    size_t before = w->revoked.count;
+    double t0 = task__now_mono();
+    rc = task__stream_replay(w->conn, CH_REVOKED, TASK__REVOKED_STREAM,
+                             task__now_wall() - w->cfg->results_max_age_s, LOAD_TIMEOUT_MS, take,
+                             w);
+    if (rc == TASK_ETIMEDOUT) {
+        /* Serve anyway: a slow broker must not keep the worker down. */
+        log_event(LV_WARN, rc, "revoked_load_incomplete", "stream=%s", TASK__REVOKED_STREAM);
+        rc = 0;
+    }
+    if (rc == 0)
+        log_event(LV_INFO, 0, "revoked_loaded", "ids=%zu new=%zu took_ms=%.0f", w->revoked.count,
+                  w->revoked.count - before, (task__now_mono() - t0) * 1000);
+    return rc;
+}
+
+void revoked_persist(struct worker *w, const char *id)
+{
+    revoked_add(w, id);
+    if (w->conn == NULL)
+        return;
+    char ts[40];
+    task__iso8601_format(task__now_wall(), ts, sizeof(ts));
+    json_object *rec = json_object_new_object();
+    json_object_object_add(rec, "task_id", json_object_new_string(id));
+    json_object_object_add(rec, "revoked_at", json_object_new_string(ts));
+    size_t len;
+    const char *body = task__json_str(rec, &len);
+    amqp_basic_properties_t p = {
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
+        .content_type = amqp_cstring_bytes("application/json"),
+        .delivery_mode = 2,
+    };
+    int rc = pub_send(w, NULL, "", TASK__REVOKED_STREAM, &p, body, len);
+    json_object_put(rec);
+    if (rc != 0)
+        log_event(LV_WARN, rc, "revoked_persist_failed", "task_id=%s", id);
+}
