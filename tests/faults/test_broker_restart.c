@@ -11,9 +11,11 @@
 #include <task/client.h>
 #include "codec.h"
 #include "conn.h"
+#include "internal.h"
 #include "../integration/itest.h"
 
-enum { N = 3000, RESTART_AT = 1000 };
+enum { N = 3000, RESTART_AT = 1000, NDELAYED = 100 };
+#define COUNTDOWN_S 8.0
 
 static task_client *client_for(const char *q)
 {
@@ -42,8 +44,21 @@ static pid_t restart_broker_async(void)
     return pid;
 }
 
-/* Read the results stream from `since` until all N ids have a SUCCESS (or the deadline). */
-static int collect(double since, unsigned char *seen, int *dups, double deadline)
+/* Ids of this test: PREFIX + 12 hex digits of the task's index. */
+#define PREFIX "faaaaaaa-0000-4000-8000-"
+#define DELAYED_PREFIX "fddddddd-0000-4000-8000-"
+
+struct want {
+    const char *prefix;
+    int n;
+    unsigned char *seen;
+    int dups;
+    double not_before;      /* a date_done earlier than this (Unix s) counts as early */
+    int early;
+};
+
+/* Read the results stream from `since` until every wanted id has a SUCCESS (or the deadline). */
+static int collect(double since, struct want *wt, double deadline)
 {
     task_strlist urls = {.v = (char *[]){(char *)itest_broker()}, .n = 1};
     struct task__conn_opts o = {.urls = &urls, .connect_timeout_s = 5, .name = "faults"};
@@ -59,7 +74,7 @@ static int collect(double since, unsigned char *seen, int *dups, double deadline
     if (task__conn_consume(cn, 1, TASK_RESULTS_STREAM, false, args, NULL) != 0)
         return -1;
     int found = 0;
-    while (found < N && itest_now() < deadline) {
+    while (found < wt->n && itest_now() < deadline) {
         amqp_frame_t f;
         int rc = task__conn_next_frame(cn, &f, 500, NULL);
         if (rc < 0)
@@ -82,17 +97,22 @@ static int collect(double since, unsigned char *seen, int *dups, double deadline
                 !json_object_object_get_ex(rec, "task_id", &v))
                 continue;
             const char *id = json_object_get_string(v);
-            if (strncmp(id, "faaaaaaa-0000-4000-8000-", 24) != 0)
+            if (strncmp(id, wt->prefix, 24) != 0)
                 continue;
             long idx = strtol(id + 24, NULL, 16);
-            if (idx < 0 || idx >= N)
+            if (idx < 0 || idx >= wt->n)
                 continue;
             json_object *res;
             json_object_object_get_ex(rec, "result", &res);
             if (json_object_get_int(res) != (int)(2 * idx))
                 fail_msg("task %ld: wrong result %s", idx, json_object_to_json_string(res));
-            if (seen[idx]++)
-                (*dups)++;
+            double done = 0;
+            if (json_object_object_get_ex(rec, "date_done", &v))
+                (void)task__iso8601_parse(json_object_get_string(v), &done);
+            if (done < wt->not_before) /* no date_done cannot prove it on time */
+                wt->early++;
+            if (wt->seen[idx]++)
+                wt->dups++;
             else
                 found++;
         }
@@ -104,6 +124,23 @@ static int collect(double since, unsigned char *seen, int *dups, double deadline
     return found;
 }
 
+static void send_add(task_client *c, const char *prefix, long i, double countdown_s)
+{
+    char id[37];
+    snprintf(id, sizeof(id), "%s%012lx", prefix, (unsigned long)i);
+    json_object *a = json_object_new_array();
+    json_object_array_add(a, json_object_new_int((int)i));
+    json_object_array_add(a, json_object_new_int((int)i));
+    task_send_opts o = {.task_id = id, .countdown_s = countdown_s};
+    task_id tid;
+    int rc = task_send(c, "test.add", a, NULL, &o, &tid);
+    json_object_put(a);
+    if (rc != 0)
+        fail_msg("send %s failed: %s", id, task_client_errmsg(c));
+}
+
+/* Also: tasks with a countdown wait in the broker's delay queues through the restart, and
+ * arrive, none before its due time. */
 static void broker_restart_mid_run_loses_nothing(void **state)
 {
     (void)state;
@@ -116,19 +153,12 @@ static void broker_restart_mid_run_loses_nothing(void **state)
     double t0 = itest_now(), wall0 = (double)time(NULL);
     double restarted_at = 0, recovered_at = 0;
     pid_t killer = 0;
+    for (long i = 0; i < NDELAYED; i++)
+        send_add(c, DELAYED_PREFIX, i, COUNTDOWN_S);
+    double due = (double)time(NULL) + COUNTDOWN_S - 1; /* time(): whole seconds, round down */
     for (long i = 0; i < N; i++) {
-        char id[37];
-        snprintf(id, sizeof(id), "faaaaaaa-0000-4000-8000-%012lx", (unsigned long)i);
-        json_object *a = json_object_new_array();
-        json_object_array_add(a, json_object_new_int((int)i));
-        json_object_array_add(a, json_object_new_int((int)i));
-        task_send_opts o = {.task_id = id};
         double before = itest_now();
-        task_id tid;
-        int rc = task_send(c, "test.add", a, NULL, &o, &tid);
-        json_object_put(a);
-        if (rc != 0)
-            fail_msg("send %ld failed: %s", i, task_client_errmsg(c));
+        send_add(c, PREFIX, i, 0);
         if (restarted_at > 0 && recovered_at == 0 && itest_now() - before > 0.5)
             recovered_at = itest_now();
         if (i == RESTART_AT) {
@@ -139,13 +169,13 @@ static void broker_restart_mid_run_loses_nothing(void **state)
     int st;
     waitpid(killer, &st, 0);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    static unsigned char seen[N];
-    int dups = 0;
-    int found = collect(wall0, seen, &dups, itest_now() + 120);
+    static unsigned char seen[N], seen_delayed[NDELAYED];
+    struct want now = {.prefix = PREFIX, .n = N, .seen = seen};
+    int found = collect(wall0, &now, itest_now() + 120);
     int lost = N - found;
     printf("broker restart: sent=%d results=%d lost=%d duplicates=%d "
            "producer_recovered_after_s=%.2f total_s=%.2f\n",
-           N, found, lost, dups, recovered_at > 0 ? recovered_at - restarted_at : 0,
+           N, found, lost, now.dups, recovered_at > 0 ? recovered_at - restarted_at : 0,
            itest_now() - t0);
     for (int i = 0; i < N && lost > 0; i++)
         if (!seen[i]) {
@@ -153,6 +183,13 @@ static void broker_restart_mid_run_loses_nothing(void **state)
             break;
         }
     assert_int_equal(lost, 0);
+    struct want later = {.prefix = DELAYED_PREFIX, .n = NDELAYED, .seen = seen_delayed,
+                         .not_before = due};
+    int found_delayed = collect(wall0, &later, itest_now() + 60);
+    printf("broker restart, countdown %d s: sent=%d results=%d lost=%d early=%d\n",
+           (int)COUNTDOWN_S, NDELAYED, found_delayed, NDELAYED - found_delayed, later.early);
+    assert_int_equal(found_delayed, NDELAYED);
+    assert_int_equal(later.early, 0);
     assert_true(itest_worker_alive(&w));
     assert_true(itest_file_has(w.log, "event=broker_connected"));
     task_client_free(c);
