@@ -96,6 +96,11 @@ with Taskd(Q) as worker:
         t.check("unknown task fails at once with NotRegistered", type(e).__name__ == "NotRegistered",
                 repr(e))
 
+    from celery import group  # noqa: E402
+    gr = group(app.signature("test.add", (i, i)) for i in range(10)).apply_async()
+    t.check("group: GroupResult.get() collects C results in order",
+            gr.get(timeout=15) == [2 * i for i in range(10)], repr(gr.results[:2]))
+
     t.check("taskd still alive", worker.proc.poll() is None)
 
 # A priority queue that Celery declares from its task_queues and taskd from its config: the
