@@ -16,6 +16,9 @@ static const struct task__opt opts[] = {
      NULL, "TCP connect + AMQP handshake limit per URL"},
     {"broker.heartbeat", OPT_INT, OFF(heartbeat_s), "60", 0, 3600, NULL, false, NULL,
      "AMQP heartbeat in seconds; 0 disables"},
+    {"broker.management_url", OPT_STRING, OFF(management_url), "", 0, 0, NULL, true,
+     "TASKD_MANAGEMENT_URL", "RabbitMQ management HTTP API (http://user:pass@host:15672); "
+     "empty = not used"},
     {"worker.queues", OPT_STRLIST, OFF(queues), "celery", 0, 0, NULL, false, NULL,
      "queues to consume"},
     {"worker.pool_size", OPT_INT, OFF(pool_size), "0", 0, 1024, NULL, false, NULL,
@@ -46,6 +49,8 @@ static const struct task__opt opts[] = {
      "a task whose child died is requeued once instead of failing"},
     {"worker.send_events", OPT_BOOL, OFF(send_events), "false", 0, 0, NULL, true, NULL,
      "publish task events (received, started, succeeded, ...) to celeryev"},
+    {"worker.metrics_listen", OPT_STRING, OFF(metrics_listen), "", 0, 0, NULL, false, NULL,
+     "serve Prometheus metrics over HTTP on [HOST:]PORT; empty = off"},
     {"tasks.max_retries", OPT_INT, OFF(max_retries), "3", -1, 1000000, NULL, true, NULL,
      "default retry limit; -1 = unlimited"},
     {"tasks.time_limit", OPT_SECONDS, OFF(time_limit_s), "0", 0, 31536000, NULL, true, NULL,

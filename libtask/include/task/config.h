@@ -32,6 +32,7 @@ typedef struct task_config {
     task_strlist broker_urls;     /* broker.urls; amqp:// or amqps://, tried in order */
     double connect_timeout_s;     /* broker.connect_timeout: TCP + AMQP handshake */
     int heartbeat_s;              /* broker.heartbeat; 0 disables */
+    char *management_url;         /* broker.management_url: HTTP API base; "" = not used */
 
     /* worker */
     task_strlist queues;          /* worker.queues: queues to consume */
@@ -49,6 +50,7 @@ typedef struct task_config {
     int max_memory_per_child_kb;  /* worker.max_memory_per_child: recycle above (KiB); 0 = never */
     bool requeue_on_crash;        /* worker.requeue_on_crash: requeue once instead of FAILURE */
     bool send_events;             /* worker.send_events: task events on celeryev (taskd -E) */
+    char *metrics_listen;         /* worker.metrics_listen: "[HOST:]PORT" for /metrics; "" = off */
 
     /* task defaults (a task's TASK() options override them) */
     int max_retries;              /* tasks.max_retries */
