@@ -8,6 +8,7 @@
 #include <task/client.h>
 #include "delay.h"
 #include "log.h"
+#include "metrics.h"
 #include "stream.h"
 #include "worker.h"
 
@@ -47,6 +48,7 @@ static void revoke_expired(struct worker *w, struct task__delivery *d, struct ta
     json_object_object_add(ev, "signum", NULL);
     json_object_object_add(ev, "expired", json_object_new_boolean(strcmp(why, "expired") == 0));
     events_task(w, "task-revoked", job, ev);
+    metrics_outcome(w->metrics, m->task, MO_REVOKED);
     memset(&job->m, 0, sizeof(job->m));
     log_event(LV_INFO, 0, "task_discarded", "task=%s task_id=%s reason=%s", m->task, m->id, why);
     job_finish(w, job);
@@ -133,6 +135,7 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
         goto out;
     }
     w->n_received++;
+    metrics_received(w->metrics, m.task);
     struct job *job = job_new(w, d->tag);
     if (job == NULL) {
         (void)task__conn_reject(w->conn, CH_CONSUME, d->tag, true);

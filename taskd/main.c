@@ -16,8 +16,10 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: taskd [--config FILE] [--broker URL]... [-Q q1,q2] [-c PROCS] [--threads N]\n"
             "             [--module PATH.so]... [--hostname NAME] [--loglevel LEVEL] [-E]\n"
+            "             [--metrics [HOST:]PORT]\n"
             "Runs a worker: consumes the task queues, runs the tasks the modules register and\n"
-            "publishes their results. See taskd(8).\n");
+            "publishes their results. --metrics serves Prometheus metrics at\n"
+            "http://HOST:PORT/metrics (HOST defaults to 127.0.0.1). See taskd(8).\n");
 }
 
 struct flags {
@@ -93,7 +95,8 @@ int main(int argc, char **argv)
         {"queues", required_argument, NULL, 'Q'},   {"concurrency", required_argument, NULL, 'c'},
         {"threads", required_argument, NULL, 't'},  {"module", required_argument, NULL, 'm'},
         {"hostname", required_argument, NULL, 'n'}, {"loglevel", required_argument, NULL, 'l'},
-        {"events", no_argument, NULL, 'E'},         {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
+        {"events", no_argument, NULL, 'E'},         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},        {"metrics", required_argument, NULL, 'M'},
         {NULL, 0, NULL, 0},
     };
     static struct flags fl;
@@ -110,6 +113,7 @@ int main(int argc, char **argv)
         case 'n': path = "worker.hostname"; origin = "--hostname"; break;
         case 'l': path = "worker.log_level"; origin = "--loglevel"; break;
         case 'E': path = "worker.send_events"; origin = "-E"; optarg = (char *)"true"; break;
+        case 'M': path = "worker.metrics_listen"; origin = "--metrics"; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("taskd 0.1.0\n"); return 0;
         default: usage(stderr); return TASKD_EXIT_FATAL;
@@ -146,5 +150,7 @@ int main(int argc, char **argv)
         rc = worker_run(&w);
     worker_free(&w);
     task_config_free(cfg);
+    if (rc == TASK_ECONFIG)
+        return TASKD_EXIT_FATAL; /* e.g. the metrics address is malformed or taken */
     return rc == 0 ? 0 : 1;
 }

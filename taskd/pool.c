@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "child.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "worker.h"
 
 static int spawn(struct worker *w, int i)
@@ -30,13 +31,15 @@ static int spawn(struct worker *w, int i)
         return -e;
     }
     if (pid == 0) {
-        int fds[260];
+        int fds[260 + MHTTP_MAX_FDS];
         int n = 0;
+        /* A child holding a client's socket would keep that connection open after we close it. */
+        n += mhttp_fds(w->mhttp, fds + n, MHTTP_MAX_FDS);
         fds[n++] = sv[0];
         fds[n++] = w->sigfd;
         if (w->conn != NULL)
             fds[n++] = task__conn_fd(w->conn);
-        for (int k = 0; k < p->n && n < 260; k++)
+        for (int k = 0; k < p->n && n < 260 + MHTTP_MAX_FDS; k++)
             if (p->ch[k].pid > 0)
                 fds[n++] = p->ch[k].fd;
         child_main(sv[1], p->threads, fds, n);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define MAX_HDR 64
@@ -68,6 +69,7 @@ void quarantine(struct worker *w, struct task__delivery *d, const struct task__m
         return;
     }
     w->n_quarantined++;
+    metrics_rejected(w->metrics, (int)reason);
 
     char why[640];
     snprintf(why, sizeof(why), "%s: %s", task__bad_slug(reason), detail);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 /* Exception names a Python client can re-raise as the real class (module "builtins"). */
@@ -79,6 +80,7 @@ static void publish_failure(struct worker *w, struct job *job, const struct task
     json_object_object_add(ev, "traceback", json_object_new_string(tb));
     events_task(w, "task-failed", job, ev);
     w->n_failed++;
+    metrics_outcome(w->metrics, m->task, MO_FAILED);
 }
 
 static void republish_retry(struct worker *w, struct job *job, double delay_s,
@@ -109,6 +111,7 @@ static void republish_retry(struct worker *w, struct job *job, double delay_s,
     (void)pub_result(w, job, m, "RETRY", exc, NULL, dc);
     json_object_put(exc);
     w->n_retried++;
+    metrics_outcome(w->metrics, m->task, MO_RETRIED);
     char repr[1400];
     snprintf(repr, sizeof(repr), "%s('%s')", type, msg);
     json_object *ev = json_object_new_object();
@@ -189,6 +192,7 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
     const char *exc_msg = reply_str(reply, "exc_message");
     if (outcome == TASK_FAIL && autoretry(job->def, exc_type))
         outcome = TASK_RETRY; /* with no retry_in: the backoff policy */
+    metrics_runtime(w->metrics, m->task, task__now_mono() - job->started);
 
     if (outcome == TASK_OK) {
         json_object *result = json_object_object_get_ex(reply, "result", &v) ? v : NULL;
@@ -199,6 +203,7 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
         json_object_object_add(ev, "runtime", json_object_new_double(runtime));
         events_task(w, "task-succeeded", job, ev);
         w->n_succeeded++;
+        metrics_outcome(w->metrics, m->task, MO_SUCCEEDED);
         log_event(LV_DEBUG, 0, "task_succeeded", "task=%s task_id=%s runtime_s=%.6f", m->task,
                   m->id, runtime);
     } else if (outcome == TASK_RETRY && (max_retries < 0 || m->retries < max_retries)) {
@@ -226,6 +231,7 @@ void runner_lost(struct worker *w, struct job *job)
 {
     const struct task__msg *m = &job->m;
     int dc = delivery_count(&job->d);
+    metrics_runtime(w->metrics, m->task, task__now_mono() - job->started);
     if (job->terminated) {
         json_object *exc = task__exc_new("TaskRevokedError", "terminated", "celery.exceptions");
         (void)pub_result(w, job, m, "REVOKED", exc, NULL, dc);
@@ -235,6 +241,7 @@ void runner_lost(struct worker *w, struct job *job)
         json_object_object_add(ev, "signum", json_object_new_int(9));
         json_object_object_add(ev, "expired", json_object_new_boolean(0));
         events_task(w, "task-revoked", job, ev);
+        metrics_outcome(w->metrics, m->task, MO_REVOKED);
     } else if (job->timed_out) {
         char msg[128];
         snprintf(msg, sizeof(msg), "TimeLimitExceeded(%g)", task__now_mono() - job->started);

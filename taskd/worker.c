@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include "log.h"
 #include "config_opts.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "notify.h"
 #include "worker.h"
 
@@ -62,6 +64,9 @@ int worker_init(struct worker *w, task_config *cfg)
         log_event(LV_ERROR, -rc, "signal_setup_failed", NULL);
         return rc;
     }
+    rc = metrics_start(w); /* before forking: a port in use fails the start, not later */
+    if (rc != 0)
+        return rc;
     rc = pool_start(w);
     if (rc != 0)
         return rc;
@@ -303,8 +308,9 @@ static int turn(struct worker *w)
 {
     int timeout = min_timeout(consumer_next_due_ms(w), pool_next_deadline_ms(w));
     timeout = min_timeout(timeout, rate_next_ms(w));
+    timeout = min_timeout(timeout, mhttp_next_ms(w->mhttp));
     timeout = min_timeout(timeout, 1000);
-    struct pollfd pfd[2 + 256];
+    struct pollfd pfd[2 + 256 + MHTTP_MAX_FDS];
     int map[256];
     int n = 0;
     pfd[n++] = (struct pollfd){.fd = w->sigfd, .events = POLLIN};
@@ -320,12 +326,16 @@ static int turn(struct worker *w)
             pfd[n++] = (struct pollfd){.fd = w->pool.ch[i].fd, .events = POLLIN};
         }
     }
+    int first_http = n;
+    n += mhttp_pollfds(w->mhttp, pfd + n, MHTTP_MAX_FDS);
     if (w->conn != NULL && task__conn_has_buffered(w->conn))
         timeout = 0;
     int ready = poll(pfd, (nfds_t)n, timeout);
     if (ready < 0 && errno != EINTR)
         return -errno;
-    for (int k = first_child; ready > 0 && k < n; k++) {
+    /* Also with nothing ready: it drops clients past their deadline. */
+    mhttp_on_poll(w->mhttp, pfd + first_http, ready > 0 ? n - first_http : 0);
+    for (int k = first_child; ready > 0 && k < first_http; k++) {
         if (pfd[k].revents & (POLLIN | POLLHUP | POLLERR))
             pool_on_readable(w, map[k - first_child]);
     }
@@ -434,4 +444,5 @@ void worker_free(struct worker *w)
     free(w->held);
     if (w->sigfd >= 0)
         close(w->sigfd);
+    metrics_stop(w);
 }

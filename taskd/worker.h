@@ -124,6 +124,8 @@ struct worker {
     void *reload_ud;
     double drain_deadline;  /* warm shutdown turns cold after this (task__now_mono()) */
     uint64_t n_received, n_succeeded, n_failed, n_retried, n_quarantined;
+    struct metrics *metrics; /* per-task counters for /metrics (metrics.h) */
+    struct mhttp *mhttp;     /* the /metrics endpoint; NULL: worker.metrics_listen is off */
 };
 
 /* worker.c */

@@ -1,0 +1,63 @@
+/*
+ * metrics.h - what taskd counts for Prometheus: per-task counters and a runtime histogram,
+ * plus gauges read from the supervisor's state when scraped. Counting happens where the
+ * supervisor already learns an outcome (no IPC of its own); the text is the Prometheus text
+ * exposition format 0.0.4. Only the supervisor's thread touches any of it.
+ */
+#ifndef TASKD_METRICS_H
+#define TASKD_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* What happened to one delivery of a task. A retry is a new delivery: received again. */
+enum metrics_outcome { MO_SUCCEEDED, MO_FAILED, MO_RETRIED, MO_REVOKED, MO_COUNT };
+
+struct metrics;
+
+/* A growable text buffer; `oom` stays set after an allocation failure. */
+struct mbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mbuf_free(struct mbuf *b);
+
+/* Gauges, sampled from the worker when scraped. */
+struct metrics_gauges {
+    long slots;            /* processes x threads */
+    long busy_slots;       /* tasks running in children */
+    long backlog;          /* received, waiting for a free slot */
+    long prefetch_limit;   /* basic.qos prefetch count */
+    long prefetch_in_use;  /* deliveries received and not yet acked */
+    long children;         /* pool processes alive */
+    bool broker_connected;
+};
+
+/* New, with a zero series for every task registered so far (NULL when out of memory). The
+ * process start time is taken now. */
+struct metrics *metrics_new(void);
+void metrics_free(struct metrics *m);
+
+/* Each accepts m == NULL (metrics could not be allocated) and does nothing. `task` is
+ * borrowed; callers pass registered names only, which bounds the label set. */
+void metrics_received(struct metrics *m, const char *task);
+void metrics_outcome(struct metrics *m, const char *task, enum metrics_outcome o);
+void metrics_runtime(struct metrics *m, const char *task, double seconds);
+/* A message quarantined as bad input; `reason` is an enum task__bad (a fixed set of slugs). */
+void metrics_rejected(struct metrics *m, int reason);
+
+/* Append the whole exposition to `out`. */
+void metrics_render(const struct metrics *m, const struct metrics_gauges *g, struct mbuf *out);
+
+/* Label value escaping of the text format: backslash, double quote and newline. */
+void metrics_escape_label(struct mbuf *out, const char *value);
+
+struct worker;
+/* Set up counting, and the HTTP endpoint when worker.metrics_listen is set. 0, or
+ * TASK_ECONFIG after one error line when the address is bad or cannot be bound. */
+int metrics_start(struct worker *w);
+void metrics_stop(struct worker *w);
+
+#endif
