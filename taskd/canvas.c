@@ -3,7 +3,7 @@
  * link_error callbacks on failure, sent as new task messages the way a Celery worker sends them
  * (celery-protocol.md 3.3): the result prepended to the callback's args (unless immutable),
  * parent_id = the finished task, root_id inherited, task_id/reply_to from the signature's
- * options. Each message is tied to the finished task's ack, so none is lost.
+ * options. Each message is tied to the finished task's ack, so none is lost. Chords: chord.c.
  */
 #include <stdio.h>
 #include <string.h>
@@ -25,21 +25,23 @@ static const char *opt_str(json_object *sig, const char *key)
     return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
-/* Send signature `sig` with `first` (borrowed, may be NULL) prepended to its args. */
-static void send_signature(struct worker *w, struct job *job, json_object *sig, json_object *first,
-                           json_object *chain_rest, const char *why)
+/* Encode signature `sig` as a task message with `first` (borrowed, may be NULL) prepended to
+ * its args. On 0, *wire holds the message and *target (borrowed) its queue. */
+int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_object *first,
+                  json_object *chain_rest, const char *why, struct task__wire *wire,
+                  const char **target)
 {
     json_object *v;
     if (!json_object_object_get_ex(sig, "task", &v) || !json_object_is_type(v, json_type_string)) {
         log_event(LV_WARN, 0, "canvas_skipped", "task_id=%s reason=\"%s signature without a "
                   "task name\"", job->m.id, why);
-        return;
+        return TASK_EINVAL;
     }
     const char *name = json_object_get_string(v);
     if (json_object_object_get_ex(sig, "subtask_type", &v) && v != NULL) {
         log_event(LV_WARN, 0, "canvas_unsupported", "task_id=%s subtask_type=%s", job->m.id,
                   json_object_get_string(v));
-        return;
+        return TASK_EINVAL;
     }
     bool immutable = json_object_object_get_ex(sig, "immutable", &v) && json_object_get_boolean(v);
     json_object *args = json_object_new_array();
@@ -68,25 +70,36 @@ static void send_signature(struct worker *w, struct job *job, json_object *sig, 
         .reply_to = (char *)(opt_str(sig, "reply_to") ? opt_str(sig, "reply_to") : job->m.reply_to),
         .delivery_mode = 2, .args = args, .kwargs = kwargs, .chain = chain_rest,
     };
-    struct task__wire wire;
     task_error err = {0};
     /* Celery's order: the signature's queue, then routes; else the parent's queue. */
-    const char *target = queue ? queue : task__topo_route(&w->topo, name, job->d.routing_key);
-    int rc = worker_ensure_queue(w, target);
+    *target = queue ? queue : task__topo_route(&w->topo, name, job->d.routing_key);
+    int rc = worker_ensure_queue(w, *target);
     if (rc == 0)
-        rc = task__msg_encode(&m, &wire, &err);
+        rc = task__msg_encode(&m, wire, &err);
+    json_object_put(args);
+    return rc;
+}
+
+/* Send signature `sig` with `first` prepended to its args, tied to the job's ack. */
+static void send_signature(struct worker *w, struct job *job, json_object *sig, json_object *first,
+                           json_object *chain_rest, const char *why)
+{
+    struct task__wire wire;
+    const char *target = NULL;
+    int rc = canvas_encode(w, job, sig, first, chain_rest, why, &wire, &target);
+    if (rc == TASK_EINVAL)
+        return; /* logged: a signature we cannot run would fail the same way on every retry */
     if (rc == 0) {
         rc = pub_send(w, job, "", target, &wire.props, wire.body, wire.body_len);
         task__wire_free(&wire);
     }
     if (rc != 0) {
         job->nacked = true; /* requeue the parent rather than lose the follow-up */
-        log_event(LV_ERROR, rc, "canvas_publish_failed", "task_id=%s next=%s", job->m.id, name);
+        log_event(LV_ERROR, rc, "canvas_publish_failed", "task_id=%s why=%s", job->m.id, why);
     } else {
-        log_event(LV_DEBUG, 0, "canvas_sent", "task_id=%s %s=%s next_id=%s", job->m.id, why, name,
-                  tid);
+        log_event(LV_DEBUG, 0, "canvas_sent", "task_id=%s why=%s queue=%s", job->m.id, why,
+                  target);
     }
-    json_object_put(args);
 }
 
 void canvas_on_success(struct worker *w, struct job *job, json_object *result)
@@ -112,4 +125,34 @@ void canvas_on_failure(struct worker *w, struct job *job)
     for (size_t i = 0; m->errbacks && i < json_object_array_length(m->errbacks); i++)
         send_signature(w, job, json_object_array_get_idx(m->errbacks, i), id, NULL, "link_error");
     json_object_put(id);
+}
+
+int canvas_chord_error(struct worker *w, struct job *job, const char *member_id,
+                       json_object *member_exc)
+{
+    json_object *sig = job->m.chord, *v;
+    const char *id = opt_str(sig, "task_id");
+    if (id == NULL || !json_object_object_get_ex(sig, "task", &v))
+        return 0; /* nobody can wait for a callback without an id */
+    const char *type = "", *text = "";
+    if (json_object_object_get_ex(member_exc, "exc_type", &v))
+        type = json_object_get_string(v);
+    if (json_object_object_get_ex(member_exc, "exc_message", &v)) {
+        /* Celery's exc_message is the exception's args: ["text"] for the usual one argument. */
+        if (json_object_is_type(v, json_type_array) && json_object_array_length(v) == 1)
+            v = json_object_array_get_idx(v, 0);
+        text = json_object_get_string(v);
+    }
+    char msg[1200];
+    snprintf(msg, sizeof(msg), "Dependency %s raised %s('%s')", member_id, type, text);
+    struct task__msg cb = {
+        .task = (char *)json_object_get_string(json_object_object_get(sig, "task")),
+        .id = (char *)id, .correlation_id = (char *)id, .group_index = -1,
+        .reply_to = (char *)(opt_str(sig, "reply_to") ? opt_str(sig, "reply_to")
+                                                      : job->m.reply_to),
+    };
+    json_object *exc = task__exc_new("ChordError", msg, "celery.exceptions");
+    int rc = pub_result(w, job, &cb, "FAILURE", exc, NULL, 1);
+    json_object_put(exc);
+    return rc;
 }

@@ -145,6 +145,11 @@ static int batch_add(struct worker *w, struct job *job, const char *rec, size_t 
 int pub_result(struct worker *w, struct job *job, const struct task__msg *m, const char *status,
                json_object *result, const char *traceback, int delivery_count)
 {
+    bool final = strcmp(status, "SUCCESS") == 0 || strcmp(status, "FAILURE") == 0 ||
+                 strcmp(status, "REVOKED") == 0;
+    /* A chord member is counted before its ack, whether or not it keeps results. */
+    if (final && m == &job->m && m->chord != NULL && chord_part_done(w, job, status, result) != 0)
+        job->nacked = true;
     if (m->ignore_result || m->id == NULL)
         return 0;
     struct task__result r = {
@@ -156,8 +161,7 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
         .hostname = w->hostname,
     };
     /* When it ended: for `taskctl result` and lookups; Python's AsyncResult.date_done reads it. */
-    if (strcmp(status, "SUCCESS") == 0 || strcmp(status, "FAILURE") == 0 ||
-        strcmp(status, "REVOKED") == 0)
+    if (final)
         r.date_done = task__now_wall();
     struct task__result_wire rw;
     task_error err = {0};

@@ -143,6 +143,7 @@ static void drop_session(struct worker *w)
     w->ntags = 0;
     w->inflight = 0;
     w->delay_ready = false;
+    w->chord_ready = false;
     task__topo_forget(&w->topo);
     task__conn_close(w->conn);
     w->conn = NULL;

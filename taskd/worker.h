@@ -112,6 +112,7 @@ struct worker {
     struct pool pool;
     struct task__replies revoked; /* revoked task ids (pidbox revoke) */
     bool delay_ready;       /* the delay cascade is declared on this connection */
+    bool chord_ready;       /* the chord channel (tx mode) is open on this connection */
     struct task__topo topo; /* queue arguments, routes, queues declared on this connection */
     struct bucket *buckets; /* rate limits, by task name */
     int nbuckets;
@@ -164,6 +165,18 @@ void job_free(struct job *job);
 /* canvas.c: follow-up messages of a finished task (link, chain, link_error). */
 void canvas_on_success(struct worker *w, struct job *job, json_object *result);
 void canvas_on_failure(struct worker *w, struct job *job);
+/* Encode signature `sig` with `first` prepended to its args; *target gets its queue. 0 or
+ * TASK_EINVAL (unusable signature, logged) or another TASK_E*. */
+int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_object *first,
+                  json_object *chain_rest, const char *why, struct task__wire *wire,
+                  const char **target);
+/* A chord's callback cannot run: publish FAILURE (ChordError) for it, tied to the job's ack. */
+int canvas_chord_error(struct worker *w, struct job *job, const char *member_id,
+                       json_object *member_exc);
+
+/* chord.c: a chord header member ended (SUCCESS, FAILURE, REVOKED): count it in the broker and
+ * fire the callback when it is the last. 0 or a TASK_E* (then requeue the member). */
+int chord_part_done(struct worker *w, struct job *job, const char *status, json_object *result);
 
 /* control.c: pidbox remote control */
 int control_start(struct worker *w);

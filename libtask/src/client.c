@@ -233,7 +233,8 @@ static int ensure_queue(task_client *c, const char *queue)
 }
 
 static void fill_msg(struct task__msg *m, const char *name, const char *id, json_object *args,
-                     json_object *kwargs, const task_send_opts *o, const char *reply_to)
+                     json_object *kwargs, const task_send_opts *o, const char *reply_to,
+                     const struct task__member *mb)
 {
     double now = task__now_wall();
     memset(m, 0, sizeof(*m));
@@ -263,6 +264,10 @@ static void fill_msg(struct task__msg *m, const char *name, const char *id, json
     m->callbacks = o->link;
     m->errbacks = o->link_error;
     m->chain = o->chain;
+    if (mb != NULL) {
+        m->group_index = mb->index;
+        m->chord = mb->chord;
+    }
 }
 
 /* Wait until the broker confirmed (or refused) sequence number `seq`. */
@@ -286,6 +291,12 @@ static int wait_confirm(task_client *c, uint64_t seq, const char *id)
 
 int task_send(task_client *c, const char *name, json_object *args, json_object *kwargs,
               const task_send_opts *opts, task_id *id)
+{
+    return task__client_send(c, name, args, kwargs, opts, NULL, id);
+}
+
+int task__client_send(task_client *c, const char *name, json_object *args, json_object *kwargs,
+                      const task_send_opts *opts, const struct task__member *mb, task_id *id)
 {
     static const task_send_opts no_opts;
     if (c == NULL || name == NULL || name[0] == '\0' || id == NULL)
@@ -315,7 +326,7 @@ int task_send(task_client *c, const char *name, json_object *args, json_object *
 
     struct task__msg m;
     struct task__wire w;
-    fill_msg(&m, name, tid.str, args, kwargs, o, o->ignore_result ? NULL : c->reply_queue);
+    fill_msg(&m, name, tid.str, args, kwargs, o, o->ignore_result ? NULL : c->reply_queue, mb);
     rc = task__msg_encode(&m, &w, &c->err);
     if (rc != 0)
         return rc;

@@ -26,6 +26,16 @@ struct task_client {
     double connect_timeout_s;
 };
 
+/* A chord header member: its position and the callback signature (borrowed). */
+struct task__member {
+    int index;
+    json_object *chord;
+};
+
+/* task_send() for canvas.c: `mb` (may be NULL) makes the message a chord header member. */
+int task__client_send(task_client *c, const char *name, json_object *args, json_object *kwargs,
+                      const task_send_opts *opts, const struct task__member *mb, task_id *id);
+
 /* After the connection broke: reconnect (all URLs, jittered backoff) until `deadline`
  * (task__now_mono() seconds), re-declare the reply queue and resume. 0 or TASK_ECONNECT. */
 int task__client_reconnect(task_client *c, double deadline);

@@ -81,7 +81,9 @@ static inline int itest_worker_start(struct itest_worker *w, const char *queue,
     char taskd[512], module[512];
     snprintf(taskd, sizeof(taskd), "%s/taskd/taskd", itest_build_root());
     snprintf(module, sizeof(module), "%s/tests/tasks/libtesttasks.so", itest_build_root());
-    snprintf(w->log, sizeof(w->log), "/tmp/itest-taskd-%d-%s.log", (int)getpid(), queue);
+    static int started; /* two workers on one queue get two logs */
+    snprintf(w->log, sizeof(w->log), "/tmp/itest-taskd-%d-%s-%d.log", (int)getpid(), queue,
+             started++);
     unlink(w->log);
     w->pid = fork();
     if (w->pid < 0)

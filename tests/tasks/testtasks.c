@@ -85,6 +85,25 @@ static int echo(task_ctx *ctx, json_object *args, json_object *kwargs, json_obje
 }
 TASK(echo, "test.echo");
 
+/* test.xsum(numbers) -> their sum (a chord callback: the header's results come as one list). */
+static int xsum(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
+{
+    (void)kwargs;
+    json_object *list = arg(args, 0);
+    if (nargs(args) != 1 || !json_object_is_type(list, json_type_array))
+        return task_fail(ctx, "TypeError", "xsum(numbers) takes one list");
+    int64_t sum = 0;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *v = json_object_array_get_idx(list, i);
+        if (!is_int(v))
+            return task_fail(ctx, "TypeError", "xsum: every element must be an integer");
+        sum += json_object_get_int64(v);
+    }
+    *result = json_object_new_int64(sum);
+    return TASK_OK;
+}
+TASK(xsum, "test.xsum");
+
 /* test.sleep(seconds) -> seconds; fails with SoftTimeLimitExceeded as soon as it is cancelled
  * (soft time limit, revoke, cold shutdown: the task cannot tell which). */
 static int sleep_task(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
