@@ -10,120 +10,33 @@
 #include "common.h"
 #include "conn.h"
 #include "internal.h"
+#include "pidbox.h"
 #include "stream.h"
 
-struct pidbox {
-    struct task__conn *c;
-    char oid[37];
-    char ticket[37];
-};
-
-static int pidbox_open(struct pidbox *p, const struct globals *g)
+/* Connect and open the pidbox; prints the error. */
+static int open_box(struct pidbox *p, const struct globals *g)
 {
-    p->c = ctl_conn(g);
-    if (p->c == NULL)
+    struct task__conn *c = ctl_conn(g);
+    if (c == NULL)
         return EXIT_ERROR;
-    task__uuid4(p->oid);
-    task__uuid4(p->ticket);
-    amqp_connection_state_t st = task__conn_amqp(p->c);
-    amqp_exchange_declare(st, 1, amqp_cstring_bytes("reply.celery.pidbox"),
-                          amqp_cstring_bytes("direct"), 0, 0, 0, 0, amqp_empty_table);
-    int rc = task__conn_check(p->c, amqp_get_rpc_reply(st), "declare reply.celery.pidbox");
-    char q[80];
-    snprintf(q, sizeof(q), "%s.reply.celery.pidbox", p->oid);
-    amqp_table_entry_t e[2] = {
-        {.key = amqp_cstring_bytes("x-expires"), .value = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 10000}},
-        {.key = amqp_cstring_bytes("x-message-ttl"), .value = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 300000}},
-    };
-    amqp_table_t args = {.num_entries = 2, .entries = e};
-    if (rc == 0)
-        rc = task__conn_declare_queue(p->c, 1, q, false, false, true, args);
-    if (rc == 0) {
-        amqp_queue_bind(st, 1, amqp_cstring_bytes(q), amqp_cstring_bytes("reply.celery.pidbox"),
-                        amqp_cstring_bytes(p->oid), amqp_empty_table);
-        rc = task__conn_check(p->c, amqp_get_rpc_reply(st), "bind reply queue");
-    }
-    if (rc == 0)
-        rc = task__conn_consume(p->c, 1, q, true, amqp_empty_table, NULL);
-    if (rc != 0) {
-        ctl_error("%s", task__conn_errmsg(p->c));
-        task__conn_close(p->c);
+    char err[512];
+    if (pidbox_open(p, c, err, sizeof(err)) != 0) {
+        ctl_error("%s", err);
+        task__conn_close(c);
         return EXIT_ERROR;
     }
     return 0;
 }
 
-/* Broadcast `method`; with want_reply, collect {node: reply} for timeout_s into *out. */
+/* Broadcast `method` and collect {node: reply} for timeout_s into *out. */
 static int pidbox_call(struct pidbox *p, const char *method, json_object *arguments,
-                       bool want_reply, double timeout_s, json_object **out)
+                       double timeout_s, json_object **out)
 {
-    json_object *req = json_object_new_object();
-    json_object_object_add(req, "method", json_object_new_string(method));
-    json_object_object_add(req, "arguments", arguments ? arguments : json_object_new_object());
-    json_object_object_add(req, "destination", NULL);
-    json_object_object_add(req, "pattern", NULL);
-    json_object_object_add(req, "matcher", NULL);
-    if (want_reply) {
-        json_object_object_add(req, "ticket", json_object_new_string(p->ticket));
-        json_object *rt = json_object_new_object();
-        json_object_object_add(rt, "exchange", json_object_new_string("reply.celery.pidbox"));
-        json_object_object_add(rt, "routing_key", json_object_new_string(p->oid));
-        json_object_object_add(req, "reply_to", rt);
-    }
-    amqp_table_entry_t h[2] = {
-        {.key = amqp_cstring_bytes("clock"), .value = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 1}},
-        {.key = amqp_cstring_bytes("expires"),
-         .value = {.kind = AMQP_FIELD_KIND_F64, .value.f64 = task__now_wall() + timeout_s}},
-    };
-    amqp_basic_properties_t props = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
-                  AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                  AMQP_BASIC_PRIORITY_FLAG,
-        .content_type = amqp_cstring_bytes("application/json"),
-        .content_encoding = amqp_cstring_bytes("utf-8"),
-        .headers = {.num_entries = 2, .entries = h},
-        .delivery_mode = 2,
-    };
-    size_t len;
-    const char *text = task__json_str(req, &len);
-    amqp_connection_state_t st = task__conn_amqp(p->c);
-    amqp_exchange_declare(st, 1, amqp_cstring_bytes("celery.pidbox"),
-                          amqp_cstring_bytes("fanout"), 0, 0, 0, 0, amqp_empty_table);
-    int rc = task__conn_check(p->c, amqp_get_rpc_reply(st), "declare celery.pidbox");
-    if (rc == 0)
-        rc = task__conn_publish(p->c, 1, "celery.pidbox", "", &props, text, len, NULL);
-    json_object_put(req);
-    if (rc != 0)
-        return ctl_error("%s", task__conn_errmsg(p->c));
-    if (!want_reply)
-        return 0;
-    *out = json_object_new_object();
-    double deadline = task__now_mono() + timeout_s;
-    for (;;) {
-        int left = (int)((deadline - task__now_mono()) * 1000);
-        if (left <= 0)
-            break;
-        amqp_frame_t f;
-        rc = task__conn_next_frame(p->c, &f, left, NULL);
-        if (rc < 0)
-            return ctl_error("%s", task__conn_errmsg(p->c));
-        if (rc == 0 || f.frame_type != AMQP_FRAME_METHOD ||
-            f.payload.method.id != AMQP_BASIC_DELIVER_METHOD)
-            continue;
-        struct task__delivery d;
-        if (task__conn_read_delivery(p->c, &f, &d) != 0)
-            continue;
-        char *text_in = task__bytes_dup(d.msg.body);
-        json_object *body = text_in ? json_tokener_parse(text_in) : NULL;
-        free(text_in);
-        if (json_object_is_type(body, json_type_object)) {
-            json_object_object_foreach(body, node, value)
-                json_object_object_add(*out, node, json_object_get(value));
-        }
-        json_object_put(body);
-        task__delivery_free(&d);
-    }
-    return 0;
+    struct pidbox_req r = {.method = method, .arguments = arguments};
+    char err[512];
+    int rc = pidbox_ask(p, &r, 1, timeout_s, NULL, NULL, err, sizeof(err));
+    *out = r.replies;
+    return rc == 0 ? 0 : ctl_error("%s", err);
 }
 
 static double parse_timeout(int argc, char **argv, int *rest)
@@ -153,10 +66,10 @@ int cmd_workers(const struct globals *g, int argc, char **argv)
     if (timeout < 0 || optind != argc)
         return ctl_error("usage: taskctl workers [--timeout S]");
     struct pidbox p;
-    if (pidbox_open(&p, g) != 0)
+    if (open_box(&p, g) != 0)
         return EXIT_ERROR;
     json_object *replies = NULL;
-    int rc = pidbox_call(&p, "ping", NULL, true, timeout, &replies);
+    int rc = pidbox_call(&p, "ping", NULL, timeout, &replies);
     if (rc == 0) {
         if (g->json) {
             ctl_print_json(replies);
@@ -186,10 +99,10 @@ int cmd_inspect(const struct globals *g, int argc, char **argv)
     if (timeout < 0 || !known)
         return ctl_error("usage: taskctl inspect active|registered|stats|revoked [--timeout S]");
     struct pidbox p;
-    if (pidbox_open(&p, g) != 0)
+    if (open_box(&p, g) != 0)
         return EXIT_ERROR;
     json_object *replies = NULL;
-    int rc = pidbox_call(&p, method, NULL, true, timeout, &replies);
+    int rc = pidbox_call(&p, method, NULL, timeout, &replies);
     if (rc == 0) {
         if (g->json) {
             ctl_print_json(replies);
@@ -244,7 +157,7 @@ int cmd_revoke(const struct globals *g, int argc, char **argv)
     if (timeout < 0 || optind != argc - 1)
         return ctl_error("usage: taskctl revoke ID [--terminate]");
     struct pidbox p;
-    if (pidbox_open(&p, g) != 0)
+    if (open_box(&p, g) != 0)
         return EXIT_ERROR;
     if (persist_revoke(g, p.c, argv[optind]) != 0) {
         task__conn_close(p.c);
@@ -255,7 +168,7 @@ int cmd_revoke(const struct globals *g, int argc, char **argv)
     json_object_object_add(args, "terminate", json_object_new_boolean(terminate));
     json_object_object_add(args, "signal", json_object_new_string("SIGTERM"));
     json_object *replies = NULL;
-    int rc = pidbox_call(&p, "revoke", args, true, timeout, &replies);
+    int rc = pidbox_call(&p, "revoke", args, timeout, &replies);
     if (rc == 0) {
         int n = json_object_object_length(replies);
         if (g->json)

@@ -1,65 +1,85 @@
 /*
- * cmd_queues.c - taskctl queues and purge, with passive declares (what the AMQP protocol can
- * tell: ready messages and consumers). The management HTTP API is not used yet.
+ * cmd_queues.c - taskctl queues and purge. Queue figures come from the management HTTP API when
+ * broker.management_url is set (ready, unacked, consumers, publish and deliver rates), else from
+ * passive declares (ready and consumers: what AMQP can tell).
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include "common.h"
 #include "conn.h"
+#include "mgmt.h"
+#include "qrows.h"
 
-/* Ready count and consumers of `q`; -1 when it does not exist (the channel is reopened). */
-static int peek(struct task__conn *cn, const char *q, long *ready, long *consumers)
+/* Rows from the management API: every queue of the vhost, or `names`. */
+static int rows_from_mgmt(struct mgmt *m, char **names, int n, json_object **rows,
+                          json_object **missing)
 {
-    amqp_queue_declare_ok_t *ok = amqp_queue_declare(task__conn_amqp(cn), 1, amqp_cstring_bytes(q),
-                                                     1, 0, 0, 0, amqp_empty_table);
-    if (ok == NULL) {
-        amqp_rpc_reply_t r = amqp_get_rpc_reply(task__conn_amqp(cn));
-        if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_ok_t cok = {0};
-            amqp_send_method(task__conn_amqp(cn), 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &cok);
-            task__conn_channel_open(cn, 1);
-        }
-        return -1;
-    }
-    *ready = (long)ok->message_count;
-    *consumers = (long)ok->consumer_count;
+    char err[768];
+    int rc = mgmt_queue_rows(m, n > 0 ? names : NULL, n, rows, missing, err, sizeof(err));
+    return rc == MGMT_OK ? 0 : ctl_error("%s", err);
+}
+
+/* Rows from passive declares: `names`, or the default and dead-letter queues. */
+static int rows_from_amqp(const task_config *cfg, char **names, int n, json_object **rows,
+                          json_object **missing)
+{
+    char err[512];
+    struct task__conn *cn = ctl_conn_open(cfg, err, sizeof(err));
+    if (cn == NULL)
+        return ctl_error("%s", err);
+    char *defaults[] = {cfg->default_queue, cfg->dead_queue};
+    *rows = n > 0 ? qrows_peek(cn, 1, names, n, missing) : qrows_peek(cn, 1, defaults, 2, missing);
+    task__conn_close(cn);
     return 0;
+}
+
+static void print_rows(const struct globals *g, json_object *rows)
+{
+    if (g->json) {
+        ctl_print_json(rows);
+        return;
+    }
+    char line[256];
+    qrows_format(NULL, line, sizeof(line));
+    puts(line);
+    for (size_t i = 0; i < json_object_array_length(rows); i++) {
+        qrows_format(json_object_array_get_idx(rows, i), line, sizeof(line));
+        puts(line);
+    }
 }
 
 int cmd_queues(const struct globals *g, int argc, char **argv)
 {
-    struct task__conn *cn = ctl_conn(g);
-    if (cn == NULL)
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] == '-')
+            return ctl_error("usage: taskctl queues [QUEUE...]");
+    task_config *cfg = ctl_config(g);
+    if (cfg == NULL)
         return EXIT_ERROR;
-    const char *defaults[] = {"celery", "taskd.dead"};
-    int n = argc > 1 ? argc - 1 : 2;
-    json_object *all = json_object_new_array();
-    int rc = EXIT_OK;
-    if (!g->json)
-        printf("%-32s %10s %10s\n", "queue", "ready", "consumers");
-    for (int i = 0; i < n; i++) {
-        const char *q = argc > 1 ? argv[i + 1] : defaults[i];
-        long ready = 0, consumers = 0;
-        if (peek(cn, q, &ready, &consumers) != 0) {
-            fprintf(stderr, "taskctl: queue %s does not exist\n", q);
-            rc = EXIT_UNKNOWN;
-            continue;
-        }
-        if (g->json) {
-            json_object *o = json_object_new_object();
-            json_object_object_add(o, "name", json_object_new_string(q));
-            json_object_object_add(o, "ready", json_object_new_int64(ready));
-            json_object_object_add(o, "consumers", json_object_new_int64(consumers));
-            json_object_array_add(all, o);
-        } else {
-            printf("%-32s %10ld %10ld\n", q, ready, consumers);
-        }
+    struct mgmt m;
+    char err[512];
+    int use = mgmt_open(&m, cfg, err, sizeof(err));
+    json_object *rows = NULL, *missing = NULL;
+    int rc;
+    if (use < 0)
+        rc = ctl_error("%s", err);
+    else if (use == 0)
+        rc = rows_from_mgmt(&m, argv + 1, argc - 1, &rows, &missing);
+    else
+        rc = rows_from_amqp(cfg, argv + 1, argc - 1, &rows, &missing);
+    if (rc == 0) {
+        print_rows(g, rows);
+        for (size_t i = 0; missing != NULL && i < json_object_array_length(missing); i++)
+            fprintf(stderr, "taskctl: queue %s does not exist\n",
+                    json_object_get_string(json_object_array_get_idx(missing, i)));
+        rc = missing != NULL ? EXIT_UNKNOWN : EXIT_OK;
     }
-    if (g->json)
-        ctl_print_json(all);
-    json_object_put(all);
-    task__conn_close(cn);
+    json_object_put(rows);
+    json_object_put(missing);
+    if (use == 0)
+        mgmt_close(&m);
+    task_config_free(cfg);
     return rc;
 }
 

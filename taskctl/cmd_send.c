@@ -5,6 +5,7 @@
 #include <string.h>
 #include "common.h"
 #include "internal.h"
+#include "progress.h"
 
 struct send_args {
     const char *name;
@@ -136,7 +137,10 @@ int cmd_call(const struct globals *g, int argc, char **argv)
         task_state st;
         json_object *res = NULL;
         int timeout_ms = s.timeout_s < 0 ? -1 : (int)(s.timeout_s * 1000);
-        int w = task_wait(cl, id.str, timeout_ms, &st, &res);
+        bool tty = progress_wanted(g->json);
+        int w = task_wait_progress(cl, id.str, timeout_ms, &st, &res,
+                                   tty ? progress_show : NULL, NULL);
+        progress_clear();
         if (w == TASK_ETIMEDOUT) {
             fprintf(stderr, "taskctl: task %s: no result within %.1f s\n", id.str, s.timeout_s);
             rc = EXIT_TIMEOUT;

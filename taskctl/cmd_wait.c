@@ -1,20 +1,9 @@
-/* cmd_wait.c - taskctl wait: follow the results stream until the task is done. */
+/* cmd_wait.c - taskctl wait: follow the results stream until the task is done; on a terminal,
+ * its STARTED/PROGRESS states as a live line (progress.h). */
 #include <getopt.h>
 #include <stdio.h>
-#include <unistd.h>
 #include "common.h"
-
-/* On a terminal, PROGRESS meta becomes a live line on stderr. */
-static void on_state(const char *id, task_state st, const char *name, json_object *meta, void *ud)
-{
-    (void)id;
-    (void)ud;
-    fprintf(stderr, "\r\033[K%s %s", name,
-            meta ? json_object_to_json_string_ext(meta, JSON_C_TO_STRING_PLAIN) : "");
-    if (st != TASK_STATE_PROGRESS)
-        fputc('\n', stderr);
-    fflush(stderr);
-}
+#include "progress.h"
 
 int cmd_wait(const struct globals *g, int argc, char **argv)
 {
@@ -35,11 +24,10 @@ int cmd_wait(const struct globals *g, int argc, char **argv)
         return EXIT_ERROR;
     task_state st;
     json_object *res = NULL;
-    bool tty = !g->json && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
+    bool tty = progress_wanted(g->json);
     int timeout_ms = timeout_s < 0 ? -1 : (int)(timeout_s * 1000);
-    int rc = task_watch(cl, id, 0, timeout_ms, &st, &res, tty ? on_state : NULL, NULL);
-    if (tty)
-        fputs("\r\033[K", stderr);
+    int rc = task_watch(cl, id, 0, timeout_ms, &st, &res, tty ? progress_show : NULL, NULL);
+    progress_clear();
     if (rc == TASK_ETIMEDOUT) {
         fprintf(stderr, "taskctl: task %s: no final state within %.1f s\n", id, timeout_s);
         rc = EXIT_TIMEOUT;

@@ -38,21 +38,30 @@ task_config *ctl_config(const struct globals *g)
     return cfg;
 }
 
+struct task__conn *ctl_conn_open(const task_config *cfg, char *err, size_t errsize)
+{
+    struct task__conn_opts o = {.urls = &cfg->broker_urls,
+                                .connect_timeout_s = cfg->connect_timeout_s,
+                                .name = "taskctl"};
+    struct task__conn *c = NULL;
+    task_error terr = {0};
+    if (task__conn_open(&c, &o, &terr) != 0 || task__conn_channel_open(c, 1) != 0) {
+        snprintf(err, errsize, "%s", terr.msg[0] ? terr.msg : task__conn_errmsg(c));
+        task__conn_close(c);
+        c = NULL;
+    }
+    return c;
+}
+
 struct task__conn *ctl_conn(const struct globals *g)
 {
     task_config *cfg = ctl_config(g);
     if (cfg == NULL)
         return NULL;
-    struct task__conn_opts o = {.urls = &cfg->broker_urls,
-                                .connect_timeout_s = cfg->connect_timeout_s,
-                                .name = "taskctl"};
-    struct task__conn *c = NULL;
-    task_error err = {0};
-    if (task__conn_open(&c, &o, &err) != 0 || task__conn_channel_open(c, 1) != 0) {
-        ctl_error("%s", err.msg[0] ? err.msg : task__conn_errmsg(c));
-        task__conn_close(c);
-        c = NULL;
-    }
+    char err[512];
+    struct task__conn *c = ctl_conn_open(cfg, err, sizeof(err));
+    if (c == NULL)
+        ctl_error("%s", err);
     task_config_free(cfg);
     return c;
 }

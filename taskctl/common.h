@@ -3,8 +3,10 @@
 #define TASKCTL_COMMON_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <json-c/json.h>
 #include <task/client.h>
+#include <task/config.h>
 
 /* Exit codes (taskctl(1)). 0-3 are the contract of DESIGN.md section 12. */
 enum {
@@ -46,6 +48,8 @@ int ctl_report_final(const struct globals *g, const char *id, task_state st, jso
 struct task__conn;
 /* A raw connection for the operator commands (config, env and --broker as for the client). */
 struct task__conn *ctl_conn(const struct globals *g);
+/* The same from a loaded config, quietly: NULL with a one-line message in err. */
+struct task__conn *ctl_conn_open(const task_config *cfg, char *err, size_t errsize);
 /* Ask the user (stdin a terminal) "prompt [y/N]"; false when not a terminal. */
 bool ctl_confirm(const char *prompt);
 
@@ -60,5 +64,6 @@ int cmd_dead(const struct globals *g, int argc, char **argv);
 int cmd_call(const struct globals *g, int argc, char **argv);
 int cmd_wait(const struct globals *g, int argc, char **argv);
 int cmd_result(const struct globals *g, int argc, char **argv);
+int cmd_top(const struct globals *g, int argc, char **argv);
 
 #endif

@@ -14,6 +14,7 @@ static const struct cmd cmds[] = {
     {"revoke", cmd_revoke, "revoke ID [--terminate]"},
     {"events", cmd_events, "events [--count N] [--timeout S]"},
     {"queues", cmd_queues, "queues [QUEUE...]"},
+    {"top", cmd_top, "top [QUEUE...] [--once] [--interval S]"},
     {"purge", cmd_purge, "purge QUEUE [--yes]"},
     {"dead", cmd_dead, "dead [--queue Q] [--limit N] [--republish N|all]"},
 };
