@@ -292,6 +292,39 @@ static void lookup_from_another_client_finds_final_state(void **state)
     task_client_free(other);
 }
 
+/* Lookups stop at the id's final state, before the end of the stream: many records written
+ * after it, and lookups in a row on one client (a stopped read must not confuse the next). */
+static void lookups_in_a_row_stop_at_the_final_state(void **state)
+{
+    (void)state;
+    enum { N = 3000, K = 40 };
+    task_client *c = client_for(queue);
+    static task_id ids[N];
+    for (int i = 0; i < N; i++) {
+        json_object *args = ints(i, 1);
+        assert_int_equal(task_send(c, "test.add", args, NULL, NULL, &ids[i]), 0);
+        json_object_put(args);
+    }
+    for (int i = 0; i < N; i++) {
+        task_state st;
+        json_object *res = NULL;
+        assert_int_equal(task_wait(c, ids[i].str, 30000, &st, &res), 0);
+        json_object_put(res);
+    }
+    task_client *other = client_for(queue);
+    for (int k = 0; k < K; k++) {
+        int i = (k * 7919) % (N / 10); /* early ids: thousands of records follow them */
+        task_state st;
+        json_object *res = NULL;
+        assert_int_equal(task_lookup(other, ids[i].str, 0, &st, &res), 0);
+        assert_int_equal(st, TASK_STATE_SUCCESS);
+        assert_int_equal(json_object_get_int(res), i + 1);
+        json_object_put(res);
+    }
+    task_client_free(other);
+    task_client_free(c);
+}
+
 static void expired_task_is_revoked_and_never_runs(void **state)
 {
     (void)state;
@@ -345,6 +378,7 @@ int main(void)
         cmocka_unit_test(retry_retries_then_succeeds),
         cmocka_unit_test(autoretry_for_listed_failures),
         cmocka_unit_test(lookup_from_another_client_finds_final_state),
+        cmocka_unit_test(lookups_in_a_row_stop_at_the_final_state),
         cmocka_unit_test(expired_task_is_revoked_and_never_runs),
         cmocka_unit_test(countdown_does_not_run_early),
     };

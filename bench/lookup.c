@@ -1,0 +1,163 @@
+/*
+ * lookup.c - task_lookup() latency against the size of the results stream.
+ *
+ *   lookup SIZES TAIL LOOKUPS      e.g. lookup 10000,100000,1000000 42000 200
+ *
+ * Grows taskd.results (in batches of 100 records per message, as workers write them) to each
+ * size in SIZES. At each size, after a 3 s pause, it appends TAIL "recent" records (the last
+ * hour's worth at the stream's rate: 1M records a day is about 42k an hour) and times LOOKUPS
+ * task_lookup() calls of ids picked evenly from that tail (UUIDv7 ids: the lookup starts
+ * reading at the id's time), plus a few lookups of an id that is not in the stream with no
+ * time hint (a Celery uuid4: the whole stream is read). The pause keeps the bulk written at
+ * bench speed out of the 2 s slack before the tail. One JSON object per size on stdout.
+ * Records carry a persistent delivery mode and are confirmed, like a worker's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <task/client.h>
+#include "conn.h"
+#include "internal.h"
+#include "stream.h"
+
+#define BATCH 100
+#define CH 1
+
+static void die(const char *what, const char *detail)
+{
+    fprintf(stderr, "lookup: %s: %s\n", what, detail);
+    exit(1);
+}
+
+/* A record shaped like a worker's SUCCESS record (about 230 bytes). */
+static int record(char *buf, size_t size, const char *id)
+{
+    return snprintf(buf, size,
+                    "{\"task_id\": \"%s\", \"status\": \"SUCCESS\", \"result\": 3, \"traceback\": "
+                    "null, \"children\": [], \"date_done\": \"2026-12-01T12:00:00.000000\", "
+                    "\"hostname\": \"taskd1@bench\", \"delivery_count\": 1}",
+                    id);
+}
+
+/* Appends n records; ids[] (may be NULL) gets their ids. Waits for every confirm. */
+static void append(struct task__conn *cn, long n, char (*ids)[37])
+{
+    static char body[BATCH * 300 + 8];
+    amqp_basic_properties_t p = {
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
+        .content_type = amqp_cstring_bytes("application/json"), .delivery_mode = 2};
+    uint64_t last = 0;
+    for (long i = 0; i < n;) {
+        size_t len = 0;
+        body[len++] = '[';
+        for (int k = 0; k < BATCH && i < n; k++, i++) {
+            char id[37];
+            task__uuid7(id);
+            if (ids != NULL)
+                memcpy(ids[i], id, 37);
+            if (k > 0)
+                body[len++] = ',';
+            len += (size_t)record(body + len, sizeof(body) - len, id);
+        }
+        body[len++] = ']';
+        if (task__conn_publish(cn, CH, "", TASK_RESULTS_STREAM, &p, body, len, &last) != 0)
+            die("publish", task__conn_errmsg(cn));
+    }
+    /* Confirms arrive in order: wait for the last sequence number. */
+    for (;;) {
+        amqp_frame_t f;
+        int rc = task__conn_next_frame(cn, &f, 10000, NULL);
+        if (rc <= 0)
+            die("confirm", rc == 0 ? "timeout" : task__conn_errmsg(cn));
+        if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+            const amqp_basic_ack_t *a = f.payload.method.decoded;
+            if (a->delivery_tag >= last)
+                break;
+        }
+    }
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double time_lookup(task_client *c, const char *id, task_state want)
+{
+    task_state st;
+    json_object *res = NULL;
+    double t0 = task__now_mono();
+    if (task_lookup(c, id, 0, &st, &res) != 0)
+        die("task_lookup", task_client_errmsg(c));
+    double ms = (task__now_mono() - t0) * 1000;
+    json_object_put(res);
+    if (st != want)
+        die("task_lookup", "wrong state");
+    return ms;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4)
+        die("usage", "lookup SIZES TAIL LOOKUPS");
+    long tail = strtol(argv[2], NULL, 10);
+    int nlook = (int)strtol(argv[3], NULL, 10);
+    const char *url = getenv("TASKD_BROKER_URL");
+    if (url == NULL || tail <= 0 || nlook <= 0)
+        die("usage", "needs TASKD_BROKER_URL, TAIL > 0, LOOKUPS > 0");
+    char first[512];
+    snprintf(first, sizeof(first), "%.*s", (int)strcspn(url, ","), url);
+    task_strlist urls = {.v = (char *[]){first}, .n = 1};
+    struct task__conn_opts o = {.urls = &urls, .connect_timeout_s = 5, .name = "bench lookup"};
+    struct task__conn *cn;
+    task_error err = {0};
+    if (task__conn_open(&cn, &o, &err) != 0)
+        die("connect", err.msg);
+    if (task__conn_channel_open(cn, CH) || task__conn_confirm_select(cn, CH) ||
+        task__stream_declare(cn, CH, TASK_RESULTS_STREAM, 86400))
+        die("setup", task__conn_errmsg(cn));
+    task_config *cfg = task_config_new();
+    if (task_config_set(cfg, "broker.urls", first, "bench", &err) != 0)
+        die("config", err.msg);
+    task_client *c = task_client_new(cfg, &err);
+    if (c == NULL)
+        die("client", err.msg);
+
+    char (*ids)[37] = malloc((size_t)tail * 37);
+    double *ms = malloc((size_t)nlook * sizeof(double));
+    long size = 0;
+    for (char *s = argv[1]; *s != '\0';) {
+        long want = strtol(s, &s, 10);
+        s += *s == ',';
+        if (want > size + tail)
+            append(cn, want - size - tail, NULL);
+        sleep(4);
+        append(cn, tail, ids);
+        size = want > size + tail ? want : size + tail;
+        for (int i = 0; i < nlook; i++)
+            ms[i] = time_lookup(c, ids[(long)i * (tail - 1) / (nlook > 1 ? nlook - 1 : 1)],
+                                TASK_STATE_SUCCESS);
+        qsort(ms, (size_t)nlook, sizeof(double), cmp);
+        double p50 = ms[nlook / 2], p99 = ms[(nlook * 99) / 100 < nlook ? (nlook * 99) / 100 : nlook - 1];
+        /* An id with no time in it: read from the stream's first record. */
+        double full = 0;
+        for (int i = 0; i < 3; i++) {
+            char unknown[37];
+            task__uuid4(unknown);
+            double t = time_lookup(c, unknown, TASK_STATE_PENDING);
+            full = t > full ? t : full;
+        }
+        printf("{\"stream_records\": %ld, \"tail_records\": %ld, \"lookups\": %d, "
+               "\"min_ms\": %.2f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, \"max_ms\": %.2f, \"uuid4_full_scan_ms\": %.1f}\n",
+               size, tail, nlook, ms[0], p50, p99, ms[nlook - 1], full);
+        fflush(stdout);
+    }
+    free(ids);
+    free(ms);
+    task_client_free(c);
+    task_config_free(cfg);
+    task__conn_close(cn);
+    return 0;
+}
