@@ -4,7 +4,6 @@
  * names come from the registry (unknown names are quarantined before they are counted), so
  * the label set stays as small as the set of loaded tasks.
  */
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +12,6 @@
 #include "codec.h"
 #include "log.h"
 #include "metrics.h"
-#include "metrics_http.h"
 #include "worker.h"
 
 /* Upper bounds in seconds: from quick CPU tasks up to the hour-long HTTP jobs taskd is for. */
@@ -36,42 +34,6 @@ struct metrics {
     uint64_t rejected[TASK_BAD__COUNT];
     double start_wall;
 };
-
-void mbuf_printf(struct mbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = true;
-            return;
-        }
-        if (b->p != NULL && (size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 16384;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
-void mbuf_free(struct mbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
 
 void metrics_escape_label(struct mbuf *out, const char *value)
 {

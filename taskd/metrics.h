@@ -9,20 +9,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "metrics_http.h" /* struct mbuf */
 
 /* What happened to one delivery of a task. A retry is a new delivery: received again. */
 enum metrics_outcome { MO_SUCCEEDED, MO_FAILED, MO_RETRIED, MO_REVOKED, MO_COUNT };
 
 struct metrics;
-
-/* A growable text buffer; `oom` stays set after an allocation failure. */
-struct mbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void mbuf_free(struct mbuf *b);
 
 /* Gauges, sampled from the worker when scraped. */
 struct metrics_gauges {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,42 @@ struct mhttp {
     double accept_paused_until; /* out of descriptors: stop polling the listener briefly */
     struct client c[MHTTP_MAX_CLIENTS];
 };
+
+void mbuf_printf(struct mbuf *b, const char *fmt, ...)
+{
+    if (b->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = true;
+            return;
+        }
+        if (b->p != NULL && (size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 16384;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+void mbuf_free(struct mbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
 
 static const char *const state_names[] = {"free", "read", "write", "linger"};
 
@@ -167,6 +204,11 @@ static void drop(struct client *c, const char *why)
     if (why != NULL)
         log_event(LV_DEBUG, 0, "metrics_client_dropped", "reason=%s state=%s", why,
                   state_names[c->st]);
+    if (c->st == C_WRITE) {
+        /* Reset rather than leave the kernel an orphan socket still trying to deliver. */
+        struct linger abort_now = {.l_onoff = 1, .l_linger = 0};
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof(abort_now));
+    }
     close(c->fd);
     mbuf_free(&c->out);
     c->fd = -1;

@@ -8,12 +8,22 @@
 #define TASKD_METRICS_HTTP_H
 
 #include <poll.h>
-#include "metrics.h"
+#include <stdbool.h>
+#include <stddef.h>
 
 #define MHTTP_MAX_CLIENTS 8
 #define MHTTP_MAX_FDS (1 + MHTTP_MAX_CLIENTS)
 
 struct mhttp;
+
+/* A growable text buffer (an answer being built); `oom` stays set after a failed allocation. */
+struct mbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mbuf_free(struct mbuf *b);
 
 /* Fills `out` with the body of a 200 answer to GET /metrics. */
 typedef void (*mhttp_render_fn)(void *ud, struct mbuf *out);
