@@ -5,6 +5,9 @@
  *
  *   loadgen throughput N TASK ARGS_JSON QUEUE    N tasks pipelined; prints tasks/s end to end
  *   loadgen latency N TASK ARGS_JSON QUEUE       N sequential round trips; prints p50/p99 ms
+ *   loadgen backlog N TASK ARGS_JSON QUEUE       queue N tasks (all confirmed), print "filled"
+ *       on stderr, then wait for the N results: tasks/s from the first result to the last, so
+ *       a worker started after "filled" is timed draining a backlog of N
  * Prints one JSON object on stdout. Broker from TASKD_BROKER_URL.
  */
 #include <stdio.h>
@@ -159,5 +162,27 @@ int main(int argc, char **argv)
                n, lat[n / 2], lat[(size_t)((double)n * 0.99)], lat[n - 1]);
         return g.failures == 0 ? 0 : 1;
     }
-    die("usage", "mode is throughput or latency");
+    if (strcmp(mode, "backlog") == 0) {
+        uint64_t seq = 0;
+        for (long i = 0; i < n; i++) {
+            publish(&g, argv[3], args, queue, i, &seq);
+            while (seq - g.confirmed > WINDOW)
+                pump(&g, 1000);
+        }
+        while (g.confirmed < seq)
+            pump(&g, 1000);
+        fprintf(stderr, "filled\n");
+        double deadline = task__now_mono() + 1800, t_first = 0;
+        while (g.results < n && task__now_mono() < deadline) {
+            pump(&g, 1000);
+            if (t_first == 0 && g.results > 0)
+                t_first = task__now_mono();
+        }
+        double dt = task__now_mono() - t_first;
+        printf("{\"mode\":\"backlog\",\"tasks\":%ld,\"results\":%ld,\"failures\":%ld,"
+               "\"seconds\":%.4f,\"tasks_per_s\":%.1f}\n",
+               n, g.results, g.failures, dt, n > 1 ? (double)(g.results - 1) / dt : 0.0);
+        return g.results == n && g.failures == 0 ? 0 : 1;
+    }
+    die("usage", "mode is throughput, latency or backlog");
 }
