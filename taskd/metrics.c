@@ -35,20 +35,6 @@ struct metrics {
     double start_wall;
 };
 
-void metrics_escape_label(struct mbuf *out, const char *value)
-{
-    for (const char *c = value; *c != '\0'; c++) {
-        if (*c == '\\')
-            mbuf_printf(out, "\\\\");
-        else if (*c == '"')
-            mbuf_printf(out, "\\\"");
-        else if (*c == '\n')
-            mbuf_printf(out, "\\n");
-        else
-            mbuf_printf(out, "%c", *c);
-    }
-}
-
 /* Index of `task`, or where it would go (and *found false). */
 static size_t find(const struct metrics *m, const char *task, bool *found)
 {
@@ -160,7 +146,7 @@ static void header(struct mbuf *out, const char *name, const char *type, const c
 static void task_label(struct mbuf *out, const char *name, const struct series *s)
 {
     mbuf_printf(out, "%s{task=\"", name);
-    metrics_escape_label(out, s->task);
+    mbuf_label_value(out, s->task);
     mbuf_printf(out, "\"}");
 }
 
@@ -209,11 +195,11 @@ static void render_histogram(const struct metrics *m, struct mbuf *out)
         for (size_t b = 0; b < NBUCKETS; b++) {
             cum += s->bucket[b];
             mbuf_printf(out, "%s_bucket{task=\"", name);
-            metrics_escape_label(out, s->task);
+            mbuf_label_value(out, s->task);
             mbuf_printf(out, "\",le=\"%g\"} %llu\n", buckets[b], (unsigned long long)cum);
         }
         mbuf_printf(out, "%s_bucket{task=\"", name);
-        metrics_escape_label(out, s->task);
+        mbuf_label_value(out, s->task);
         mbuf_printf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)s->runs);
         task_label(out, "taskd_task_runtime_seconds_sum", s);
         mbuf_printf(out, " %.9g\n", s->runtime_sum);

@@ -43,9 +43,6 @@ void metrics_rejected(struct metrics *m, int reason);
 /* Append the whole exposition to `out`. */
 void metrics_render(const struct metrics *m, const struct metrics_gauges *g, struct mbuf *out);
 
-/* Label value escaping of the text format: backslash, double quote and newline. */
-void metrics_escape_label(struct mbuf *out, const char *value);
-
 struct worker;
 /* Set up counting, and the HTTP endpoint when worker.metrics_listen is set. 0, or
  * TASK_ECONFIG after one error line when the address is bad or cannot be bound. */

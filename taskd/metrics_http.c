@@ -82,6 +82,20 @@ void mbuf_free(struct mbuf *b)
     memset(b, 0, sizeof(*b));
 }
 
+void mbuf_label_value(struct mbuf *out, const char *value)
+{
+    for (const char *c = value; *c != '\0'; c++) {
+        if (*c == '\\')
+            mbuf_printf(out, "\\\\");
+        else if (*c == '"')
+            mbuf_printf(out, "\\\"");
+        else if (*c == '\n')
+            mbuf_printf(out, "\\n");
+        else
+            mbuf_printf(out, "%c", *c);
+    }
+}
+
 static const char *const state_names[] = {"free", "read", "write", "linger"};
 
 /* "[HOST:]PORT" or "[V6]:PORT" into host and port; -EINVAL when malformed. */

@@ -24,6 +24,8 @@ struct mbuf {
 };
 void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mbuf_free(struct mbuf *b);
+/* Append `value` escaped as a label value of the text format (backslash, quote, newline). */
+void mbuf_label_value(struct mbuf *out, const char *value);
 
 /* Fills `out` with the body of a 200 answer to GET /metrics. */
 typedef void (*mhttp_render_fn)(void *ud, struct mbuf *out);

@@ -142,6 +142,16 @@ static void addresses_are_parsed_and_bind_errors_reported(void **state)
     mhttp_free(a);
 }
 
+static void label_values_are_escaped(void **state)
+{
+    (void)state;
+    struct mbuf b = {0};
+    mbuf_label_value(&b, "a\\b\"c\nd.e");
+    assert_false(b.oom);
+    assert_string_equal(b.p, "a\\\\b\\\"c\\nd.e");
+    mbuf_free(&b);
+}
+
 static void head_gets_headers_only(void **state)
 {
     (void)state;
@@ -227,6 +237,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(addresses_are_parsed_and_bind_errors_reported),
+        cmocka_unit_test(label_values_are_escaped),
         cmocka_unit_test(head_gets_headers_only),
         cmocka_unit_test(oversized_request_head_gets_431),
         cmocka_unit_test(a_client_that_never_reads_is_cut_off_without_blocking),
