@@ -4,12 +4,11 @@
  * in the task context, so calls within one task (and, when the runtime hands the handle on, later
  * tasks of the same thread) reuse the connection.
  *
- * Why the multi interface: curl_easy_perform() sleeps up to 1 s between progress callbacks while
+ * Why the multi interface: CU->easy_perform() sleeps up to 1 s between progress callbacks while
  * a server is silent, so a revoke would take up to a second to notice. We drive the easy handle
  * with a multi handle of our own, which the canceller wakes (task__ctx_cancel()). The
  * multi handle owns the connection cache, so it is kept with the easy handle (CURLOPT_PRIVATE).
  */
-#include <curl/curl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include <strings.h>
 #include <task/http.h>
 #include "ctx.h"
+#include "curl_api.h"
 #include "http_impl.h"
 #include "internal.h"
 
@@ -31,18 +31,8 @@
  * a backstop; polling often would cost 2000 concurrent transfers thousands of wake-ups a
  * second. */
 #define CANCEL_POLL_MS 1000
-
-/* curl_global_init() is not thread-safe and must run once per process before any other curl
- * call; tasks run on many threads, so it happens here, lazily, under pthread_once. This is
- * libtask's only hidden state besides the task registry, and it is never torn down (no
- * curl_global_cleanup): other code in the process may use curl too. */
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-
-static void curl_init_once(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
+/* Only reached after task_http_request() loaded libcurl. */
+#define CU (task__curl())
 
 struct buf {
     char *p;
@@ -117,8 +107,8 @@ static long budget_ms(const task_ctx *ctx, const task_http_opts *o, bool *capped
 void task__http_wakeup(void *http)
 {
     void *m = NULL;
-    if (http != NULL && curl_easy_getinfo(http, CURLINFO_PRIVATE, &m) == CURLE_OK && m != NULL)
-        curl_multi_wakeup(m); /* documented as callable from any thread */
+    if (http != NULL && CU->easy_getinfo(http, CURLINFO_PRIVATE, &m) == CURLE_OK && m != NULL)
+        CU->multi_wakeup(m); /* documented as callable from any thread */
 }
 
 void task__http_release(void *http)
@@ -126,9 +116,9 @@ void task__http_release(void *http)
     if (http == NULL)
         return;
     char *multi = NULL;
-    curl_easy_getinfo(http, CURLINFO_PRIVATE, &multi);
-    curl_easy_cleanup(http);
-    curl_multi_cleanup((CURLM *)multi); /* closes the cached connections; NULL-safe */
+    CU->easy_getinfo(http, CURLINFO_PRIVATE, &multi);
+    CU->easy_cleanup(http);
+    CU->multi_cleanup((CURLM *)multi); /* closes the cached connections; NULL-safe */
 }
 
 /* The context's handle pair, reset to defaults, or a new pair (kept in ctx when there is one). */
@@ -138,21 +128,21 @@ static CURL *handle_for(task_ctx *ctx)
     CURLM *m = NULL;
     if (h != NULL) {
         char *p = NULL;
-        curl_easy_getinfo(h, CURLINFO_PRIVATE, &p);
+        CU->easy_getinfo(h, CURLINFO_PRIVATE, &p);
         m = (CURLM *)p;
-        curl_easy_reset(h); /* drops every option, CURLOPT_PRIVATE too; keeps connections */
+        CU->easy_reset(h); /* drops every option, CURLOPT_PRIVATE too; keeps connections */
     } else {
-        h = curl_easy_init();
+        h = CU->easy_init();
     }
     if (h != NULL && m == NULL)
-        m = curl_multi_init();
+        m = CU->multi_init();
     if (h == NULL || m == NULL) {
-        curl_easy_cleanup(h);
+        CU->easy_cleanup(h);
         if (ctx != NULL)
             ctx->http = NULL;
         return NULL;
     }
-    curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)m);
+    CU->easy_setopt(h, CURLOPT_PRIVATE, (void *)m);
     if (ctx != NULL)
         ctx->http = h;
     return h;
@@ -160,7 +150,7 @@ static CURL *handle_for(task_ctx *ctx)
 
 static struct curl_slist *list_add(struct curl_slist *l, const char *s, bool *no_mem)
 {
-    struct curl_slist *n = curl_slist_append(l, s);
+    struct curl_slist *n = CU->slist_append(l, s);
     if (n == NULL)
         *no_mem = true;
     return n != NULL ? n : l;
@@ -204,42 +194,42 @@ static bool set_options(CURL *h, task_ctx *ctx, const char *method, const char *
     double connect_s = o != NULL && o->connect_timeout_s > 0 ? o->connect_timeout_s
                                                               : DEFAULT_CONNECT_S;
     bool bad = false;
-    bad |= curl_easy_setopt(h, CURLOPT_URL, url) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_URL, url) != CURLE_OK;
 #if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85 */
-    bad |= curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK;
 #else
     long web = CURLPROTO_HTTP | CURLPROTO_HTTPS;
-    bad |= curl_easy_setopt(h, CURLOPT_PROTOCOLS, web) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS, web) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_PROTOCOLS, web) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_REDIR_PROTOCOLS, web) != CURLE_OK;
 #endif
     if (body != NULL) {
-        bad |= curl_easy_setopt(h, CURLOPT_POSTFIELDS, body) != CURLE_OK;
-        bad |= curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len) != CURLE_OK;
+        bad |= CU->easy_setopt(h, CURLOPT_POSTFIELDS, body) != CURLE_OK;
+        bad |= CU->easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len) != CURLE_OK;
     }
     /* POST with a body and plain GET/HEAD use curl's own methods, so a 301/302/303 after a POST
      * turns into a GET as browsers do; anything else is sent as asked, redirects included. */
     if (strcmp(method, "HEAD") == 0 && body == NULL)
-        bad |= curl_easy_setopt(h, CURLOPT_NOBODY, 1L) != CURLE_OK;
+        bad |= CU->easy_setopt(h, CURLOPT_NOBODY, 1L) != CURLE_OK;
     else if (strcmp(method, "GET") == 0 && body == NULL)
-        bad |= curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) != CURLE_OK;
+        bad |= CU->easy_setopt(h, CURLOPT_HTTPGET, 1L) != CURLE_OK;
     else if (strcmp(method, "POST") != 0 || body == NULL)
-        bad |= curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_WRITEDATA, b) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_HEADERDATA, hb) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK; /* threads: no SIGALRM */
-    bad |= curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)ceil(connect_s * 1000)) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION,
+        bad |= CU->easy_setopt(h, CURLOPT_CUSTOMREQUEST, method) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_HTTPHEADER, hdrs) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_WRITEDATA, b) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_HEADERDATA, hb) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK; /* threads: no SIGALRM */
+    bad |= CU->easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)ceil(connect_s * 1000)) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_FOLLOWLOCATION,
                             o != NULL && o->follow_redirects ? 1L : 0L) != CURLE_OK;
-    bad |= curl_easy_setopt(h, CURLOPT_MAXREDIRS, MAX_REDIRECTS) != CURLE_OK;
+    bad |= CU->easy_setopt(h, CURLOPT_MAXREDIRS, MAX_REDIRECTS) != CURLE_OK;
     if (ctx != NULL) {
-        bad |= curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_xferinfo) != CURLE_OK;
-        bad |= curl_easy_setopt(h, CURLOPT_XFERINFODATA, ctx) != CURLE_OK;
-        bad |= curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
+        bad |= CU->easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_xferinfo) != CURLE_OK;
+        bad |= CU->easy_setopt(h, CURLOPT_XFERINFODATA, ctx) != CURLE_OK;
+        bad |= CU->easy_setopt(h, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
     }
     return !bad;
 }
@@ -249,14 +239,14 @@ static bool set_options(CURL *h, task_ctx *ctx, const char *method, const char *
 static CURLcode perform(CURL *h, task_ctx *ctx, bool *cancelled)
 {
     char *p = NULL;
-    curl_easy_getinfo(h, CURLINFO_PRIVATE, &p);
+    CU->easy_getinfo(h, CURLINFO_PRIVATE, &p);
     CURLM *m = (CURLM *)p;
-    if (curl_multi_add_handle(m, h) != CURLM_OK)
+    if (CU->multi_add_handle(m, h) != CURLM_OK)
         return CURLE_FAILED_INIT;
     CURLcode cc = CURLE_OK;
     int running = 1;
     while (running > 0) {
-        if (curl_multi_perform(m, &running) != CURLM_OK) {
+        if (CU->multi_perform(m, &running) != CURLM_OK) {
             cc = CURLE_RECV_ERROR;
             break;
         }
@@ -267,7 +257,7 @@ static CURLcode perform(CURL *h, task_ctx *ctx, bool *cancelled)
             cc = CURLE_ABORTED_BY_CALLBACK;
             break;
         }
-        if (curl_multi_poll(m, NULL, 0, CANCEL_POLL_MS, NULL) != CURLM_OK) {
+        if (CU->multi_poll(m, NULL, 0, CANCEL_POLL_MS, NULL) != CURLM_OK) {
             cc = CURLE_RECV_ERROR;
             break;
         }
@@ -276,13 +266,13 @@ static CURLcode perform(CURL *h, task_ctx *ctx, bool *cancelled)
         cc = CURLE_GOT_NOTHING; /* replaced by the transfer's own result just below */
         int left;
         CURLMsg *msg;
-        while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+        while ((msg = CU->multi_info_read(m, &left)) != NULL) {
             if (msg->msg == CURLMSG_DONE && msg->easy_handle == h)
                 cc = msg->data.result;
         }
     }
     /* removing a handle mid-transfer aborts it and closes its connection */
-    curl_multi_remove_handle(m, h);
+    CU->multi_remove_handle(m, h);
     return cc;
 }
 
@@ -319,9 +309,9 @@ int task_http_request(task_ctx *ctx, const char *method, const char *url, const 
         return TASK_EINVAL;
     if (task_cancelled(ctx))
         return TASK_ECANCELLED;
-    pthread_once(&curl_once, curl_init_once);
-    if (curl_init_rc != CURLE_OK)
-        return TASK_EHTTP;
+    const struct task__curl_api *cu = task__curl();
+    if (cu == NULL)
+        return TASK_EHTTP; /* libcurl missing: task__curl_error() says why */
     if (body == NULL && strcmp(method, "POST") == 0)
         body = ""; /* a POST always has a body, if only an empty one */
 
@@ -345,7 +335,7 @@ int task_http_request(task_ctx *ctx, const char *method, const char *url, const 
         rc = map_curl(cc, ctx, capped, &b, &hb);
     }
     if (rc == 0) {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+        CU->easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
         resp->body = b.p != NULL ? b.p : strdup("");
         resp->body_len = b.len;
         resp->headers = hb.p != NULL ? hb.p : strdup("");
@@ -360,8 +350,8 @@ int task_http_request(task_ctx *ctx, const char *method, const char *url, const 
     free(hb.p);
     /* The easy handle keeps pointers to hdrs, and to b/hb on our stack, until the next reset:
      * clear them so nothing dangles while the handle waits in the context. */
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-    curl_slist_free_all(hdrs);
+    CU->easy_setopt(h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    CU->slist_free_all(hdrs);
     if (ctx == NULL)
         task__http_release(h);
     return rc;
