@@ -205,6 +205,36 @@ void task__wire_free(struct task__wire *w)
 
 /* ---------------------------------------------------------------- decoding */
 
+/*
+ * json-c, even with JSON_TOKENER_STRICT, takes 'single-quoted' strings, raw control characters
+ * inside strings and "1." for a number. Python's json.loads (so a Celery worker) refuses them,
+ * and a message taskd runs must be one Celery would run: returns the offset of the first such
+ * byte, or len.
+ */
+static size_t lax_json_at(const char *s, size_t len)
+{
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (in_str) {
+            if (c == '\\')
+                i++; /* the escaped byte cannot end the string */
+            else if (c == '"')
+                in_str = false;
+            else if (c < 0x20)
+                return i;
+            continue;
+        }
+        if (c == '"')
+            in_str = true;
+        else if (c == '\'')
+            return i;
+        else if (c == '.' && (i + 1 == len || s[i + 1] < '0' || s[i + 1] > '9'))
+            return i;
+    }
+    return len;
+}
+
 json_object *task__json_parse(const void *text, size_t len, int max_depth, enum task__bad *reason,
                               task_error *err)
 {
@@ -221,13 +251,22 @@ json_object *task__json_parse(const void *text, size_t len, int max_depth, enum 
         task__fail(err, TASK_EPROTO, "body: invalid UTF-8");
         return NULL;
     }
+    size_t lax = lax_json_at(text, len);
+    if (lax < len) {
+        *reason = TASK_BAD_NOT_JSON;
+        task__fail(err, TASK_EPROTO, "body: not strict JSON at byte %zu", lax);
+        return NULL;
+    }
     json_tokener *tok = json_tokener_new_ex(max_depth > 0 ? max_depth : DEFAULT_MAX_DEPTH);
     if (tok == NULL) {
         *reason = TASK_BAD__COUNT;
         task__fail(err, TASK_ENOMEM, "json tokener");
         return NULL;
     }
-    json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
+    /* Strict: no trailing commas, comments, leading zeros or TRUE; trailing bytes are
+     * checked below, where the message can say so. */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
+                                    JSON_TOKENER_VALIDATE_UTF8);
     json_object *o = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t used = json_tokener_get_parse_end(tok);
