@@ -3,7 +3,7 @@
 # a long task: the screen shows the queue, the worker's node name and the running task; `q`,
 # Ctrl-C and SIGTERM each end it with exit 0 and the terminal restored (line mode, echo, the
 # shell's screen back). Not a terminal: one plain snapshot; --json: the same data as JSON.
-# And `taskctl wait` on a terminal draws test.progress's PROGRESS states as one live line.
+# And `taskctl wait`/`call` on a terminal draw test.progress's PROGRESS states as one live line.
 set -u
 if [ -z "${TASKD_BROKER_URL:-}" ]; then
     echo "no TASKD_BROKER_URL: run under tests/harness/with-broker" >&2
@@ -163,25 +163,30 @@ err=$(TASKD_MANAGEMENT_URL=http://guest:wr0ngpw@127.0.0.1:${TASKD_RMQ_MGMT_PORT_
 check "snapshot with a wrong management password exits 4" 4 $rc
 check "  with one line" 1 "$(printf '%s\n' "$err" | wc -l)"
 
-# 5. taskctl wait on a terminal: PROGRESS as one line rewritten in place, cleared at the end.
-pid_id=$("$CTL" --broker "$URL" send test.progress --args '[16, 0.25]' --queue "$Q")
-run_in_pane "$CTL --broker '$URL' wait $pid_id"
-seen_mid=0 most_lines=0
-for _ in $(seq 60); do
+# 5. taskctl wait and call on a terminal: PROGRESS as one line rewritten in place, cleared at
+# the end, then the result.
+progress_in_pane() { # progress_in_pane WHAT CMD: CMD runs test.progress with 16 steps
+    run_in_pane "$2"
+    local seen_mid=0 most_lines=0 s n
+    for _ in $(seq 80); do
+        s=$(screen)
+        n=$(printf '%s\n' "$s" | grep -c PROGRESS)
+        [ "$n" -gt "$most_lines" ] && most_lines=$n
+        printf '%s\n' "$s" | grep -Eq '^PROGRESS ([1-9]|1[0-5])/16 \[[#.]{30}\] +[0-9]+%$' && seen_mid=1
+        [ -s "$D/rc" ] && break
+        sleep 0.1
+    done
+    wait_rc
+    check "$1: a live PROGRESS n/16 bar was shown" 1 $seen_mid
+    check "$1: the progress stays on one line" 1 $most_lines
+    check "$1: exit 0" 0 "$(cat "$D/rc" 2>/dev/null)"
     s=$(screen)
-    n=$(printf '%s\n' "$s" | grep -c PROGRESS)
-    [ "$n" -gt "$most_lines" ] && most_lines=$n
-    printf '%s\n' "$s" | grep -Eq '^PROGRESS ([1-9]|1[0-5])/16 \[[#.]{30}\] +[0-9]+%$' && seen_mid=1
-    [ -s "$D/rc" ] && break
-    sleep 0.1
-done
-wait_rc
-check "wait: a live PROGRESS n/16 bar was shown" 1 $seen_mid
-check "wait: the progress stays on one line" 1 $most_lines
-check "wait: exit 0" 0 "$(cat "$D/rc" 2>/dev/null)"
-s=$(screen)
-printf '%s\n' "$s" | grep -qx 16 && ok "wait: the result is printed" || bad "wait screen: $s"
-[[ $s != *PROGRESS* ]] && ok "wait: the progress line is cleared" || bad "wait screen: $s"
+    printf '%s\n' "$s" | grep -qx 16 && ok "$1: the result is printed" || bad "$1 screen: $s"
+    [[ $s != *PROGRESS* ]] && ok "$1: the progress line is cleared" || bad "$1 screen: $s"
+}
+pid_id=$("$CTL" --broker "$URL" send test.progress --args '[16, 0.25]' --queue "$Q")
+progress_in_pane wait "$CTL --broker '$URL' wait $pid_id"
+progress_in_pane call "$CTL --broker '$URL' call test.progress --args '[16, 0.2]' --queue $Q"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
