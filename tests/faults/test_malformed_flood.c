@@ -223,7 +223,7 @@ static void k_pickle(struct msg *m, long n)
     m->p.content_type = amqp_cstring_bytes("application/x-python-serialize");
     m->p.content_encoding = amqp_cstring_bytes("binary");
     /* pickle.dumps([1, 2], protocol=4) */
-    static const char pickle[] = "\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94("
+    static const char pickle[] = "\x80\x04\x95\x09\x00\x00\x00\x00\x00\x00\x00]\x94("
                                  "K\x01K\x02" "e.";
     set_raw(m, pickle, sizeof(pickle) - 1);
 }
