@@ -15,8 +15,7 @@
 int consumer_start(struct worker *w)
 {
     struct task__conn *c = w->conn;
-    int rc = task__conn_declare_queue(c, CH_PUBLISH, w->cfg->dead_queue, true, false, false,
-                                      amqp_empty_table);
+    int rc = task__topo_declare_plain(&w->topo, c, CH_PUBLISH, w->cfg->dead_queue);
     if (rc == 0 && w->cfg->results_stream)
         rc = task__stream_declare(c, CH_PUBLISH, TASK_RESULTS_STREAM, w->cfg->results_max_age_s);
     if (rc == 0)

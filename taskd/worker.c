@@ -380,7 +380,9 @@ int worker_run(struct worker *w)
     while (w->state != W_STOPPED) {
         if (w->conn == NULL && w->state == W_RUNNING) {
             int rc = connect_broker(w);
-            if (rc == TASK_EAUTH || rc == TASK_EINVAL || (rc == TASK_EBROKER && attempt == 0)) {
+            /* A refusal at start is a configuration error; after a working session it is the
+             * cluster changing under us (a queue's node down): keep retrying. */
+            if (rc == TASK_EAUTH || rc == TASK_EINVAL || (rc == TASK_EBROKER && !ready_sent)) {
                 drop_session(w);
                 stop_cold(w, "broker refused");
                 pool_reap(w);

@@ -334,10 +334,27 @@ int task__client_send(task_client *c, const char *name, json_object *args, json_
      * never a silent drop. A message whose confirm was lost is sent again with the same id
      * (at-least-once). */
     double deadline = task__now_mono() + c->send_timeout_s;
+    int nacks = 0;
     for (;;) {
         uint64_t seq = 0;
         rc = task__conn_publish(c->conn, CH, "", queue, &w.props, w.body, w.body_len, &seq);
         rc = rc != 0 ? task__client_from_conn(c, rc) : wait_confirm(c, seq, tid.str);
+        /* A nack is the broker saying it cannot take the message now (a quorum queue electing
+         * a new leader, a full disk): try again until the send timeout, as for an outage, on a
+         * new connection: a RabbitMQ 3.10 channel that published to a quorum queue without a
+         * leader kept nacking it after the election (fault test quorum_failover). */
+        if (rc == TASK_ENACK && task__now_mono() < deadline) {
+            double pause = 0.05 * (1 << (nacks < 5 ? nacks : 5));
+            nacks++;
+            nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = (long)(pause * 1e9)}, NULL);
+            task__error_clear(&c->err);
+            rc = task__client_reconnect(c, deadline);
+            if (rc == 0)
+                rc = ensure_queue(c, queue);
+            if (rc != 0)
+                break;
+            continue;
+        }
         if (rc == 0 || task__conn_alive(c->conn) || task__now_mono() >= deadline)
             break;
         task__error_clear(&c->err);

@@ -113,7 +113,8 @@ static int collect(const struct task__topo *t, const char *queue, char **copies,
     return n;
 }
 
-int task__topo_declare(struct task__topo *t, struct task__conn *c, uint16_t ch, const char *queue)
+static int declare(struct task__topo *t, struct task__conn *c, uint16_t ch, const char *queue,
+                   bool task_queue)
 {
     for (int i = 0; i < t->declared.n; i++)
         if (strcmp(t->declared.v[i], queue) == 0)
@@ -124,7 +125,8 @@ int task__topo_declare(struct task__topo *t, struct task__conn *c, uint16_t ch, 
         return TASK_ENOMEM;
     int n = collect(t, queue, copies, e);
     amqp_table_t args = {.num_entries = n, .entries = e};
-    int rc = task__conn_declare_task_queue(c, ch, queue, args);
+    int rc = task_queue ? task__conn_declare_task_queue(c, ch, queue, args)
+                        : task__conn_declare_queue(c, ch, queue, true, false, false, args);
     for (int i = 0; i < t->args.n; i++)
         free(copies[i]);
     free(copies);
@@ -132,6 +134,17 @@ int task__topo_declare(struct task__topo *t, struct task__conn *c, uint16_t ch, 
         return rc;
     task_strlist one = {.v = (char **)&queue, .n = 1};
     return task__strlist_append(&t->declared, &one);
+}
+
+int task__topo_declare(struct task__topo *t, struct task__conn *c, uint16_t ch, const char *queue)
+{
+    return declare(t, c, ch, queue, true);
+}
+
+int task__topo_declare_plain(struct task__topo *t, struct task__conn *c, uint16_t ch,
+                             const char *queue)
+{
+    return declare(t, c, ch, queue, false);
 }
 
 static int bad(char *why, size_t size, const char *fmt, ...)

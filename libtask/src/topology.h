@@ -37,6 +37,11 @@ const char *task__topo_route(const struct task__topo *t, const char *task, const
  * arguments, once per connection. 0 or the connection's error code. */
 int task__topo_declare(struct task__topo *t, struct task__conn *c, uint16_t ch, const char *queue);
 
+/* The same for a durable queue of taskd's own (the dead queue): no exchange, no binding. In a
+ * cluster, give it x-queue-type=quorum in queues.arguments, or it is lost with its node. */
+int task__topo_declare_plain(struct task__topo *t, struct task__conn *c, uint16_t ch,
+                             const char *queue);
+
 /* Config validation of one list item of `path` ("queues.arguments" or "queues.routes"): 0, or -1
  * with the reason in why. Other paths always pass. */
 int task__topo_check(const char *path, const char *item, char *why, size_t size);

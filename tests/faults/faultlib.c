@@ -68,11 +68,19 @@ static int note_record(json_object *rec, struct want *wt)
 
 int fault_collect(double since, struct want *wt, double deadline)
 {
-    task_strlist urls = {.v = (char *[]){(char *)itest_broker()}, .n = 1};
-    struct task__conn_opts o = {.urls = &urls, .connect_timeout_s = 5, .name = "faults"};
-    struct task__conn *cn = NULL;
+    /* TASKD_BROKER_URL may list a cluster's nodes: the config loader splits it. */
+    task_config *cfg = task_config_new();
     task_error err = {0};
-    if (task__conn_open(&cn, &o, &err) != 0)
+    if (cfg == NULL || task_config_set(cfg, "broker.urls", itest_broker(), "test", &err) != 0) {
+        task_config_free(cfg);
+        return -1;
+    }
+    struct task__conn_opts o = {.urls = &cfg->broker_urls, .connect_timeout_s = 5,
+                                .name = "faults"};
+    struct task__conn *cn = NULL;
+    int open_rc = task__conn_open(&cn, &o, &err);
+    task_config_free(cfg);
+    if (open_rc != 0)
         return -1;
     amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-stream-offset"),
                             .value = {.kind = AMQP_FIELD_KIND_TIMESTAMP,
