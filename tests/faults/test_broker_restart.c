@@ -12,7 +12,7 @@
 #include "faultlib.h"
 #include "../integration/itest.h"
 
-enum { N = 3000, RESTART_AT = 1000, NDELAYED = 100 };
+enum { N = 10000, RESTART_AT = 2000, NDELAYED = 100 };
 #define COUNTDOWN_S 8.0
 
 static pid_t restart_broker_async(void)
