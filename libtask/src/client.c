@@ -343,20 +343,14 @@ int task__client_send(task_client *c, const char *name, json_object *args, json_
          * a new leader, a full disk): try again until the send timeout, as for an outage, on a
          * new connection: a RabbitMQ 3.10 channel that published to a quorum queue without a
          * leader kept nacking it after the election (fault test quorum_failover). */
-        if (rc == TASK_ENACK && task__now_mono() < deadline) {
+        bool nacked = rc == TASK_ENACK;
+        if (rc == 0 || task__now_mono() >= deadline || (!nacked && task__conn_alive(c->conn)))
+            break;
+        if (nacked) {
             double pause = 0.05 * (1 << (nacks < 5 ? nacks : 5));
             nacks++;
             nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = (long)(pause * 1e9)}, NULL);
-            task__error_clear(&c->err);
-            rc = task__client_reconnect(c, deadline);
-            if (rc == 0)
-                rc = ensure_queue(c, queue);
-            if (rc != 0)
-                break;
-            continue;
         }
-        if (rc == 0 || task__conn_alive(c->conn) || task__now_mono() >= deadline)
-            break;
         task__error_clear(&c->err);
         rc = task__client_reconnect(c, deadline);
         if (rc == 0)

@@ -7,11 +7,14 @@
 #ifndef ITEST_H
 #define ITEST_H
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +30,19 @@ static inline const char *itest_broker(void)
         exit(req && req[0] == '1' ? 1 : 77);
     }
     return url;
+}
+
+/* A loopback TCP port nobody listens on now (the kernel's pick for port 0); -1 on error. */
+static inline int itest_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+             getsockname(fd, (struct sockaddr *)&a, &len) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok ? ntohs(a.sin_port) : -1;
 }
 
 static inline const char *itest_build_root(void)

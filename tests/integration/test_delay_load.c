@@ -23,17 +23,6 @@ enum { N = 10000, SENDERS = 4 };
 static char queue[64], metrics_at[32];
 static struct itest_worker worker;
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 struct buf {
     char data[1 << 16];
     size_t len;
@@ -254,7 +243,7 @@ static int setup(void **state)
 {
     (void)state;
     snprintf(queue, sizeof(queue), "t_delayload_%d", (int)getpid());
-    snprintf(metrics_at, sizeof(metrics_at), "127.0.0.1:%d", free_port());
+    snprintf(metrics_at, sizeof(metrics_at), "127.0.0.1:%d", itest_free_port());
     const char *args[] = {"-c", "1", "--metrics", metrics_at, NULL};
     return itest_worker_start(&worker, queue, NULL, args) == 0 ? 0 : -1;
 }

@@ -36,18 +36,6 @@ static void new_queue(char *q, size_t size, const char *what)
     snprintf(q, size, "t_metrics_%d_%s_%d", (int)getpid(), what, ++seq);
 }
 
-/* A port nobody listens on now (the kernel's pick for port 0). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 struct worker_on_port {
     struct itest_worker w;
     int port;
@@ -58,7 +46,7 @@ struct worker_on_port {
 static void start_worker(struct worker_on_port *wp, const char *what)
 {
     new_queue(wp->q, sizeof(wp->q), what);
-    wp->port = free_port();
+    wp->port = itest_free_port();
     char port[16], procs[8], threads[8];
     snprintf(port, sizeof(port), "%d", wp->port);
     snprintf(procs, sizeof(procs), "%d", PROCS);
