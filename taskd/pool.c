@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,7 +331,8 @@ int pool_next_deadline_ms(const struct worker *w)
     if (first == 0)
         return -1;
     double ms = (first - task__now_mono()) * 1000;
-    return ms <= 0 ? 0 : (int)ms + 1;
+    /* A task's time limit may be 1e300 s: casting that to int is undefined. */
+    return ms <= 0 ? 0 : ms >= INT_MAX - 1 ? INT_MAX : (int)ms + 1;
 }
 
 int pool_running(const struct worker *w)

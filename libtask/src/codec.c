@@ -3,6 +3,7 @@
  * (shared/celery-protocol.md section 3). Decoding refuses every malformed shape with its own
  * reason; it never asserts on input.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,7 @@ static amqp_field_value_t fv_num(double s)
     memset(&v, 0, sizeof(v));
     if (s <= 0) {
         v.kind = AMQP_FIELD_KIND_VOID;
-    } else if (s == (double)(int32_t)s) {
+    } else if (s <= INT32_MAX && s == (double)(int32_t)s) { /* the cast of 1e300 is UB */
         v.kind = AMQP_FIELD_KIND_I32;
         v.value.i32 = (int32_t)s;
     } else {
@@ -456,7 +457,8 @@ static int timelimit_header(struct dec *d)
         const amqp_field_value_t *e = &v->value.array.entries[i];
         if (e->kind == AMQP_FIELD_KIND_VOID)
             continue;
-        if (!get_number(e, dst[i]) || *dst[i] < 0)
+        /* NaN and infinity are no number of seconds either; large finite values are kept */
+        if (!get_number(e, dst[i]) || !isfinite(*dst[i]) || *dst[i] < 0)
             return refuse(d, TASK_BAD_BAD_HEADER, "header 'timelimit': element %d is not a "
                           "number of seconds", i);
     }

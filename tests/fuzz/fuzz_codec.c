@@ -5,8 +5,8 @@
  *
  * Input: SEL HEADERS '\0' PROPS '\0' BODY
  *   SEL      one byte: bit i set = the i-th header value (mod 8) takes another AMQP kind of the
- *            same family (string as bytes 'x', int as i8/u16/u32/i64, double as f32...), and the
- *            JSON depth limit is 2 + SEL % 64.
+ *            same family (string as bytes 'x', int as i8/u16/u32/u64/i64, double as f32, bool
+ *            as u8); with the top bit set the JSON depth limit is 2 + SEL % 32, else 64.
  *   HEADERS  a JSON object turned into the AMQP headers table (null = void, arrays and objects
  *            nest); absent or not an object: no headers property at all.
  *   PROPS    a JSON object with content_type, content_encoding, reply_to, correlation_id,
@@ -245,11 +245,16 @@ static void round_trip(const struct task__msg *m, const struct task__limits *lim
 static void decode_task(const amqp_basic_properties_t *p, const uint8_t *body, size_t n,
                         uint8_t sel)
 {
-    struct task__limits lim = {.max_body_bytes = 1 << 20, .max_depth = 2 + sel % 64};
+    /* Top bit set: a small depth limit; clear: the worker's default. */
+    struct task__limits lim = {.max_body_bytes = 1 << 20,
+                               .max_depth = (sel & 0x80) ? 2 + sel % 32 : 64};
     struct task__msg m;
     enum task__bad why;
     task_error err = {0};
     int rc = task__msg_decode(p, body, n, &lim, &m, &why, &err);
+    if (getenv("FUZZ_CODEC_TRACE") != NULL) /* to see what a seed reaches: run it by hand */
+        fprintf(stderr, "fuzz_codec: decode rc=%d reason=%s %s\n", rc, task__bad_slug(why),
+                err.msg);
     if (rc == 0) {
         CHECK(why == TASK_BAD_NONE);
         CHECK(m.id != NULL && m.id[0] != '\0' && m.task != NULL && m.task[0] != '\0');

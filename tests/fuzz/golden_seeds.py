@@ -3,7 +3,8 @@
 
 Each task_*, malformed_* and result_* capture becomes one input in fuzz_codec's format:
 SEL HEADERS '\\0' PROPS '\\0' BODY (see fuzz_codec.c), with SEL 0 (every header in its own
-AMQP kind) and, for task captures, a second copy with SEL 0xff (every header in another kind).
+AMQP kind, default depth limit) and, for task captures, copies with SEL 0x7f (most headers in
+another kind) and 0x80 (depth limit 2).
 """
 import base64
 import glob
@@ -41,7 +42,7 @@ def main():
         if not isinstance(capture, dict) or "body_raw" not in capture:
             continue
         data = seed(capture)
-        sels = [0, 0xFF] if name.startswith("task_") else [0]
+        sels = [0, 0x7F, 0x80] if name.startswith("task_") else [0]
         for sel in sels:
             with open(os.path.join(out, "golden-%s-%02x" % (name, sel)), "wb") as f:
                 f.write(bytes([sel]) + data)
