@@ -162,7 +162,12 @@ static void ten_thousand_countdown_tasks_wait_in_the_broker(void **state)
     assert_int_equal(ready, 0);
     assert_true(cascade >= N);
     assert_true(in_use == 0 && in_use_later == 0);
+#if defined(__SANITIZE_ADDRESS__)
+    /* ASan keeps freed memory in its quarantine (up to 256 MB): RSS says nothing there. */
+    print_message("RSS not checked under AddressSanitizer\n");
+#else
     assert_true(rss2 - rss0 < 4096); /* 10k parked tasks cost the worker nothing */
+#endif
 
     /* Poll every task's state until all are done: a task seen finished at time T although it
      * was due after T ran early. */
