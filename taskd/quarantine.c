@@ -11,16 +11,17 @@
 #include "metrics.h"
 #include "worker.h"
 
-#define MAX_HDR 64
+#define MAX_HDR 64 /* headers that fit the stack copy; more take the heap */
 
-/* Properties of `d` with x-taskd-error (and x-taskd-queue) added to its headers. */
+/* Properties of `d` with x-taskd-error (and x-taskd-queue) added to its headers. `entries`
+ * holds the original headers + 2. */
 static void build_props(const struct task__delivery *d, amqp_basic_properties_t *p,
                         amqp_table_entry_t *entries, const char *reason, const char *queue)
 {
     *p = d->msg.properties;
     int n = 0;
     if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {
-        for (int i = 0; i < p->headers.num_entries && n < MAX_HDR - 2; i++) {
+        for (int i = 0; i < p->headers.num_entries; i++) {
             const amqp_table_entry_t *e = &p->headers.entries[i];
             /* A re-quarantined message gets a fresh reason, not two. */
             if (e->key.len == 13 && memcmp(e->key.bytes, "x-taskd-error", 13) == 0)
@@ -74,10 +75,24 @@ void quarantine(struct worker *w, struct task__delivery *d, const struct task__m
     char why[640];
     snprintf(why, sizeof(why), "%s: %s", task__bad_slug(reason), detail);
     amqp_basic_properties_t props;
-    amqp_table_entry_t entries[MAX_HDR];
+    /* Every header goes with the copy: a stack of 64 used to drop the ones past it. */
+    amqp_table_entry_t stack[MAX_HDR], *entries = stack;
+    const amqp_basic_properties_t *in = &d->msg.properties;
+    size_t need = 2;
+    if (in->_flags & AMQP_BASIC_HEADERS_FLAG)
+        need += (size_t)in->headers.num_entries;
+    if (need > MAX_HDR && (entries = malloc(need * sizeof(*entries))) == NULL) {
+        log_event(LV_ERROR, TASK_ENOMEM, "quarantine_failed", "delivery_tag=%llu headers=%zu",
+                  (unsigned long long)d->tag, need - 2);
+        job->nacked = true; /* back to the queue rather than a copy without its headers */
+        job_finish(w, job);
+        return;
+    }
     build_props(d, &props, entries, why, d->routing_key);
     int rc = pub_send(w, job, "", w->cfg->dead_queue, &props, d->msg.body.bytes,
                       d->msg.body.len);
+    if (entries != stack)
+        free(entries); /* pub_send has serialised the frame */
     log_event(rc == 0 ? LV_WARN : LV_ERROR, rc, "message_quarantined",
               "reason=%s queue=%s dead_queue=%s task=%s task_id=%s detail=\"%s\"",
               task__bad_slug(reason), d->routing_key, w->cfg->dead_queue,

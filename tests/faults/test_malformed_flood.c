@@ -35,7 +35,7 @@ enum { N_DEFAULT = 100000, VALID_EVERY = 10, MAX_SIZE = 4096, MAX_DEPTH = 16 };
 /* One message being built: properties, headers and body with their storage. */
 struct msg {
     amqp_basic_properties_t p;
-    amqp_table_entry_t h[24];
+    amqp_table_entry_t h[24 + 100];
     amqp_field_value_t arr[4];
     int nh;
     char id[40], type[40], msgid[24];
@@ -404,6 +404,20 @@ static void k_not_json(struct msg *m, long n)
         set_body(m, "%s", bodies[n % 6]);
 }
 
+/* A bad message with 100 headers more than Celery's: the dead copy must keep them all. */
+enum { NPAD = 100 };
+static char pad_keys[NPAD][12];
+
+static void k_many_headers(struct msg *m, long n)
+{
+    for (int i = 0; i < NPAD; i++) {
+        if (pad_keys[i][0] == '\0')
+            snprintf(pad_keys[i], sizeof(pad_keys[i]), "x-pad-%03d", i);
+        set_hdr(m, pad_keys[i], fv_i32(i));
+    }
+    del_hdr(m, n % 2 ? "id" : "task");
+}
+
 struct kind {
     const char *name;
     const char *slugs; /* the reasons this kind may be quarantined for */
@@ -434,6 +448,7 @@ static const struct kind kinds[] = {
     {"unknown-task", "unknown-task", k_unknown},
     {"too-big", "too-big", k_too_big},
     {"not-json", "not-json", k_not_json},
+    {"many-headers", "missing-id missing-task", k_many_headers},
 };
 enum { NKINDS = sizeof(kinds) / sizeof(kinds[0]) };
 
@@ -511,7 +526,7 @@ static void publish_flood(const char *q, struct flood *fl)
 }
 
 struct dead_count {
-    long total, no_header, wrong_reason, dups, foreign;
+    long total, no_header, wrong_reason, dups, foreign, headers_lost;
     long per_kind[NKINDS];
     unsigned char *seen; /* by message_id */
 };
@@ -533,11 +548,15 @@ static void check_dead(struct dead_count *dc, long n, const amqp_basic_propertie
     if (dc->seen[seq]++)
         dc->dups++;
     const amqp_field_value_t *why = NULL;
+    int pads = 0;
     for (int i = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG) && i < p->headers.num_entries; i++) {
         const amqp_table_entry_t *e = &p->headers.entries[i];
         if (e->key.len == 13 && memcmp(e->key.bytes, "x-taskd-error", 13) == 0)
             why = &e->value;
+        pads += e->key.len > 6 && memcmp(e->key.bytes, "x-pad-", 6) == 0;
     }
+    if (kinds[k].make == k_many_headers && pads != NPAD && dc->headers_lost++ == 0)
+        printf("dead copy of a message with %d extra headers has %d\n", NPAD, pads);
     if (why == NULL || why->kind != AMQP_FIELD_KIND_UTF8) {
         dc->no_header++;
         return;
@@ -598,11 +617,11 @@ static long flood_size(const char **why)
     return N_DEFAULT;
 }
 
-static void same_pids(const struct itest_worker *w, const pid_t *before, int nbefore)
+static void same_pids(const struct itest_worker *wk, const pid_t *before, int nbefore)
 {
     pid_t now[16];
-    int n = fault_children(w->pid, now, 16);
-    assert_true(itest_worker_alive(w));
+    int n = fault_children(wk->pid, now, 16);
+    assert_true(itest_worker_alive(wk));
     assert_int_equal(n, nbefore);
     for (int i = 0; i < nbefore; i++) {
         bool found = false;
@@ -630,6 +649,17 @@ static void still_answers(const char *q)
     task_client_free(c);
 }
 
+/* The worker under test: the teardown stops it even when an assertion failed. */
+static struct itest_worker w;
+
+static int stop_worker(void **state)
+{
+    (void)state;
+    if (w.pid > 0)
+        itest_worker_stop(&w, SIGKILL, 10);
+    return 0;
+}
+
 static void malformed_flood_quarantines_every_bad_message(void **state)
 {
     (void)state;
@@ -644,7 +674,6 @@ static void malformed_flood_quarantines_every_bad_message(void **state)
     const char *env[] = {dead_env, size_env, depth_env, NULL};
     /* info, not debug: one line per quarantined message is enough */
     const char *args[] = {"-c", "2", "--loglevel", "info", NULL};
-    struct itest_worker w;
     assert_int_equal(itest_worker_start(&w, q, env, args), 0);
     pid_t kids[16];
     int nkids = fault_children(w.pid, kids, 16);
@@ -660,9 +689,10 @@ static void malformed_flood_quarantines_every_bad_message(void **state)
     read_dead(dead, fl.bad, fl.n, &dc, itest_now() + 600);
     double total_s = itest_now() - t0;
     printf("malformed flood: sent=%ld bad=%ld dead=%ld valid=%ld valid_ok=%d dups=%ld "
-           "no_header=%ld wrong_reason=%ld kinds=%d n_from=%s%s publish_s=%.1f total_s=%.1f\n",
+           "no_header=%ld wrong_reason=%ld headers_lost=%ld kinds=%d n_from=%s%s publish_s=%.1f "
+           "total_s=%.1f\n",
            fl.n, fl.bad, dc.total, fl.valid, valid_ok, dc.dups, dc.no_header, dc.wrong_reason,
-           NKINDS, why, UNDER_ASAN ? " (asan build)" : "", published_s, total_s);
+           dc.headers_lost, NKINDS, why, UNDER_ASAN ? " (asan build)" : "", published_s, total_s);
     for (int k = 0; k < NKINDS; k++)
         if (dc.per_kind[k] != fl.per_kind[k])
             printf("kind %s: sent=%ld dead=%ld\n", kinds[k].name, fl.per_kind[k],
@@ -673,6 +703,7 @@ static void malformed_flood_quarantines_every_bad_message(void **state)
     assert_int_equal(dc.no_header, 0);
     assert_int_equal(dc.wrong_reason, 0);
     assert_int_equal(dc.dups, 0);
+    assert_int_equal(dc.headers_lost, 0);
     assert_int_equal(dc.total, fl.bad);
     assert_int_equal(valid_ok, fl.valid);
     free(wt.seen);
@@ -685,7 +716,7 @@ int main(void)
 {
     itest_broker();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(malformed_flood_quarantines_every_bad_message),
+        cmocka_unit_test_teardown(malformed_flood_quarantines_every_bad_message, stop_worker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

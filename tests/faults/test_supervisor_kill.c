@@ -38,19 +38,19 @@ static int survivors_after(const pid_t *pids, int n, double timeout_s)
 
 /* kill -9 the supervisor, check its children go too, start a new taskd on the same queue.
  * Returns the seconds from the kill to the new worker's worker_ready. */
-static double kill_and_restart(struct itest_worker *w, const char *q, const char *const *args)
+static double kill_and_restart(struct itest_worker *wk, const char *q, const char *const *args)
 {
     pid_t kids[MAX_CHILDREN];
-    int nkids = fault_children(w->pid, kids, MAX_CHILDREN);
+    int nkids = fault_children(wk->pid, kids, MAX_CHILDREN);
     assert_int_equal(nkids, 2); /* -c 2 */
     double t_kill = itest_now();
-    assert_int_equal(itest_worker_stop(w, SIGKILL, 10), 128 + SIGKILL);
+    assert_int_equal(itest_worker_stop(wk, SIGKILL, 10), 128 + SIGKILL);
     int survivors = survivors_after(kids, nkids, 5);
     double children_gone_s = itest_now() - t_kill;
     char old_log[300];
-    snprintf(old_log, sizeof(old_log), "%s.killed", w->log);
-    rename(w->log, old_log); /* the new worker writes the same log name */
-    assert_int_equal(itest_worker_start(w, q, NULL, args), 0);
+    snprintf(old_log, sizeof(old_log), "%s.killed", wk->log);
+    rename(wk->log, old_log); /* the new worker writes the same log name */
+    assert_int_equal(itest_worker_start(wk, q, NULL, args), 0);
     double recover_s = itest_now() - t_kill;
     printf("supervisor kill: children=%d survivors=%d children_gone_s=%.3f\n", nkids, survivors,
            children_gone_s);
@@ -58,12 +58,22 @@ static double kill_and_restart(struct itest_worker *w, const char *q, const char
     return recover_s;
 }
 
+/* The worker under test: the teardown stops it even when an assertion failed. */
+static struct itest_worker w;
+
+static int stop_worker(void **state)
+{
+    (void)state;
+    if (w.pid > 0)
+        itest_worker_stop(&w, SIGKILL, 10);
+    return 0;
+}
+
 static void supervisor_kill_mid_run_loses_nothing(void **state)
 {
     (void)state;
     char q[64];
     snprintf(q, sizeof(q), "t_fault_supkill_%d", (int)getpid());
-    struct itest_worker w;
     const char *args[] = {"-c", "2", NULL};
     assert_int_equal(itest_worker_start(&w, q, NULL, args), 0);
     pid_t first_pid = w.pid;
@@ -96,7 +106,7 @@ int main(void)
 {
     itest_broker();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(supervisor_kill_mid_run_loses_nothing),
+        cmocka_unit_test_teardown(supervisor_kill_mid_run_loses_nothing, stop_worker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
