@@ -1,15 +1,19 @@
 /*
  * lookup.c - task_lookup() latency against the size of the results stream.
  *
- *   lookup SIZES TAIL LOOKUPS      e.g. lookup 10000,100000,1000000 42000 200
+ *   lookup SIZES TAIL LOOKUPS [RATE]      e.g. lookup 10000,100000,1000000 42000 200 2000
  *
  * Grows taskd.results (in batches of 100 records per message, as workers write them) to each
  * size in SIZES. At each size, after a 3 s pause, it appends TAIL "recent" records (the last
- * hour's worth at the stream's rate: 1M records a day is about 42k an hour) and times LOOKUPS
+ * hour's worth at the stream's rate: 1M records a day is about 42k an hour), RATE records a
+ * second (0: as fast as it can; 1M a day is 12/s), and times LOOKUPS
  * task_lookup() calls of ids picked evenly from that tail (UUIDv7 ids: the lookup starts
  * reading at the id's time), plus a few lookups of an id that is not in the stream with no
  * time hint (a Celery uuid4: the whole stream is read). The pause keeps the bulk written at
- * bench speed out of the 2 s slack before the tail. One JSON object per size on stdout.
+ * bench speed out of the 2 s slack before the tail. A lookup reads from its id's time (less
+ * that slack) to the id's final state, so its cost follows the rate the stream is written at,
+ * not the stream's size: RATE 0 packs the tail into about a second, the worst case. One JSON
+ * object per size on stdout.
  * Records carry a persistent delivery mode and are confirmed, like a worker's.
  */
 #include <stdio.h>
@@ -41,8 +45,9 @@ static int record(char *buf, size_t size, const char *id)
 }
 
 /* Appends n records; ids[] (may be NULL) gets their ids. Waits for every confirm. */
-static void append(struct task__conn *cn, long n, char (*ids)[37])
+static void append(struct task__conn *cn, long n, char (*ids)[37], double rate)
 {
+    double t0 = task__now_mono();
     static char body[BATCH * 300 + 8];
     amqp_basic_properties_t p = {
         ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
@@ -63,6 +68,9 @@ static void append(struct task__conn *cn, long n, char (*ids)[37])
         body[len++] = ']';
         if (task__conn_publish(cn, CH, "", TASK_RESULTS_STREAM, &p, body, len, &last) != 0)
             die("publish", task__conn_errmsg(cn));
+        double ahead = rate > 0 ? t0 + (double)i / rate - task__now_mono() : 0;
+        if (ahead > 0)
+            usleep((useconds_t)(ahead * 1e6));
     }
     /* Confirms arrive in order: wait for the last sequence number. */
     for (;;) {
@@ -100,8 +108,9 @@ static double time_lookup(task_client *c, const char *id, task_state want)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4)
-        die("usage", "lookup SIZES TAIL LOOKUPS");
+    if (argc != 4 && argc != 5)
+        die("usage", "lookup SIZES TAIL LOOKUPS [RATE]");
+    double rate = argc == 5 ? strtod(argv[4], NULL) : 0;
     long tail = strtol(argv[2], NULL, 10);
     int nlook = (int)strtol(argv[3], NULL, 10);
     const char *url = getenv("TASKD_BROKER_URL");
@@ -132,9 +141,9 @@ int main(int argc, char **argv)
         long want = strtol(s, &s, 10);
         s += *s == ',';
         if (want > size + tail)
-            append(cn, want - size - tail, NULL);
+            append(cn, want - size - tail, NULL, 0);
         sleep(4);
-        append(cn, tail, ids);
+        append(cn, tail, ids, rate);
         size = want > size + tail ? want : size + tail;
         for (int i = 0; i < nlook; i++)
             ms[i] = time_lookup(c, ids[(long)i * (tail - 1) / (nlook > 1 ? nlook - 1 : 1)],
@@ -149,9 +158,9 @@ int main(int argc, char **argv)
             double t = time_lookup(c, unknown, TASK_STATE_PENDING);
             full = t > full ? t : full;
         }
-        printf("{\"stream_records\": %ld, \"tail_records\": %ld, \"lookups\": %d, "
+        printf("{\"stream_records\": %ld, \"tail_records\": %ld, \"tail_rate\": %.0f, \"lookups\": %d, "
                "\"min_ms\": %.2f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, \"max_ms\": %.2f, \"uuid4_full_scan_ms\": %.1f}\n",
-               size, tail, nlook, ms[0], p50, p99, ms[nlook - 1], full);
+               size, tail, rate, nlook, ms[0], p50, p99, ms[nlook - 1], full);
         fflush(stdout);
     }
     free(ids);

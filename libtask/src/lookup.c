@@ -19,13 +19,21 @@ struct task__stream_read {
     bool marker_seen;
     bool final_seen;        /* a final state of the id: nothing later can change the answer */
     unsigned since_ack;
+    unsigned read;          /* messages so far */
+    unsigned prefetch;      /* the consumer's window */
+    bool widen;             /* time to move to the wide window */
+    int64_t offset;         /* stream offset of the last message read; -1: none yet */
+    char *tag;              /* consumer tag (malloc'd) */
 };
 
-/* Messages in flight on a stream read. Small enough that an early stop leaves little behind
- * (rabbitmq-c buffers whatever arrives while the channel closes), large enough to keep the
- * broker streaming: one message may hold a hundred records. */
-#define STREAM_PREFETCH 256
-#define ACK_EVERY (STREAM_PREFETCH / 2)
+/* Messages in flight on a stream read. A lookup starts small, since most stop after a few
+ * messages (at the id's final state, near its start offset) and whatever is in flight then is
+ * read and dropped; a read that goes on is widened, as a small window keeps the broker from
+ * streaming (a read of 1M records did not finish in 30 s at 256). basic.qos binds only new
+ * consumers, so widening is a new consumer from the next offset. */
+#define PREFETCH_START 128
+#define PREFETCH_WIDE 2000
+#define WIDEN_AFTER 512
 
 static bool is_marker(json_object *body, const char *marker)
 {
@@ -47,6 +55,21 @@ static void take_record(task_client *c, struct task__stream_read *s, json_object
     }
 }
 
+/* The x-stream-offset header RabbitMQ puts on every message it delivers from a stream. */
+static int64_t stream_offset(const struct task__delivery *d)
+{
+    const amqp_basic_properties_t *p = &d->msg.properties;
+    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+        return -1;
+    for (int i = 0; i < p->headers.num_entries; i++) {
+        const amqp_table_entry_t *e = &p->headers.entries[i];
+        if (e->key.len == 15 && memcmp(e->key.bytes, "x-stream-offset", 15) == 0 &&
+            e->value.kind == AMQP_FIELD_KIND_I64)
+            return e->value.value.i64;
+    }
+    return -1;
+}
+
 void task__client_on_stream(task_client *c, const amqp_frame_t *f)
 {
     struct task__delivery d;
@@ -55,10 +78,12 @@ void task__client_on_stream(task_client *c, const amqp_frame_t *f)
     struct task__stream_read *s = c->stream;
     if (s == NULL)
         goto out; /* a delivery that raced the channel close */
-    if (++s->since_ack >= ACK_EVERY) {
+    if (++s->since_ack >= s->prefetch / 2) {
         (void)task__conn_ack(c->conn, CH_STREAM, d.tag, true);
         s->since_ack = 0;
     }
+    s->widen = ++s->read >= WIDEN_AFTER && s->prefetch < PREFETCH_WIDE;
+    s->offset = stream_offset(&d);
     /* Most messages hold neither the id nor the marker: skip them without parsing, so a
      * lookup costs about a byte scan per record instead of a JSON parse. */
     const void *raw = d.msg.body.bytes;
@@ -102,7 +127,20 @@ static amqp_field_value_t start_offset(const char *id, double since_s)
     return v;
 }
 
-static int stream_open(task_client *c, const char *id, double since_s)
+static int stream_consume(task_client *c, struct task__stream_read *s, amqp_field_value_t from)
+{
+    int rc = task__conn_qos(c->conn, CH_STREAM, (uint16_t)s->prefetch);
+    if (rc != 0)
+        return task__client_from_conn(c, rc);
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-stream-offset"), .value = from};
+    amqp_table_t args = {.num_entries = 1, .entries = &e};
+    free(s->tag);
+    s->tag = NULL;
+    rc = task__conn_consume(c->conn, CH_STREAM, TASK_RESULTS_STREAM, false, args, &s->tag);
+    return rc != 0 ? task__client_from_conn(c, rc) : 0;
+}
+
+static int stream_open(task_client *c, struct task__stream_read *s, double since_s)
 {
     int rc = task__conn_channel_open(c->conn, CH_STREAM);
     if (rc != 0)
@@ -119,15 +157,35 @@ static int stream_open(task_client *c, const char *id, double since_s)
         return TASK_ENOTFOUND;
     }
     rc = task__conn_check(c->conn, r, "declare " TASK_RESULTS_STREAM);
-    if (rc == 0)
-        rc = task__conn_qos(c->conn, CH_STREAM, STREAM_PREFETCH);
     if (rc != 0)
         return task__client_from_conn(c, rc);
-    amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-stream-offset"),
-                            .value = start_offset(id, since_s)};
-    amqp_table_t args = {.num_entries = 1, .entries = &e};
-    rc = task__conn_consume(c->conn, CH_STREAM, TASK_RESULTS_STREAM, false, args, NULL);
-    return rc != 0 ? task__client_from_conn(c, rc) : 0;
+    s->prefetch = PREFETCH_START;
+    s->offset = -1;
+    return stream_consume(c, s, start_offset(s->id, since_s));
+}
+
+/* Replace the narrow consumer by a wide one that starts after the last message read. */
+static int stream_widen(task_client *c, struct task__stream_read *s)
+{
+    s->widen = false;
+    if (s->offset < 0 || s->tag == NULL)
+        return 0;
+    amqp_connection_state_t st = task__conn_amqp(c->conn);
+    amqp_basic_cancel(st, CH_STREAM, amqp_cstring_bytes(s->tag));
+    int rc = task__conn_check(c->conn, amqp_get_rpc_reply(st), "cancel stream read");
+    if (rc != 0)
+        return task__client_from_conn(c, rc);
+    /* What the broker sent before its cancel-ok waits in rabbitmq-c's queue: read it first. */
+    while (amqp_frames_enqueued(st) && !s->marker_seen && !s->final_seen) {
+        rc = task__client_pump(c, 0);
+        if (rc < 0)
+            return rc;
+    }
+    if (s->marker_seen || s->final_seen)
+        return 0;
+    s->prefetch = PREFETCH_WIDE;
+    amqp_field_value_t from = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = s->offset + 1};
+    return stream_consume(c, s, from);
 }
 
 static void stream_close(task_client *c)
@@ -180,7 +238,7 @@ int task_lookup(task_client *c, const char *id, double since_s, task_state *stat
     struct task__stream_read s = {.id = id};
     task__uuid4(s.marker);
     task__replies_remove(&c->replies, id);
-    int rc = stream_open(c, id, since_s);
+    int rc = stream_open(c, &s, since_s);
     if (rc == TASK_ENOTFOUND)
         return finish(c, id, state, result);
     if (rc == 0)
@@ -198,8 +256,11 @@ int task_lookup(task_client *c, const char *id, double since_s, task_state *stat
         }
         rc = task__client_pump(c, left);
         rc = rc > 0 ? 0 : rc;
+        if (rc == 0 && s.widen)
+            rc = stream_widen(c, &s);
     }
     stream_close(c);
+    free(s.tag);
     return rc != 0 ? rc : finish(c, id, state, result);
 }
 
@@ -211,12 +272,13 @@ int task_watch(task_client *c, const char *id, double since_s, int timeout_ms,
     task__error_clear(&c->err);
     struct task__stream_read s = {.id = id};
     task__replies_remove(&c->replies, id);
-    int rc = stream_open(c, id, since_s);
+    int rc = stream_open(c, &s, since_s);
     if (rc == TASK_ENOTFOUND)
         rc = 0; /* no stream yet: the first worker result creates it; wait on */
     c->stream = &s;
     if (rc == 0)
         rc = task_wait_progress(c, id, timeout_ms, state, result, cb, userdata);
     stream_close(c);
+    free(s.tag);
     return rc;
 }
