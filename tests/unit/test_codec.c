@@ -363,6 +363,40 @@ static void handmade_bad_inputs_each_get_their_reason(void **state)
     free(huge);
 }
 
+/* JSON that json-c takes but Python's json.loads (so a Celery worker) refuses is not run. */
+static void lax_json_is_refused_as_python_refuses_it(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body, *what;
+    } lax[] = {
+        {"[['a'],{},{}]", "single-quoted string"},
+        {"[[1,2,],{},{}]", "trailing comma"},
+        {"[[1.],{},{}]", "number ending in a dot"},
+        {"[[01],{},{}]", "leading zero"},
+        {"[[1],{},{}] /* c */", "comment"},
+        {"[[\"a\tb\"],{},{}]", "raw tab inside a string"},
+        {"[[TRUE],{},{}]", "TRUE"},
+    };
+    for (size_t i = 0; i < sizeof(lax) / sizeof(lax[0]); i++)
+        expect_reason(lax[i].body, strlen(lax[i].body), NULL, NULL, TASK_BAD_NOT_JSON,
+                      lax[i].what);
+    /* ...while strict JSON that looks close to those still runs. */
+    static const char *fine[] = {
+        "[[\"it's\", \"a\\\"b\", \"1.\", \"/* no */\"],{},{}]",
+        "[[1.5, -0.25, 1e3, 0, -0, 2E-2],{},{}]",
+        "[[\"\\u0027\\t\"],{\"k\": [ ]},{}]",
+    };
+    for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+        struct task__msg m;
+        enum task__bad why;
+        task_error err = {0};
+        if (decode_variant(fine[i], strlen(fine[i]), NULL, NULL, &why, &err, &m) != 0)
+            fail_msg("strict JSON refused: %s (%s)", fine[i], err.msg);
+        task__msg_clear(&m);
+    }
+}
+
 static void refused_message_keeps_its_address(void **state)
 {
     (void)state;
@@ -414,6 +448,7 @@ int main(void)
         cmocka_unit_test(every_captured_task_message_decodes_and_reencodes),
         cmocka_unit_test(malformed_captures_get_their_reason),
         cmocka_unit_test(handmade_bad_inputs_each_get_their_reason),
+        cmocka_unit_test(lax_json_is_refused_as_python_refuses_it),
         cmocka_unit_test(refused_message_keeps_its_address),
         cmocka_unit_test(nul_in_display_header_is_accepted),
         cmocka_unit_test(encode_fills_defaults_like_a_celery_client),
