@@ -319,6 +319,113 @@ static void children_are_recycled_after_max_tasks(void **state)
     assert_int_equal(itest_worker_stop(&w, SIGTERM, 15), 0);
 }
 
+/* Runs one task and returns its state; *res (may be NULL) gets the result. */
+static task_state run_one(task_client *c, const char *task, json_object *args, json_object **res)
+{
+    task_id id;
+    assert_int_equal(task_send(c, task, args, NULL, NULL, &id), 0);
+    json_object_put(args);
+    task_state st;
+    json_object *r = NULL;
+    assert_int_equal(task_wait(c, id.str, 15000, &st, &r), 0);
+    if (res != NULL)
+        *res = r;
+    else
+        json_object_put(r);
+    return st;
+}
+
+static int count_in_log(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int n = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, needle) != NULL;
+    if (f != NULL)
+        fclose(f);
+    return n;
+}
+
+/* worker.max_memory_per_child: a child whose RSS passes the limit is replaced after its task. */
+static void children_are_recycled_above_max_memory(void **state)
+{
+    (void)state;
+    char q[96];
+    new_queue(q, sizeof(q), "memory");
+    struct itest_worker w;
+    /* 1 KiB: every child is over it, so each one goes after one task */
+    const char *env[] = {"TASKD_WORKER_MAX_MEMORY_PER_CHILD=1", NULL};
+    const char *args[] = {"-c", "1", NULL};
+    assert_int_equal(itest_worker_start(&w, q, env, args), 0);
+    pid_t first[4];
+    assert_int_equal(children_of(w.pid, first, 4), 1);
+    task_client *c = client_for(q);
+    for (int i = 0; i < 3; i++) {
+        json_object *a = json_object_new_array();
+        json_object_array_add(a, json_object_new_int(i));
+        json_object_array_add(a, json_object_new_int(1));
+        json_object *res = NULL;
+        assert_int_equal(run_one(c, "test.add", a, &res), TASK_STATE_SUCCESS);
+        assert_int_equal(json_object_get_int(res), i + 1);
+        json_object_put(res);
+    }
+    assert_true(itest_file_waits_for(w.log, "event=child_recycle", 5));
+    usleep(300000);
+    assert_true(count_in_log(w.log, "event=child_recycle") >= 2);
+    pid_t now[4];
+    assert_int_equal(children_of(w.pid, now, 4), 1);
+    assert_int_not_equal(first[0], now[0]);
+    task_client_free(c);
+    assert_int_equal(itest_worker_stop(&w, SIGTERM, 15), 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* SIGHUP reloads the config file: a reloadable option takes effect at once, one that needs a
+ * restart is named in a warning, and a broken file keeps the old config. */
+static void sighup_reloads_the_config(void **state)
+{
+    (void)state;
+    char q[96], conf[128], arg[160];
+    new_queue(q, sizeof(q), "hup");
+    snprintf(conf, sizeof(conf), "/tmp/itest-hup-%d.conf", (int)getpid());
+    write_file(conf, "worker: { pool_size = 1; };\ntasks: { time_limit = 0; };\n");
+    snprintf(arg, sizeof(arg), "%s", conf);
+    const char *args[] = {"--config", arg, NULL};
+    struct itest_worker w;
+    assert_int_equal(itest_worker_start(&w, q, NULL, args), 0);
+    task_client *c = client_for(q);
+    assert_int_equal(run_one(c, "test.sleep", num_args(1.5), NULL), TASK_STATE_SUCCESS);
+
+    write_file(conf, "worker: { pool_size = 2; };\ntasks: { time_limit = 1; };\n");
+    kill(w.pid, SIGHUP);
+    assert_true(itest_file_waits_for(w.log, "event=config_reloaded", 5));
+    assert_true(itest_file_has(w.log, "event=reload_needs_restart option=worker.pool_size"));
+    json_object *res = NULL;
+    assert_int_equal(run_one(c, "test.sleep", num_args(3), &res), TASK_STATE_FAILURE);
+    assert_string_equal(exc_type(res), "TimeLimitExceeded");
+    json_object_put(res);
+
+    write_file(conf, "tasks: { time_limit = \"soon\"; };\n");
+    kill(w.pid, SIGHUP);
+    assert_true(itest_file_waits_for(w.log, "event=reload_failed", 5));
+    res = NULL;
+    assert_int_equal(run_one(c, "test.sleep", num_args(3), &res), TASK_STATE_FAILURE);
+    assert_string_equal(exc_type(res), "TimeLimitExceeded"); /* the 1 s limit is still on */
+    json_object_put(res);
+    assert_true(itest_worker_alive(&w));
+    task_client_free(c);
+    assert_int_equal(itest_worker_stop(&w, SIGTERM, 15), 0);
+    unlink(conf);
+}
+
 static void readiness_and_stopping_reach_notify_socket(void **state)
 {
     (void)state;
@@ -356,6 +463,8 @@ int main(void)
         cmocka_unit_test(hard_time_limit_kills_and_reports_time_limit_exceeded),
         cmocka_unit_test(soft_time_limit_cancels_the_task),
         cmocka_unit_test(kill9_children_fifty_times_every_task_ends),
+        cmocka_unit_test(children_are_recycled_above_max_memory),
+        cmocka_unit_test(sighup_reloads_the_config),
         cmocka_unit_test(warm_shutdown_under_load_loses_nothing),
         cmocka_unit_test(cold_shutdown_returns_running_tasks_to_the_queue),
         cmocka_unit_test(children_are_recycled_after_max_tasks),
