@@ -4,6 +4,7 @@
 #include <string.h>
 #include "conn.h"
 #include "internal.h"
+#include "codec.h"
 #include "pidbox.h"
 
 #define STOP_SLICE_MS 50
@@ -66,15 +67,8 @@ static int broadcast(struct pidbox *p, struct pidbox_req *r, double timeout_s)
         {.key = amqp_cstring_bytes("expires"),
          .value = {.kind = AMQP_FIELD_KIND_F64, .value.f64 = task__now_wall() + timeout_s}},
     };
-    amqp_basic_properties_t props = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
-                  AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                  AMQP_BASIC_PRIORITY_FLAG,
-        .content_type = amqp_cstring_bytes("application/json"),
-        .content_encoding = amqp_cstring_bytes("utf-8"),
-        .headers = {.num_entries = 2, .entries = h},
-        .delivery_mode = 2,
-    };
+    amqp_basic_properties_t props =
+        task__json_props((amqp_table_t){.num_entries = 2, .entries = h}, 2);
     size_t len;
     const char *text = task__json_str(req, &len);
     amqp_connection_state_t st = task__conn_amqp(p->c);

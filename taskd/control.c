@@ -200,15 +200,8 @@ static void reply(struct worker *w, json_object *req, json_object *value)
         {.key = amqp_cstring_bytes("clock"),
          .value = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 0}},
     };
-    amqp_basic_properties_t p = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
-                  AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                  AMQP_BASIC_PRIORITY_FLAG,
-        .content_type = amqp_cstring_bytes("application/json"),
-        .content_encoding = amqp_cstring_bytes("utf-8"),
-        .headers = {.num_entries = 2, .entries = h},
-        .delivery_mode = 1,
-    };
+    amqp_basic_properties_t p =
+        task__json_props((amqp_table_t){.num_entries = 2, .entries = h}, 1);
     size_t len;
     const char *text = task__json_str(body, &len);
     (void)pub_send(w, NULL, "reply.celery.pidbox", json_object_get_string(rk), &p, text, len);

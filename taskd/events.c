@@ -51,15 +51,8 @@ static void event_send(struct worker *w, json_object *ev, const char *type)
     amqp_table_entry_t h = {.key = amqp_cstring_bytes("hostname"),
                             .value = {.kind = AMQP_FIELD_KIND_UTF8,
                                       .value.bytes = amqp_cstring_bytes(w->hostname)}};
-    amqp_basic_properties_t p = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
-                  AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                  AMQP_BASIC_PRIORITY_FLAG,
-        .content_type = amqp_cstring_bytes("application/json"),
-        .content_encoding = amqp_cstring_bytes("utf-8"),
-        .headers = {.num_entries = 1, .entries = &h},
-        .delivery_mode = 1,
-    };
+    amqp_basic_properties_t p =
+        task__json_props((amqp_table_t){.num_entries = 1, .entries = &h}, 1);
     size_t len;
     const char *text = task__json_str(ev, &len);
     (void)pub_send(w, NULL, "celeryev", rk, &p, text, len);

@@ -171,14 +171,9 @@ int task__msg_encode(const struct task__msg *m, struct task__wire *w, task_error
     }
 
     amqp_basic_properties_t *p = &w->props;
-    p->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
-                AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                AMQP_BASIC_PRIORITY_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG;
-    p->content_type = amqp_cstring_bytes("application/json");
-    p->content_encoding = amqp_cstring_bytes("utf-8");
-    p->headers.num_entries = 16;
-    p->headers.entries = w->hdr;
-    p->delivery_mode = (uint8_t)(m->delivery_mode ? m->delivery_mode : 2);
+    *p = task__json_props((amqp_table_t){.num_entries = 16, .entries = w->hdr},
+                          (uint8_t)(m->delivery_mode ? m->delivery_mode : 2));
+    p->_flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
     p->priority = (uint8_t)m->priority;
     p->correlation_id = amqp_cstring_bytes(m->correlation_id ? m->correlation_id : m->id);
     if (m->reply_to != NULL && m->reply_to[0] != '\0') {
@@ -202,6 +197,19 @@ void task__wire_free(struct task__wire *w)
     free(w->argsrepr);
     free(w->kwargsrepr);
     w->body = w->argsrepr = w->kwargsrepr = NULL;
+}
+
+amqp_basic_properties_t task__json_props(amqp_table_t headers, uint8_t delivery_mode)
+{
+    return (amqp_basic_properties_t){
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
+                  AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                  AMQP_BASIC_PRIORITY_FLAG,
+        .content_type = amqp_cstring_bytes("application/json"),
+        .content_encoding = amqp_cstring_bytes("utf-8"),
+        .headers = headers,
+        .delivery_mode = delivery_mode,
+    };
 }
 
 /* ---------------------------------------------------------------- decoding */

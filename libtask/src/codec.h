@@ -94,6 +94,10 @@ void task__msg_clear(struct task__msg *m);
  * id; NULL args/kwargs mean [] and {}; lang defaults to "c". Returns 0, TASK_EINVAL (no id or task)
  * or TASK_ENOMEM.
  */
+/* Properties of a kombu JSON message as Celery sends them: content type and encoding, `headers`
+ * (borrowed), priority 0, delivery mode 1 (transient) or 2 (persistent). */
+amqp_basic_properties_t task__json_props(amqp_table_t headers, uint8_t delivery_mode);
+
 int task__msg_encode(const struct task__msg *m, struct task__wire *w, task_error *err);
 void task__wire_free(struct task__wire *w);
 

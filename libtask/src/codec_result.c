@@ -70,14 +70,8 @@ int task__result_encode(const struct task__result *r, struct task__result_wire *
     if (w->body == NULL)
         return task__fail(err, TASK_ENOMEM, "encode result");
     amqp_basic_properties_t *p = &w->props;
-    p->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
-                AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                AMQP_BASIC_PRIORITY_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG;
-    p->content_type = amqp_cstring_bytes("application/json");
-    p->content_encoding = amqp_cstring_bytes("utf-8");
-    p->headers = amqp_empty_table;
-    p->delivery_mode = 1;
-    p->priority = 0;
+    *p = task__json_props(amqp_empty_table, 1);
+    p->_flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
     p->correlation_id = amqp_cstring_bytes(r->task_id);
     return 0;
 }
