@@ -73,18 +73,6 @@ static int leader_of(const char *queue, int via)
     return -1;
 }
 
-static int count_lines(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    char line[4096];
-    int n = 0;
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-        n += strstr(line, needle) != NULL;
-    if (f != NULL)
-        fclose(f);
-    return n;
-}
-
 /* itest_now() of the worker's second broker_connected (its reconnect), from the log's wall
  * clock timestamps; `fallback` if there is none. */
 static double reconnected_at(const char *path, double fallback)
@@ -144,7 +132,7 @@ static void leader_kill_mid_run_loses_nothing(void **state)
     double recovered = reconnected_at(w.log, t_kill);
     int lost = N - found;
     int new_leader = leader_of(q, leader == 1 ? 2 : 1);
-    int connects = count_lines(w.log, "event=broker_connected");
+    int connects = itest_file_count(w.log, "event=broker_connected");
     printf("quorum leader kill: leader=n%d new_leader=n%d sent=%d results=%d lost=%d "
            "duplicates=%d worker_connects=%d send_s=%.2f recover_s=%.2f total_s=%.2f\n",
            leader, new_leader, N, found, lost, wt.dups, connects, send_s, recovered - t_kill,

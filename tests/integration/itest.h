@@ -77,6 +77,19 @@ static inline int itest_file_has(const char *path, const char *needle)
     return found;
 }
 
+/* How many lines of the file at `path` contain `needle` (0 if it cannot be read). */
+static inline int itest_file_count(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int n = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, needle) != NULL;
+    if (f != NULL)
+        fclose(f);
+    return n;
+}
+
 /* itest_file_has within `timeout_s`: a worker logs an event just after it acts on it. */
 static inline int itest_file_waits_for(const char *path, const char *needle, double timeout_s)
 {

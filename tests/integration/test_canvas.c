@@ -48,17 +48,7 @@ static task_state wait_for(const char *id, json_object **res)
 /* How many lines of both workers' logs contain `needle`. */
 static int log_count(const char *needle)
 {
-    int n = 0;
-    const char *logs[] = {w1.log, w2.log};
-    for (int k = 0; k < 2; k++) {
-        FILE *f = fopen(logs[k], "r");
-        char line[4096];
-        while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-            n += strstr(line, needle) != NULL;
-        if (f != NULL)
-            fclose(f);
-    }
-    return n;
+    return itest_file_count(w1.log, needle) + itest_file_count(w2.log, needle);
 }
 
 /* The group id of the last chord_done line in either log ("" if none). */

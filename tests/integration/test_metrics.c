@@ -415,18 +415,6 @@ static int run_taskd_expecting_exit(const char *queue, const char *metrics, cons
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static int count_lines_with(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof(line), f) != NULL)
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 static void second_taskd_on_the_same_port_fails_at_start(void **state)
 {
     (void)state;
@@ -441,18 +429,18 @@ static void second_taskd_on_the_same_port_fails_at_start(void **state)
     assert_int_equal(rc, 2);
     assert_true(took < 3);
     /* One error line, naming the address and the reason; it never reached the broker. */
-    assert_int_equal(count_lines_with(log, "level=error"), 1);
-    assert_int_equal(count_lines_with(log, "event=metrics_listen_failed"), 1);
+    assert_int_equal(itest_file_count(log, "level=error"), 1);
+    assert_int_equal(itest_file_count(log, "event=metrics_listen_failed"), 1);
     char needle[64];
     snprintf(needle, sizeof(needle), "listen=%d", wp.port);
-    assert_int_equal(count_lines_with(log, needle), 1);
-    assert_int_equal(count_lines_with(log, "Address already in use"), 1);
-    assert_int_equal(count_lines_with(log, "event=broker_connected"), 0);
+    assert_int_equal(itest_file_count(log, needle), 1);
+    assert_int_equal(itest_file_count(log, "Address already in use"), 1);
+    assert_int_equal(itest_file_count(log, "event=broker_connected"), 0);
     fprintf(stderr, "second taskd on port %d exited %d after %.3f s\n", wp.port, rc, took);
 
     /* A malformed address is a configuration error too. */
     assert_int_equal(run_taskd_expecting_exit(wp.q, "localhost:http", log), 2);
-    assert_int_equal(count_lines_with(log, "expected [HOST:]PORT"), 1);
+    assert_int_equal(itest_file_count(log, "expected [HOST:]PORT"), 1);
 
     /* The first worker still serves. */
     assert_true(scrape_value(wp.port, "taskd_slots") == PROCS * THREADS);

@@ -335,18 +335,6 @@ static task_state run_one(task_client *c, const char *task, json_object *args, j
     return st;
 }
 
-static int count_in_log(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    char line[4096];
-    int n = 0;
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-        n += strstr(line, needle) != NULL;
-    if (f != NULL)
-        fclose(f);
-    return n;
-}
-
 /* worker.max_memory_per_child: a child whose RSS passes the limit is replaced after its task. */
 static void children_are_recycled_above_max_memory(void **state)
 {
@@ -372,7 +360,7 @@ static void children_are_recycled_above_max_memory(void **state)
     }
     assert_true(itest_file_waits_for(w.log, "event=child_recycle", 5));
     usleep(300000);
-    assert_true(count_in_log(w.log, "event=child_recycle") >= 2);
+    assert_true(itest_file_count(w.log, "event=child_recycle") >= 2);
     pid_t now[4];
     assert_int_equal(children_of(w.pid, now, 4), 1);
     assert_int_not_equal(first[0], now[0]);
