@@ -41,8 +41,9 @@ with Taskd(Q) as worker:
     deadline = time.time() + 10
     while time.time() < deadline:
         st = r.state
-        if st == "PROGRESS":
-            seen.add((r.info["current"], r.info["total"]))
+        info = r.info  # a second poll: the task may have finished in between
+        if st == "PROGRESS" and isinstance(info, dict):
+            seen.add((info["current"], info["total"]))
         if st == "SUCCESS":
             break
         time.sleep(0.05)
