@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "log.h"
+#include "stream.h"
 #include "worker.h"
 
 #define CH_CHORD 6
@@ -90,9 +91,7 @@ static int publish_part(struct worker *w, const struct task__msg *m, const char 
     json_object_object_add(part, "result", json_object_get(result));
     size_t len;
     const char *body = task__json_str(part, &len);
-    amqp_basic_properties_t props = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
-        .content_type = amqp_cstring_bytes("application/json"), .delivery_mode = 2};
+    amqp_basic_properties_t props = task__record_props();
     rc = task__conn_publish(w->conn, CH_CHORD, "", queue, &props, body, len, NULL);
     json_object_put(part);
     return rc == 0 ? commit(w) : rc;

@@ -78,11 +78,7 @@ void revoked_persist(struct worker *w, const char *id)
     json_object_object_add(rec, "revoked_at", json_object_new_string(ts));
     size_t len;
     const char *body = task__json_str(rec, &len);
-    amqp_basic_properties_t p = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
-        .content_type = amqp_cstring_bytes("application/json"),
-        .delivery_mode = 2,
-    };
+    amqp_basic_properties_t p = task__record_props();
     int rc = pub_send(w, NULL, "", TASK__REVOKED_STREAM, &p, body, len);
     json_object_put(rec);
     if (rc != 0)

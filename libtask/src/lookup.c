@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "client_impl.h"
+#include "stream.h"
 
 struct task__stream_read {
     const char *id;
@@ -208,11 +209,7 @@ static int publish_marker(task_client *c, const char *marker)
 {
     char body[80];
     int n = snprintf(body, sizeof(body), "{\"taskd_marker\": \"%s\"}", marker);
-    amqp_basic_properties_t p = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
-        .content_type = amqp_cstring_bytes("application/json"),
-        .delivery_mode = 2,
-    };
+    amqp_basic_properties_t p = task__record_props();
     int rc = task__conn_publish(c->conn, CH, "", TASK_RESULTS_STREAM, &p, body, (size_t)n, NULL);
     return rc != 0 ? task__client_from_conn(c, rc) : 0;
 }

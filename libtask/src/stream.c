@@ -8,6 +8,15 @@
 #define ACK_EVERY 256
 #define PREFETCH 1000
 
+amqp_basic_properties_t task__record_props(void)
+{
+    return (amqp_basic_properties_t){
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
+        .content_type = amqp_cstring_bytes("application/json"),
+        .delivery_mode = 2,
+    };
+}
+
 int task__stream_declare(struct task__conn *c, uint16_t ch, const char *name, double max_age_s)
 {
     char age[32];
@@ -24,11 +33,7 @@ int task__stream_declare(struct task__conn *c, uint16_t ch, const char *name, do
 
 int task__stream_append(struct task__conn *c, uint16_t ch, const char *name, const char *body)
 {
-    amqp_basic_properties_t p = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
-        .content_type = amqp_cstring_bytes("application/json"),
-        .delivery_mode = 2,
-    };
+    amqp_basic_properties_t p = task__record_props();
     return task__conn_publish(c, ch, "", name, &p, body, strlen(body), NULL);
 }
 

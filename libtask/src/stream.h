@@ -14,6 +14,9 @@
 /* Revoked task ids: {"task_id": ..., "revoked_at": ...} records (taskd, taskctl revoke). */
 #define TASK__REVOKED_STREAM "taskd.revoked"
 
+/* Properties of a persistent JSON record (stream records, markers, chord parts). */
+amqp_basic_properties_t task__record_props(void);
+
 /* Declare stream `name` (durable, x-max-age = max_age_s) on channel `ch`. 0 or an error code. */
 int task__stream_declare(struct task__conn *c, uint16_t ch, const char *name, double max_age_s);
 
