@@ -3,11 +3,11 @@
  *
  *   lookup SIZES TAIL LOOKUPS [RATE]      e.g. lookup 10000,100000,1000000 42000 200 2000
  *
- * Grows taskd.results (in batches of 100 records per message, as workers write them) to each
- * size in SIZES. At each size, after a 3 s pause, it appends TAIL "recent" records (the last
- * hour's worth at the stream's rate: 1M records a day is about 42k an hour), RATE records a
- * second (0: as fast as it can; 1M a day is 12/s), and times LOOKUPS
- * task_lookup() calls of ids picked evenly from that tail (UUIDv7 ids: the lookup starts
+ * Grows the results streams (taskd.results.0-15, each record a message of its own, as workers
+ * write them: append() below) to a total of each size in SIZES. At each size, after a 4 s
+ * pause, it appends TAIL "recent" records (the last hour's worth at the stream's rate: 1M
+ * records a day is about 42k an hour), RATE records a second (0: as fast as it can; 1M a day
+ * is 12/s), and times LOOKUPS task_lookup() calls of ids picked evenly from that tail (UUIDv7 ids: the lookup starts
  * reading at the id's time), plus a few lookups of an id that is not in the stream with no
  * time hint (a Celery uuid4: the whole stream is read). The pause keeps the bulk written at
  * bench speed out of the 2 s slack before the tail. A lookup reads from its id's time (less
@@ -25,7 +25,6 @@
 #include "internal.h"
 #include "stream.h"
 
-#define BATCH 100
 #define CH 1
 
 static void die(const char *what, const char *detail)
@@ -38,52 +37,77 @@ static void die(const char *what, const char *detail)
 static int record(char *buf, size_t size, const char *id)
 {
     return snprintf(buf, size,
-                    "{\"task_id\": \"%s\", \"status\": \"SUCCESS\", \"result\": 3, \"traceback\": "
-                    "null, \"children\": [], \"date_done\": \"2026-12-01T12:00:00.000000\", "
-                    "\"hostname\": \"taskd1@bench\", \"delivery_count\": 1}",
+                    "[{\"task_id\": \"%s\", \"status\": \"SUCCESS\", \"result\": 3, "
+                    "\"traceback\": null, \"children\": [], \"date_done\": "
+                    "\"2026-12-01T12:00:00.000000\", \"hostname\": \"taskd1@bench\", "
+                    "\"delivery_count\": 1}]",
                     id);
 }
 
-/* Appends n records; ids[] (may be NULL) gets their ids. Waits for every confirm. */
-static void append(struct task__conn *cn, long n, char (*ids)[37], double rate)
+/* Waits for the broker's confirm of sequence number `last` (confirms arrive in order). */
+static void wait_confirms(struct task__conn *cn, uint64_t last)
 {
-    double t0 = task__now_mono();
-    static char body[BATCH * 300 + 8];
-    amqp_basic_properties_t p = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
-        .content_type = amqp_cstring_bytes("application/json"), .delivery_mode = 2};
-    uint64_t last = 0;
-    for (long i = 0; i < n;) {
-        size_t len = 0;
-        body[len++] = '[';
-        for (int k = 0; k < BATCH && i < n; k++, i++) {
-            char id[37];
-            task__uuid7(id);
-            if (ids != NULL)
-                memcpy(ids[i], id, 37);
-            if (k > 0)
-                body[len++] = ',';
-            len += (size_t)record(body + len, sizeof(body) - len, id);
-        }
-        body[len++] = ']';
-        if (task__conn_publish(cn, CH, "", TASK_RESULTS_STREAM, &p, body, len, &last) != 0)
-            die("publish", task__conn_errmsg(cn));
-        double ahead = rate > 0 ? t0 + (double)i / rate - task__now_mono() : 0;
-        if (ahead > 0)
-            usleep((useconds_t)(ahead * 1e6));
-    }
-    /* Confirms arrive in order: wait for the last sequence number. */
-    for (;;) {
+    while (last > 0) {
         amqp_frame_t f;
         int rc = task__conn_next_frame(cn, &f, 10000, NULL);
         if (rc <= 0)
             die("confirm", rc == 0 ? "timeout" : task__conn_errmsg(cn));
-        if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
-            const amqp_basic_ack_t *a = f.payload.method.decoded;
-            if (a->delivery_tag >= last)
-                break;
-        }
+        if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD &&
+            ((const amqp_basic_ack_t *)f.payload.method.decoded)->delivery_tag >= last)
+            return;
     }
+}
+
+static void publish(struct task__conn *cn, const char *id, uint64_t *seq)
+{
+    amqp_basic_properties_t p = {
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
+        .content_type = amqp_cstring_bytes("application/json"), .delivery_mode = 2};
+    char body[512], name[32];
+    int len = record(body, sizeof(body), id);
+    if (task__conn_publish(cn, CH, "", task__results_name(task__results_partition(id), name), &p,
+                           body, (size_t)len, seq) != 0)
+        die("publish", task__conn_errmsg(cn));
+}
+
+/*
+ * Appends n records the way workers write them at a few thousand tasks a second: a loop turn
+ * holds one or two records, which seldom share a stream, so each record is a message of its
+ * own in its id's stream (a worker at 2.5k tasks/s wrote 1.4 records a message before the
+ * streams were split). A stream gets no second message before the first is confirmed, so each
+ * message is a chunk of its own too, as a worker's are at that rate: the broker's index holds
+ * one entry per chunk, and it reads a chunk at a time. RATE records a second, or (0) in rounds
+ * of one message per stream. ids[] (may be NULL) gets the ids.
+ */
+static void append(struct task__conn *cn, long n, char (*ids)[37], double rate)
+{
+    double t0 = task__now_mono();
+    bool used[TASK__RESULTS_PARTITIONS] = {false};
+    uint64_t last = 0;
+    for (long i = 0; i < n;) {
+        char id[37];
+        task__uuid7(id);
+        unsigned part = task__results_partition(id);
+        if (used[part] && rate <= 0)
+            continue; /* the round has this stream: draw another id */
+        if (used[part]) {
+            wait_confirms(cn, last);
+            memset(used, 0, sizeof(used));
+        }
+        used[part] = true;
+        if (ids != NULL)
+            memcpy(ids[i], id, 37);
+        publish(cn, id, &last);
+        i++;
+        if (rate <= 0 && i % TASK__RESULTS_PARTITIONS == 0) {
+            wait_confirms(cn, last);
+            memset(used, 0, sizeof(used));
+        }
+        double ahead = rate > 0 ? t0 + (double)i / rate - task__now_mono() : 0;
+        if (ahead > 0)
+            usleep((useconds_t)(ahead * 1e6));
+    }
+    wait_confirms(cn, last);
 }
 
 static int cmp(const void *a, const void *b)
@@ -124,8 +148,9 @@ int main(int argc, char **argv)
     task_error err = {0};
     if (task__conn_open(&cn, &o, &err) != 0)
         die("connect", err.msg);
-    if (task__conn_channel_open(cn, CH) || task__conn_confirm_select(cn, CH) ||
-        task__stream_declare(cn, CH, TASK_RESULTS_STREAM, 86400))
+    int kept = 0;
+    if (task__conn_channel_open(cn, CH) || task__results_declare(cn, CH, CH, 86400, &kept) ||
+        task__conn_confirm_select(cn, CH))
         die("setup", task__conn_errmsg(cn));
     task_config *cfg = task_config_new();
     if (task_config_set(cfg, "broker.urls", first, "bench", &err) != 0 ||

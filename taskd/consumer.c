@@ -12,12 +12,28 @@
 #include "stream.h"
 #include "worker.h"
 
+/* Waited for on CH_CONSUME, before its consumers: a stream that refuses our arguments closes the
+ * channel, and reopening this one loses no confirm mode. The rest go on CH_PUBLISH unwaited:
+ * results published there come after them. */
+static int results_declare(struct worker *w)
+{
+    int kept = 0;
+    int rc = task__results_declare(w->conn, CH_CONSUME, CH_PUBLISH, w->cfg->results_max_age_s,
+                                   &kept);
+    if (rc == 0 && kept > 0)
+        log_event(LV_WARN, 0, "stream_kept",
+                  "streams=" TASK__RESULTS_PREFIX "* count=%d detail=\"declared before with "
+                  "other arguments; results.max_age applies to them through a policy only\"",
+                  kept);
+    return rc;
+}
+
 int consumer_start(struct worker *w)
 {
     struct task__conn *c = w->conn;
     int rc = task__topo_declare_plain(&w->topo, c, CH_PUBLISH, w->cfg->dead_queue);
     if (rc == 0 && w->cfg->results_stream)
-        rc = task__stream_declare(c, CH_PUBLISH, TASK_RESULTS_STREAM, w->cfg->results_max_age_s);
+        rc = results_declare(w);
     if (rc == 0)
         rc = revoked_load(w); /* before the first task arrives */
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)

@@ -106,12 +106,15 @@ void pub_on_confirm(struct worker *w, uint64_t tag, bool multiple, bool nack)
     }
 }
 
-/* Queue one state record for the results stream; the job's ack waits for the batch. */
-static int batch_add(struct worker *w, struct job *job, const char *rec, size_t len)
+static void flush_one(struct worker *w, struct stream_batch *b, unsigned partition);
+
+/* Queue one state record for its results stream; the job's ack waits for the batch. */
+static int batch_add(struct worker *w, struct job *job, const char *id, const char *rec,
+                     size_t len)
 {
-    struct stream_batch *b = &w->batch;
+    struct stream_batch *b = &w->batch[task__results_partition(id)];
     if (b->len + len + 2 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 65536;
+        size_t cap = b->cap ? b->cap * 2 : 4096;
         while (cap < b->len + len + 2)
             cap *= 2;
         char *p = realloc(b->body, cap);
@@ -138,7 +141,7 @@ static int batch_add(struct worker *w, struct job *job, const char *rec, size_t 
     }
     /* Keep one message well under the frame and body limits. */
     if (b->len > 512 * 1024)
-        pub_flush_stream(w);
+        flush_one(w, b, (unsigned)(b - w->batch));
     return 0;
 }
 
@@ -176,22 +179,23 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
     if (m->reply_to != NULL && m->reply_to[0] != '\0')
         rc = pub_send(w, job, "", m->reply_to, &rw.props, rw.body, rw.body_len);
     if (rc == 0 && w->cfg->results_stream)
-        rc = batch_add(w, job, rw.body, rw.body_len);
+        rc = batch_add(w, job, m->id, rw.body, rw.body_len);
     task__result_wire_free(&rw);
     return rc;
 }
 
 void pub_drop_batch(struct worker *w)
 {
-    struct stream_batch *b = &w->batch;
-    free(b->body);
-    free(b->jobs);
-    memset(b, 0, sizeof(*b));
+    for (unsigned i = 0; i < TASK__RESULTS_PARTITIONS; i++) {
+        struct stream_batch *b = &w->batch[i];
+        free(b->body);
+        free(b->jobs);
+        memset(b, 0, sizeof(*b));
+    }
 }
 
-void pub_flush_stream(struct worker *w)
+static void flush_one(struct worker *w, struct stream_batch *b, unsigned partition)
 {
-    struct stream_batch *b = &w->batch;
     if (b->count == 0)
         return;
     b->body[b->len++] = ']';
@@ -203,8 +207,9 @@ void pub_flush_stream(struct worker *w)
         .delivery_mode = 2,
     };
     uint64_t seq = 0;
-    int rc = task__conn_publish(w->conn, CH_PUBLISH, "", TASK_RESULTS_STREAM, &p, b->body, b->len,
-                                &seq);
+    char name[32];
+    int rc = task__conn_publish(w->conn, CH_PUBLISH, "", task__results_name(partition, name), &p,
+                                b->body, b->len, &seq);
     struct job **jobs = b->jobs;
     int n = b->njobs;
     b->jobs = NULL;
@@ -217,4 +222,10 @@ void pub_flush_stream(struct worker *w)
             settle_job(w, jobs[i], true);
         free(jobs);
     }
+}
+
+void pub_flush_stream(struct worker *w)
+{
+    for (unsigned i = 0; i < TASK__RESULTS_PARTITIONS; i++)
+        flush_one(w, &w->batch[i], i);
 }

@@ -46,10 +46,17 @@ static void take(json_object *rec, void *ud)
 
 int revoked_load(struct worker *w)
 {
-    int rc = task__stream_declare(w->conn, CH_PUBLISH, TASK__REVOKED_STREAM,
-                                  w->cfg->results_max_age_s);
+    /* On CH_CONSUME, before its consumers: see results_declare() in consumer.c. */
+    int kept = 0;
+    int rc = task__stream_declare(w->conn, CH_CONSUME, TASK__REVOKED_STREAM,
+                                  w->cfg->results_max_age_s, &kept);
     if (rc != 0)
         return rc;
+    if (kept > 0)
+        log_event(LV_WARN, 0, "stream_kept",
+                  "streams=%s detail=\"declared before with other arguments; results.max_age "
+                  "applies to it through a policy only\"",
+                  TASK__REVOKED_STREAM);
     size_t before = w->revoked.count;
     double t0 = task__now_mono();
     rc = task__stream_replay(w->conn, CH_REVOKED, TASK__REVOKED_STREAM,

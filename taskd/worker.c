@@ -127,9 +127,10 @@ static void drop_session(struct worker *w)
         p->batch = NULL;
         p->nbatch = 0;
     }
-    for (int k = 0; k < w->batch.njobs; k++)
-        if (--w->batch.jobs[k]->waits == 0 && w->batch.jobs[k]->done)
-            job_free(w->batch.jobs[k]);
+    for (unsigned i = 0; i < TASK__RESULTS_PARTITIONS; i++)
+        for (int k = 0; k < w->batch[i].njobs; k++)
+            if (--w->batch[i].jobs[k]->waits == 0 && w->batch[i].jobs[k]->done)
+                job_free(w->batch[i].jobs[k]);
     pub_drop_batch(w);
     w->pend_len = 0;
     w->pend_head = 0;

@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "ipc.h"
 #include "replies.h"
+#include "stream.h"
 #include "topology.h"
 
 #define CH_CONSUME 1
@@ -103,7 +104,7 @@ struct worker {
     struct held *held;
     size_t nheld, held_cap;
 
-    struct stream_batch batch;
+    struct stream_batch batch[TASK__RESULTS_PARTITIONS]; /* one per results stream */
 
     char *tags[32];         /* consumer tags, for basic.cancel on warm shutdown */
     int ntags;

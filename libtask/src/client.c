@@ -73,6 +73,7 @@ int task__client_reconnect(task_client *c, double deadline)
         task__conn_close(c->conn);
         c->conn = NULL;
         c->confirmed = c->nacked = 0; /* a new channel numbers its confirms from 1 */
+        c->stream_ch = false;
         task__topo_forget(&c->topo);
         task_error e = {0};
         if (task__conn_open(&c->conn, &o, &e) == 0) {

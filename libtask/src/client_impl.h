@@ -9,7 +9,7 @@
 #include <task/client.h>
 
 #define CH 1          /* confirms + reply queue */
-#define CH_STREAM 3   /* results stream reader, opened per lookup */
+#define CH_STREAM 3   /* results stream reader, opened by the first lookup */
 
 struct task_client {
     struct task__conn *conn;
@@ -22,6 +22,9 @@ struct task_client {
     uint64_t confirmed;         /* highest sequence number the broker acked */
     uint64_t nacked;            /* highest sequence number the broker nacked */
     struct task__stream_read *stream;  /* set while a stream read is in progress */
+    bool stream_ch;             /* CH_STREAM is open on this connection */
+    uint16_t stream_qos;        /* its basic.qos, for the next consumer */
+    uint64_t stream_tag, stream_acked; /* its last delivery tag, and the last acked */
     task_strlist urls;          /* owned copy, for reconnects */
     double connect_timeout_s;
 };

@@ -270,6 +270,60 @@ int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name
     return task__conn_check(c, amqp_get_rpc_reply(c->st), what);
 }
 
+/* After a failed call on `ch`: if the broker closed the channel, answer with close-ok and
+ * return the reply code (404, 406...); else 0. */
+static uint16_t answer_refusal(struct task__conn *c, uint16_t ch)
+{
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c->st);
+    if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || r.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
+        return 0;
+    amqp_channel_close_ok_t cok = {0};
+    (void)amqp_send_method(c->st, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &cok);
+    return ((const amqp_channel_close_t *)r.reply.decoded)->reply_code;
+}
+
+int task__conn_declare_probe(struct task__conn *c, uint16_t ch, const char *name, bool passive,
+                             amqp_table_t args, uint32_t *count, uint16_t *refused)
+{
+    *refused = 0;
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "declare %s: connection lost", name);
+    amqp_queue_declare_ok_t *ok = amqp_queue_declare(c->st, ch, amqp_cstring_bytes(name), passive,
+                                                     !passive, 0, 0, args);
+    char what[300];
+    snprintf(what, sizeof(what), "declare queue %s", name);
+    int rc = task__conn_check(c, amqp_get_rpc_reply(c->st), what);
+    if (rc != 0) {
+        *refused = answer_refusal(c, ch);
+        return rc;
+    }
+    if (count != NULL && ok != NULL)
+        *count = ok->message_count;
+    return 0;
+}
+
+int task__conn_consume_probe(struct task__conn *c, uint16_t ch, const char *queue,
+                             amqp_table_t args, char **tag_out, uint16_t *refused)
+{
+    *refused = 0;
+    bool asked = c->alive;
+    int rc = task__conn_consume(c, ch, queue, false, args, tag_out);
+    if (rc != 0 && asked)
+        *refused = answer_refusal(c, ch);
+    return rc;
+}
+
+int task__conn_declare_nowait(struct task__conn *c, uint16_t ch, const char *name,
+                              amqp_table_t args)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "declare %s: connection lost", name);
+    amqp_queue_declare_t m = {.queue = amqp_cstring_bytes(name), .durable = 1, .nowait = 1,
+                              .arguments = args};
+    int status = amqp_send_method(c->st, ch, AMQP_QUEUE_DECLARE_METHOD, &m);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(c, status, "declare");
+}
+
 int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char *name,
                                   amqp_table_t args)
 {

@@ -67,6 +67,18 @@ int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char 
 /* Declare a queue with explicit flags and arguments (args may be amqp_empty_table). */
 int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name, bool durable,
                              bool exclusive, bool auto_delete, amqp_table_t args);
+/* queue.declare that tells a refusal apart from a failure: 0 (*count, may be NULL, gets the
+ * ready count), or TASK_EBROKER with *refused set to the broker's reply code (404: no such queue
+ * on a passive declare, 406: it exists with other arguments) after answering the channel's close,
+ * so the caller may reopen `ch` and go on; *refused is 0 for other errors. */
+int task__conn_declare_probe(struct task__conn *c, uint16_t ch, const char *name, bool passive,
+                             amqp_table_t args, uint32_t *count, uint16_t *refused);
+/* queue.declare (durable) with no-wait: the broker answers only with a channel close. */
+int task__conn_declare_nowait(struct task__conn *c, uint16_t ch, const char *name,
+                              amqp_table_t args);
+/* basic.consume that tells a refusal apart, as task__conn_declare_probe(). */
+int task__conn_consume_probe(struct task__conn *c, uint16_t ch, const char *queue,
+                             amqp_table_t args, char **tag_out, uint16_t *refused);
 /* basic.consume; writes the broker's consumer tag (malloc'd) when tag_out is not NULL. */
 int task__conn_consume(struct task__conn *c, uint16_t ch, const char *queue, bool no_ack,
                        amqp_table_t args, char **tag_out);

@@ -1,6 +1,7 @@
 /*
  * lookup.c - task_lookup() and task_watch(): find a task's state from any process by reading the
- * durable results stream that every worker appends each state message to.
+ * durable results stream that every worker appends each state message to (one of sixteen,
+ * picked by the id: stream.h).
  *
  * A stream has no "end of data" signal over AMQP 0-9-1, and queue.declare reports 0 messages
  * for streams, so a lookup publishes a marker record of its own after it starts reading and
@@ -16,6 +17,7 @@
 
 struct task__stream_read {
     const char *id;
+    char stream[32];        /* the id's results stream */
     char marker[37];        /* "" for task_watch() */
     bool marker_seen;
     bool final_seen;        /* a final state of the id: nothing later can change the answer */
@@ -28,11 +30,12 @@ struct task__stream_read {
 };
 
 /* Messages in flight on a stream read. A lookup starts small, since most stop after a few
- * messages (at the id's final state, near its start offset) and whatever is in flight then is
- * read and dropped; a read that goes on is widened, as a small window keeps the broker from
- * streaming (a read of 1M records did not finish in 30 s at 256). basic.qos binds only new
- * consumers, so widening is a new consumer from the next offset. */
-#define PREFETCH_START 128
+ * messages (at the id's final state, near its start offset), and the broker reads a whole
+ * window of chunks before it sends the first (128 chunks took 20-100 ms here). A read that goes
+ * on is widened, as a small window keeps the broker from streaming (a read of 1M records did
+ * not finish in 30 s at 256). basic.qos binds only new consumers, so widening is a new consumer
+ * from the next offset. */
+#define PREFETCH_START 16
 #define PREFETCH_WIDE 2000
 #define WIDEN_AFTER 512
 
@@ -76,11 +79,17 @@ void task__client_on_stream(task_client *c, const amqp_frame_t *f)
     struct task__delivery d;
     if (task__conn_read_delivery(c->conn, f, &d) != 0)
         return;
+    c->stream_tag = d.tag;
     struct task__stream_read *s = c->stream;
-    if (s == NULL)
-        goto out; /* a delivery that raced the channel close */
-    if (++s->since_ack >= s->prefetch / 2) {
+    /* A delivery to an earlier read's consumer, sent before the broker saw its cancel: acked
+     * along with the next. */
+    if (s == NULL || s->tag == NULL || d.consumer_tag == NULL || strcmp(d.consumer_tag, s->tag) != 0)
+        goto out;
+    /* Ack well before the window runs dry: a stream consumer out of credit stalls for tens of
+     * milliseconds before the broker reads on (measured, RabbitMQ 3.10). */
+    if (++s->since_ack >= s->prefetch / 4) {
         (void)task__conn_ack(c->conn, CH_STREAM, d.tag, true);
+        c->stream_acked = d.tag;
         s->since_ack = 0;
     }
     s->widen = ++s->read >= WIDEN_AFTER && s->prefetch < PREFETCH_WIDE;
@@ -110,59 +119,94 @@ out:
     task__delivery_free(&d);
 }
 
-/* The stream's first offset to read for `id`: a timestamp (seconds) or "first". */
-static amqp_field_value_t start_offset(const char *id, double since_s)
+/* A lookup starts this much before its id was made: the clocks of the host that made the id and
+ * the one looking it up may differ by up to this much. */
+#define SLACK_S 0.25
+
+/* The stream's first offset to read for `id`: "first", or an interval back from the broker's
+ * clock ("Ns"), which unlike a timestamp does not need the broker's clock to agree with ours;
+ * either has whole seconds only, so a read starts SLACK_S to SLACK_S + 1 s early. */
+static amqp_field_value_t start_offset(const char *id, double since_s, char buf[32])
 {
-    amqp_field_value_t v;
+    amqp_field_value_t v = {.kind = AMQP_FIELD_KIND_UTF8};
     uint64_t ms;
     if (since_s <= 0 && task__uuid7_time_ms(id, &ms) == 0)
         since_s = (double)ms / 1000.0;
-    if (since_s > 0) {
-        v.kind = AMQP_FIELD_KIND_TIMESTAMP;
-        /* Stream timestamps are whole seconds and clocks differ a little between hosts. */
-        v.value.u64 = since_s > 2 ? (uint64_t)since_s - 2 : 0;
-    } else {
-        v.kind = AMQP_FIELD_KIND_UTF8;
+    if (since_s <= 0) {
         v.value.bytes = amqp_cstring_bytes("first");
+        return v;
     }
+    double back = task__now_wall() - since_s + SLACK_S;
+    long long n = back < 1 ? 1 : (long long)back;
+    n += (double)n < back;
+    snprintf(buf, 32, "%llds", n);
+    v.value.bytes = amqp_cstring_bytes(buf);
     return v;
 }
 
 static int stream_consume(task_client *c, struct task__stream_read *s, amqp_field_value_t from)
 {
-    int rc = task__conn_qos(c->conn, CH_STREAM, (uint16_t)s->prefetch);
-    if (rc != 0)
-        return task__client_from_conn(c, rc);
+    if (c->stream_qos != s->prefetch) {
+        int rc = task__conn_qos(c->conn, CH_STREAM, (uint16_t)s->prefetch);
+        if (rc != 0)
+            return task__client_from_conn(c, rc);
+        c->stream_qos = (uint16_t)s->prefetch;
+    }
     amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-stream-offset"), .value = from};
     amqp_table_t args = {.num_entries = 1, .entries = &e};
     free(s->tag);
     s->tag = NULL;
-    rc = task__conn_consume(c->conn, CH_STREAM, TASK_RESULTS_STREAM, false, args, &s->tag);
+    uint16_t refused;
+    int rc = task__conn_consume_probe(c->conn, CH_STREAM, s->stream, args, &s->tag, &refused);
+    if (refused != 0)
+        c->stream_ch = false; /* the broker closed it */
+    if (refused == 404) {
+        task__conn_clear_error(c->conn);
+        return TASK_ENOTFOUND; /* no worker has ever published a result here */
+    }
     return rc != 0 ? task__client_from_conn(c, rc) : 0;
 }
 
+/* The channel stays open from one lookup to the next: opening, setting up and closing one
+ * cost a lookup four round trips and the broker's reader teardown. */
 static int stream_open(task_client *c, struct task__stream_read *s, double since_s)
 {
-    int rc = task__conn_channel_open(c->conn, CH_STREAM);
-    if (rc != 0)
-        return task__client_from_conn(c, rc);
-    amqp_connection_state_t st = task__conn_amqp(c->conn);
-    amqp_queue_declare(st, CH_STREAM, amqp_cstring_bytes(TASK_RESULTS_STREAM), 1, 0, 0, 0,
-                       amqp_empty_table);
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(st);
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        /* No worker has ever published a result here: every id is unknown. */
-        amqp_channel_close_ok_t ok = {0};
-        (void)amqp_send_method(st, CH_STREAM, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-        return TASK_ENOTFOUND;
+    if (!c->stream_ch) {
+        int rc = task__conn_channel_open(c->conn, CH_STREAM);
+        if (rc != 0)
+            return task__client_from_conn(c, rc);
+        c->stream_ch = true;
+        c->stream_qos = 0;
+        c->stream_tag = c->stream_acked = 0;
     }
-    rc = task__conn_check(c->conn, r, "declare " TASK_RESULTS_STREAM);
-    if (rc != 0)
-        return task__client_from_conn(c, rc);
+    task__results_name(task__results_partition(s->id), s->stream);
     s->prefetch = PREFETCH_START;
     s->offset = -1;
-    return stream_consume(c, s, start_offset(s->id, since_s));
+    char interval[32];
+    return stream_consume(c, s, start_offset(s->id, since_s, interval));
+}
+
+/* Cancel the read's consumer; what the broker sent before its cancel-ok waits in rabbitmq-c's
+ * queue and is read while `s` (may be NULL: dropped) is the read in progress. */
+static int stream_cancel(task_client *c, struct task__stream_read *s)
+{
+    amqp_connection_state_t st = task__conn_amqp(c->conn);
+    amqp_basic_cancel(st, CH_STREAM, amqp_cstring_bytes(s->tag));
+    int rc = task__conn_check(c->conn, amqp_get_rpc_reply(st), "cancel stream read");
+    free(s->tag);
+    s->tag = NULL;
+    if (rc != 0)
+        return task__client_from_conn(c, rc);
+    c->stream = s->marker_seen || s->final_seen ? NULL : s;
+    while (amqp_frames_enqueued(st)) {
+        rc = task__client_pump(c, 0);
+        if (rc < 0)
+            return rc;
+        if (s->marker_seen || s->final_seen)
+            c->stream = NULL;
+    }
+    c->stream = s;
+    return 0;
 }
 
 /* Replace the narrow consumer by a wide one that starts after the last message read. */
@@ -171,30 +215,35 @@ static int stream_widen(task_client *c, struct task__stream_read *s)
     s->widen = false;
     if (s->offset < 0 || s->tag == NULL)
         return 0;
-    amqp_connection_state_t st = task__conn_amqp(c->conn);
-    amqp_basic_cancel(st, CH_STREAM, amqp_cstring_bytes(s->tag));
-    int rc = task__conn_check(c->conn, amqp_get_rpc_reply(st), "cancel stream read");
-    if (rc != 0)
-        return task__client_from_conn(c, rc);
-    /* What the broker sent before its cancel-ok waits in rabbitmq-c's queue: read it first. */
-    while (amqp_frames_enqueued(st) && !s->marker_seen && !s->final_seen) {
-        rc = task__client_pump(c, 0);
-        if (rc < 0)
-            return rc;
-    }
-    if (s->marker_seen || s->final_seen)
-        return 0;
+    int rc = stream_cancel(c, s);
+    if (rc != 0 || s->marker_seen || s->final_seen)
+        return rc;
     s->prefetch = PREFETCH_WIDE;
     amqp_field_value_t from = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = s->offset + 1};
     return stream_consume(c, s, from);
 }
 
-static void stream_close(task_client *c)
+/* End a read: cancel its consumer and ack what it was sent, keeping the channel for the next;
+ * after a failure, close the channel. The cancel does not wait for the broker: deliveries it
+ * sends meanwhile carry the old consumer tag and are dropped (task__client_on_stream()). */
+static void stream_close(task_client *c, struct task__stream_read *s, int rc)
 {
     c->stream = NULL;
-    if (!task__conn_alive(c->conn))
+    if (!task__conn_alive(c->conn) || !c->stream_ch)
         return;
     amqp_connection_state_t st = task__conn_amqp(c->conn);
+    if (rc == 0 && s->tag != NULL) {
+        amqp_basic_cancel_t m = {.consumer_tag = amqp_cstring_bytes(s->tag), .nowait = 1};
+        rc = amqp_send_method(st, CH_STREAM, AMQP_BASIC_CANCEL_METHOD, &m) == AMQP_STATUS_OK
+                 ? 0
+                 : TASK_ECONNECT;
+    }
+    if (rc == 0 && c->stream_tag > c->stream_acked)
+        rc = task__conn_ack(c->conn, CH_STREAM, c->stream_tag, true);
+    c->stream_acked = c->stream_tag;
+    if (rc == 0)
+        return;
+    c->stream_ch = false;
     amqp_rpc_reply_t r = amqp_channel_close(st, CH_STREAM, AMQP_REPLY_SUCCESS);
     (void)task__conn_check(c->conn, r, "close stream channel");
     task__conn_clear_error(c->conn);
@@ -205,12 +254,12 @@ static void stream_close(task_client *c)
     }
 }
 
-static int publish_marker(task_client *c, const char *marker)
+static int publish_marker(task_client *c, const char *stream, const char *marker)
 {
     char body[80];
     int n = snprintf(body, sizeof(body), "{\"taskd_marker\": \"%s\"}", marker);
     amqp_basic_properties_t p = task__record_props();
-    int rc = task__conn_publish(c->conn, CH, "", TASK_RESULTS_STREAM, &p, body, (size_t)n, NULL);
+    int rc = task__conn_publish(c->conn, CH, "", stream, &p, body, (size_t)n, NULL);
     return rc != 0 ? task__client_from_conn(c, rc) : 0;
 }
 
@@ -239,7 +288,7 @@ int task_lookup(task_client *c, const char *id, double since_s, task_state *stat
     if (rc == TASK_ENOTFOUND)
         return finish(c, id, state, result);
     if (rc == 0)
-        rc = publish_marker(c, s.marker);
+        rc = publish_marker(c, s.stream, s.marker);
     c->stream = &s;
     double deadline = task__now_mono() + c->send_timeout_s;
     /* Up to the marker, or to the first final state: a task ends once, so a lookup need not
@@ -256,7 +305,7 @@ int task_lookup(task_client *c, const char *id, double since_s, task_state *stat
         if (rc == 0 && s.widen)
             rc = stream_widen(c, &s);
     }
-    stream_close(c);
+    stream_close(c, &s, rc);
     free(s.tag);
     return rc != 0 ? rc : finish(c, id, state, result);
 }
@@ -275,7 +324,7 @@ int task_watch(task_client *c, const char *id, double since_s, int timeout_ms,
     c->stream = &s;
     if (rc == 0)
         rc = task_wait_progress(c, id, timeout_ms, state, result, cb, userdata);
-    stream_close(c);
+    stream_close(c, &s, rc);
     free(s.tag);
     return rc;
 }

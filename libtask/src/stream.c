@@ -17,18 +17,78 @@ amqp_basic_properties_t task__record_props(void)
     };
 }
 
-int task__stream_declare(struct task__conn *c, uint16_t ch, const char *name, double max_age_s)
+/* Stream arguments: type, retention and, when segment_bytes > 0, the segment size. */
+static amqp_table_t stream_args(amqp_table_entry_t e[3], char age[32], double max_age_s,
+                                int64_t segment_bytes)
 {
+    snprintf(age, 32, "%llus", (unsigned long long)max_age_s);
+    e[0] = (amqp_table_entry_t){
+        .key = amqp_cstring_bytes("x-queue-type"),
+        .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("stream")}};
+    e[1] = (amqp_table_entry_t){
+        .key = amqp_cstring_bytes("x-max-age"),
+        .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(age)}};
+    e[2] = (amqp_table_entry_t){
+        .key = amqp_cstring_bytes("x-stream-max-segment-size-bytes"),
+        .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = segment_bytes}};
+    return (amqp_table_t){.num_entries = segment_bytes > 0 ? 3 : 2, .entries = e};
+}
+
+/* Declare stream `name` on `ch` and wait; one that refuses our arguments is kept. */
+static int declare_kept(struct task__conn *c, uint16_t ch, const char *name, amqp_table_t args,
+                        int *kept)
+{
+    uint16_t refused;
+    int rc = task__conn_declare_probe(c, ch, name, false, args, NULL, &refused);
+    if (rc == 0 || refused != 406)
+        return rc;
+    /* Declared before with another retention: the broker keeps the first arguments (a policy
+     * changes them), and the stream serves as it is. */
+    task__conn_clear_error(c);
+    ++*kept;
+    return task__conn_channel_open(c, ch);
+}
+
+int task__stream_declare(struct task__conn *c, uint16_t ch, const char *name, double max_age_s,
+                         int *kept)
+{
+    amqp_table_entry_t e[3];
     char age[32];
-    snprintf(age, sizeof(age), "%llus", (unsigned long long)max_age_s);
-    amqp_table_entry_t e[2] = {
-        {.key = amqp_cstring_bytes("x-queue-type"),
-         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("stream")}},
-        {.key = amqp_cstring_bytes("x-max-age"),
-         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(age)}},
-    };
-    amqp_table_t args = {.num_entries = 2, .entries = e};
-    return task__conn_declare_queue(c, ch, name, true, false, false, args);
+    amqp_table_t args = stream_args(e, age, max_age_s, 0);
+    int n = 0;
+    int rc = declare_kept(c, ch, name, args, &n);
+    if (kept != NULL)
+        *kept = n;
+    return rc;
+}
+
+unsigned task__results_partition(const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++)
+        h = (h ^ *p) * 16777619u;
+    /* The multiplications carry upwards: the low bits depend on the input's low bits only. */
+    return h >> (32 - TASK__RESULTS_BITS);
+}
+
+char *task__results_name(unsigned partition, char name[32])
+{
+    snprintf(name, 32, TASK__RESULTS_PREFIX "%u", partition % TASK__RESULTS_PARTITIONS);
+    return name;
+}
+
+int task__results_declare(struct task__conn *c, uint16_t ch, uint16_t later, double max_age_s,
+                          int *kept)
+{
+    amqp_table_entry_t e[3];
+    char age[32], name[32];
+    amqp_table_t args = stream_args(e, age, max_age_s, TASK__RESULTS_SEGMENT_BYTES);
+    *kept = 0;
+    int rc = declare_kept(c, ch, task__results_name(0, name), args, kept);
+    for (unsigned i = 1; rc == 0 && i < TASK__RESULTS_PARTITIONS; i++)
+        rc = *kept > 0 ? declare_kept(c, ch, task__results_name(i, name), args, kept)
+                       : task__conn_declare_nowait(c, later, task__results_name(i, name), args);
+    return rc;
 }
 
 int task__stream_append(struct task__conn *c, uint16_t ch, const char *name, const char *body)
@@ -42,7 +102,7 @@ int task__stream_append_confirmed(struct task__conn *c, uint16_t ch, const char 
 {
     int rc = task__conn_channel_open(c, ch);
     if (rc == 0)
-        rc = task__stream_declare(c, ch, name, max_age_s);
+        rc = task__stream_declare(c, ch, name, max_age_s, NULL);
     if (rc == 0)
         rc = task__conn_confirm_select(c, ch);
     if (rc == 0)

@@ -11,14 +11,45 @@
 #include <stdint.h>
 #include "conn.h"
 
+/*
+ * The results streams. Each state record goes to one of TASK__RESULTS_PARTITIONS streams,
+ * "taskd.results.<n>", n from a hash of the task id: a lookup reads only its id's stream, and
+ * the broker hands out stream messages at some 20-40k/s (measured), so the records written in
+ * its time window cost it a sixteenth. Segments are small because the broker finds a
+ * timestamp's offset by scanning the segment's index from its start (0.5 us a chunk).
+ */
+#define TASK__RESULTS_BITS 6
+#define TASK__RESULTS_PARTITIONS (1u << TASK__RESULTS_BITS)
+#define TASK__RESULTS_PREFIX "taskd.results."
+#define TASK__RESULTS_SEGMENT_BYTES 1000000
+
+/* The partition of `id`: the top TASK__RESULTS_BITS bits of the 32-bit FNV-1a hash of its
+ * bytes. */
+unsigned task__results_partition(const char *id);
+
+/* The name of results stream `partition` into name[32]; returns name. */
+char *task__results_name(unsigned partition, char name[32]);
+
+/* Declare the results streams (x-max-age = max_age_s). The first is declared on `ch` and
+ * waited for; if it has the arguments asked for, the others are declared on `later` without
+ * waiting (creating them takes the broker ~10 ms each), so they exist before anything
+ * published on `later` after this call. Otherwise all are declared on `ch`: a stream that
+ * exists with other arguments (an earlier retention) is used as it is and counted in *kept, and
+ * `ch` is reopened. 0 or an error code. */
+int task__results_declare(struct task__conn *c, uint16_t ch, uint16_t later, double max_age_s,
+                          int *kept);
+
 /* Revoked task ids: {"task_id": ..., "revoked_at": ...} records (taskd, taskctl revoke). */
 #define TASK__REVOKED_STREAM "taskd.revoked"
 
 /* Properties of a persistent JSON record (stream records, markers, chord parts). */
 amqp_basic_properties_t task__record_props(void);
 
-/* Declare stream `name` (durable, x-max-age = max_age_s) on channel `ch`. 0 or an error code. */
-int task__stream_declare(struct task__conn *c, uint16_t ch, const char *name, double max_age_s);
+/* Declare stream `name` (durable, x-max-age = max_age_s) on channel `ch`. One that exists with
+ * other arguments (an earlier retention) is used as it is: *kept (may be NULL) is 1 then, and
+ * `ch` was reopened, so declare before a confirm.select. 0 or an error code. */
+int task__stream_declare(struct task__conn *c, uint16_t ch, const char *name, double max_age_s,
+                         int *kept);
 
 /* Append one record (`body`, JSON text) to stream `name` on `ch`, persistent; confirmed only if
  * the channel is in confirm mode. 0 or an error code. */

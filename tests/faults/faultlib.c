@@ -8,6 +8,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "internal.h"
+#include "stream.h"
 #include "../integration/itest.h"
 
 task_client *fault_client(const char *queue)
@@ -86,18 +87,25 @@ int fault_collect(double since, struct want *wt, double deadline)
                             .value = {.kind = AMQP_FIELD_KIND_TIMESTAMP,
                                       .value.u64 = (uint64_t)since - 5}};
     amqp_table_t args = {.num_entries = 1, .entries = &e};
-    if (task__conn_channel_open(cn, 1) || task__conn_qos(cn, 1, 2000) ||
-        task__conn_consume(cn, 1, TASK_RESULTS_STREAM, false, args, NULL) != 0) {
+    int rc = task__conn_channel_open(cn, 1);
+    if (rc == 0)
+        rc = task__conn_qos(cn, 1, 2000);
+    /* The ids spread over every results stream: one consumer each on the same channel. */
+    for (unsigned p = 0; rc == 0 && p < TASK__RESULTS_PARTITIONS; p++) {
+        char name[32];
+        rc = task__conn_consume(cn, 1, task__results_name(p, name), false, args, NULL);
+    }
+    if (rc != 0) {
         task__conn_close(cn);
         return -1;
     }
     int found = 0;
     while (found < wt->n && itest_now() < deadline) {
         amqp_frame_t f;
-        int rc = task__conn_next_frame(cn, &f, 500, NULL);
-        if (rc < 0)
+        int got = task__conn_next_frame(cn, &f, 500, NULL);
+        if (got < 0)
             break;
-        if (rc == 0 || f.frame_type != AMQP_FRAME_METHOD ||
+        if (got == 0 || f.frame_type != AMQP_FRAME_METHOD ||
             f.payload.method.id != AMQP_BASIC_DELIVER_METHOD)
             continue;
         struct task__delivery d;

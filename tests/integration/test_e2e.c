@@ -325,6 +325,39 @@ static void lookups_in_a_row_stop_at_the_final_state(void **state)
     task_client_free(c);
 }
 
+/* The results streams exist with this suite's retention; a worker configured with another one
+ * uses them as they are (the broker refuses a re-declaration), says so, and its results are
+ * found. */
+static void another_retention_keeps_the_streams(void **state)
+{
+    (void)state;
+    char q[160];
+    snprintf(q, sizeof(q), "%s_ret", queue);
+    const char *env[] = {"TASKD_RESULTS_MAX_AGE=3600", dead_env, NULL};
+    struct itest_worker w;
+    assert_int_equal(itest_worker_start(&w, q, env, NULL), 0);
+    assert_true(itest_file_has(w.log, "event=stream_kept streams=taskd.results.* count="));
+    assert_true(itest_file_has(w.log, "event=stream_kept streams=taskd.revoked"));
+    task_client *c = client_for(q);
+    json_object *args = ints(20, 22);
+    task_id id;
+    assert_int_equal(task_send(c, "test.add", args, NULL, NULL, &id), 0);
+    json_object_put(args);
+    task_state st;
+    json_object *res = NULL;
+    assert_int_equal(task_wait(c, id.str, 10000, &st, &res), 0);
+    json_object_put(res);
+    task_client_free(c);
+    task_client *other = client_for(q);
+    res = NULL;
+    assert_int_equal(task_lookup(other, id.str, 0, &st, &res), 0);
+    assert_int_equal(st, TASK_STATE_SUCCESS);
+    assert_int_equal(json_object_get_int(res), 42);
+    json_object_put(res);
+    task_client_free(other);
+    assert_int_equal(itest_worker_stop(&w, SIGTERM, 15), 0);
+}
+
 static void expired_task_is_revoked_and_never_runs(void **state)
 {
     (void)state;
@@ -379,6 +412,7 @@ int main(void)
         cmocka_unit_test(autoretry_for_listed_failures),
         cmocka_unit_test(lookup_from_another_client_finds_final_state),
         cmocka_unit_test(lookups_in_a_row_stop_at_the_final_state),
+        cmocka_unit_test(another_retention_keeps_the_streams),
         cmocka_unit_test(expired_task_is_revoked_and_never_runs),
         cmocka_unit_test(countdown_does_not_run_early),
     };

@@ -139,9 +139,6 @@ TASK_API int task_watch(task_client *c, const char *id, double since_s, int time
                         task_state *state, json_object **result, task_state_cb cb,
                         void *userdata);
 
-/* The durable stream every worker appends each state message to. */
-#define TASK_RESULTS_STREAM "taskd.results"
-
 /* task_client_reply_queue - this client's reply queue name (borrowed). */
 TASK_API const char *task_client_reply_queue(const task_client *c);
 
