@@ -155,6 +155,7 @@ void task_client_free(task_client *c)
         return;
     task__conn_close(c->conn);
     task__replies_free(&c->replies);
+    task__client_forget_lookups(c);
     for (int i = 0; i < c->urls.n; i++)
         free(c->urls.v[i]);
     free(c->urls.v);

@@ -11,6 +11,17 @@
 #define CH 1          /* confirms + reply queue */
 #define CH_STREAM 3   /* results stream reader, opened by the first lookup */
 
+/* Where a lookup that found no final state stopped, so that the next lookup of the id in this
+ * client reads on from there instead of from the id's own time: a task polled while it waits in
+ * a queue or runs for minutes would otherwise cost a read of all those minutes each time. */
+#define TASK__RESUME_SLOTS 64
+struct task__resume {
+    char id[64];            /* "" for a free slot */
+    double until;           /* wall clock (ours) just before that lookup's marker was published */
+    char *status;           /* the state found then (malloc'd); NULL for PENDING */
+    json_object *result;    /* owned */
+};
+
 struct task_client {
     struct task__conn *conn;
     task_error err;
@@ -25,6 +36,8 @@ struct task_client {
     bool stream_ch;             /* CH_STREAM is open on this connection */
     uint16_t stream_qos;        /* its basic.qos, for the next consumer */
     uint64_t stream_tag, stream_acked; /* its last delivery tag, and the last acked */
+    struct task__resume resume[TASK__RESUME_SLOTS]; /* lookup.c */
+    unsigned resume_next;
     task_strlist urls;          /* owned copy, for reconnects */
     double connect_timeout_s;
 };
@@ -50,6 +63,8 @@ int task__client_from_conn(task_client *c, int rc);
 int task__client_pump(task_client *c, int timeout_ms);
 /* lookup.c: a delivery from the results stream channel. */
 void task__client_on_stream(task_client *c, const amqp_frame_t *f);
+/* lookup.c: free the resume points. */
+void task__client_forget_lookups(task_client *c);
 /* Milliseconds left to a task__now_mono() deadline; -1 for a negative deadline (forever). */
 int task__remaining_ms(double deadline);
 

@@ -275,6 +275,50 @@ static int finish(task_client *c, const char *id, task_state *state, json_object
     return 0;
 }
 
+static void resume_clear(struct task__resume *r)
+{
+    r->id[0] = '\0';
+    free(r->status);
+    r->status = NULL;
+    json_object_put(r->result);
+    r->result = NULL;
+}
+
+void task__client_forget_lookups(task_client *c)
+{
+    for (int i = 0; i < TASK__RESUME_SLOTS; i++)
+        resume_clear(&c->resume[i]);
+}
+
+static struct task__resume *resume_find(task_client *c, const char *id)
+{
+    for (int i = 0; i < TASK__RESUME_SLOTS; i++)
+        if (strcmp(c->resume[i].id, id) == 0)
+            return &c->resume[i];
+    return NULL;
+}
+
+/* After a read up to its marker: remember where it stopped and what it found, unless the id
+ * reached a final state (nothing later can change it) or is too long to keep. */
+static void resume_note(task_client *c, const char *id, double until)
+{
+    struct task__resume *r = resume_find(c, id);
+    struct task__reply *rep = task__replies_find(&c->replies, id);
+    bool final = rep != NULL && task_state_is_final(rep->state);
+    if (final || strlen(id) >= sizeof(r->id)) {
+        if (r != NULL)
+            resume_clear(r);
+        return;
+    }
+    if (r == NULL)
+        r = &c->resume[c->resume_next++ % TASK__RESUME_SLOTS];
+    resume_clear(r);
+    snprintf(r->id, sizeof(r->id), "%s", id);
+    r->until = until;
+    r->status = rep != NULL ? strdup(rep->status) : NULL;
+    r->result = rep != NULL ? json_object_get(rep->result) : NULL;
+}
+
 int task_lookup(task_client *c, const char *id, double since_s, task_state *state,
                 json_object **result)
 {
@@ -284,9 +328,14 @@ int task_lookup(task_client *c, const char *id, double since_s, task_state *stat
     struct task__stream_read s = {.id = id};
     task__uuid4(s.marker);
     task__replies_remove(&c->replies, id);
-    int rc = stream_open(c, &s, since_s);
+    /* An id this client looked up before without a final state: read on from there. */
+    struct task__resume *from = since_s <= 0 ? resume_find(c, id) : NULL;
+    if (from != NULL && from->status != NULL)
+        (void)task__replies_put(&c->replies, id, from->status, json_object_get(from->result));
+    int rc = stream_open(c, &s, from != NULL ? from->until : since_s);
     if (rc == TASK_ENOTFOUND)
         return finish(c, id, state, result);
+    double marked = task__now_wall();
     if (rc == 0)
         rc = publish_marker(c, s.stream, s.marker);
     c->stream = &s;
@@ -307,6 +356,8 @@ int task_lookup(task_client *c, const char *id, double since_s, task_state *stat
     }
     stream_close(c, &s, rc);
     free(s.tag);
+    if (rc == 0)
+        resume_note(c, id, marked);
     return rc != 0 ? rc : finish(c, id, state, result);
 }
 

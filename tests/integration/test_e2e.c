@@ -358,6 +358,67 @@ static void another_retention_keeps_the_streams(void **state)
     assert_int_equal(itest_worker_stop(&w, SIGTERM, 15), 0);
 }
 
+/* Polling one id from one client, as a web app's status page does: PENDING while queued, then
+ * PROGRESS that never goes back, then SUCCESS; each lookup after the first reads on from where
+ * the one before stopped (lookup.c's resume points) and must still see every new state. */
+static void polled_lookups_follow_a_task_to_its_end(void **state)
+{
+    (void)state;
+    char q[160];
+    snprintf(q, sizeof(q), "%s_poll", queue);
+    task_client *c = client_for(q);
+    json_object *args = json_object_new_array();
+    json_object_array_add(args, json_object_new_int(10));
+    json_object_array_add(args, json_object_new_double(0.2));
+    task_id id;
+    assert_int_equal(task_send(c, "test.progress", args, NULL, NULL, &id), 0);
+    json_object_put(args);
+    task_client *looker = client_for(q);
+    task_state st;
+    json_object *res = NULL;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(task_lookup(looker, id.str, 0, &st, &res), 0);
+        assert_int_equal(st, TASK_STATE_PENDING);
+        assert_null(res);
+    }
+    const char *env[] = {dead_env, NULL};
+    struct itest_worker w;
+    assert_int_equal(itest_worker_start(&w, q, env, NULL), 0);
+    int last = 0, progress_seen = 0;
+    double deadline = itest_now() + 20;
+    st = TASK_STATE_PENDING;
+    while (st != TASK_STATE_SUCCESS && itest_now() < deadline) {
+        res = NULL;
+        assert_int_equal(task_lookup(looker, id.str, 0, &st, &res), 0);
+        json_object *cur;
+        if (st == TASK_STATE_PROGRESS && json_object_object_get_ex(res, "current", &cur)) {
+            if (json_object_get_int(cur) < last)
+                fail_msg("PROGRESS went back from %d to %d", last, json_object_get_int(cur));
+            last = json_object_get_int(cur);
+            progress_seen++;
+        } else if (st != TASK_STATE_SUCCESS && st != TASK_STATE_PENDING &&
+                   st != TASK_STATE_STARTED) {
+            fail_msg("unexpected state %s", task_state_name(st));
+        }
+        if (st != TASK_STATE_SUCCESS)
+            json_object_put(res);
+        usleep(100000);
+    }
+    assert_int_equal(st, TASK_STATE_SUCCESS);
+    assert_int_equal(json_object_get_int(res), 10);
+    json_object_put(res);
+    assert_true(progress_seen > 0);
+    /* Ended: the next lookup reads from the id's own time again and finds the same. */
+    res = NULL;
+    assert_int_equal(task_lookup(looker, id.str, 0, &st, &res), 0);
+    assert_int_equal(st, TASK_STATE_SUCCESS);
+    assert_int_equal(json_object_get_int(res), 10);
+    json_object_put(res);
+    task_client_free(looker);
+    task_client_free(c);
+    assert_int_equal(itest_worker_stop(&w, SIGTERM, 15), 0);
+}
+
 static void expired_task_is_revoked_and_never_runs(void **state)
 {
     (void)state;
@@ -413,6 +474,7 @@ int main(void)
         cmocka_unit_test(lookup_from_another_client_finds_final_state),
         cmocka_unit_test(lookups_in_a_row_stop_at_the_final_state),
         cmocka_unit_test(another_retention_keeps_the_streams),
+        cmocka_unit_test(polled_lookups_follow_a_task_to_its_end),
         cmocka_unit_test(expired_task_is_revoked_and_never_runs),
         cmocka_unit_test(countdown_does_not_run_early),
     };
