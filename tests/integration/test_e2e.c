@@ -262,30 +262,38 @@ static void autoretry_for_listed_failures(void **state)
     task_client_free(c);
 }
 
-static void lookup_from_another_client_finds_final_state(void **state)
+/* test.add(a, b) on queue q, waited for by its sender, then looked up by a new client, which
+ * is returned (and must find a + b). */
+static task_client *add_then_look_up_elsewhere(const char *q, int a, int b, task_id *id)
 {
-    (void)state;
-    task_client *c = client_for(queue);
-    json_object *args = ints(7, 8);
-    task_id id;
-    assert_int_equal(task_send(c, "test.add", args, NULL, NULL, &id), 0);
+    task_client *c = client_for(q);
+    json_object *args = ints(a, b);
+    assert_int_equal(task_send(c, "test.add", args, NULL, NULL, id), 0);
     json_object_put(args);
     task_state st;
     json_object *res = NULL;
-    assert_int_equal(task_wait(c, id.str, 10000, &st, &res), 0);
+    assert_int_equal(task_wait(c, id->str, 10000, &st, &res), 0);
     json_object_put(res);
     task_client_free(c);
-
-    task_client *other = client_for(queue);
+    task_client *other = client_for(q);
     res = NULL;
-    assert_int_equal(task_lookup(other, id.str, 0, &st, &res), 0);
+    assert_int_equal(task_lookup(other, id->str, 0, &st, &res), 0);
     assert_int_equal(st, TASK_STATE_SUCCESS);
-    assert_int_equal(json_object_get_int(res), 15);
+    assert_int_equal(json_object_get_int(res), a + b);
     json_object_put(res);
+    return other;
+}
+
+static void lookup_from_another_client_finds_final_state(void **state)
+{
+    (void)state;
+    task_id id;
+    task_client *other = add_then_look_up_elsewhere(queue, 7, 8, &id);
+    task_state st;
+    json_object *res = NULL;
     char unknown[37];
     snprintf(unknown, sizeof(unknown), "%s", id.str);
     unknown[35] = unknown[35] == '0' ? '1' : '0'; /* same time, different id */
-    res = NULL;
     assert_int_equal(task_lookup(other, unknown, 0, &st, &res), 0);
     assert_int_equal(st, TASK_STATE_PENDING);
     assert_null(res);
@@ -338,22 +346,8 @@ static void another_retention_keeps_the_streams(void **state)
     assert_int_equal(itest_worker_start(&w, q, env, NULL), 0);
     assert_true(itest_file_has(w.log, "event=stream_kept streams=taskd.results.* count="));
     assert_true(itest_file_has(w.log, "event=stream_kept streams=taskd.revoked"));
-    task_client *c = client_for(q);
-    json_object *args = ints(20, 22);
     task_id id;
-    assert_int_equal(task_send(c, "test.add", args, NULL, NULL, &id), 0);
-    json_object_put(args);
-    task_state st;
-    json_object *res = NULL;
-    assert_int_equal(task_wait(c, id.str, 10000, &st, &res), 0);
-    json_object_put(res);
-    task_client_free(c);
-    task_client *other = client_for(q);
-    res = NULL;
-    assert_int_equal(task_lookup(other, id.str, 0, &st, &res), 0);
-    assert_int_equal(st, TASK_STATE_SUCCESS);
-    assert_int_equal(json_object_get_int(res), 42);
-    json_object_put(res);
+    task_client *other = add_then_look_up_elsewhere(q, 20, 22, &id);
     task_client_free(other);
     assert_int_equal(itest_worker_stop(&w, SIGTERM, 15), 0);
 }
