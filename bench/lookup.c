@@ -149,8 +149,9 @@ int main(int argc, char **argv)
     if (task__conn_open(&cn, &o, &err) != 0)
         die("connect", err.msg);
     int kept = 0;
-    if (task__conn_channel_open(cn, CH) || task__results_declare(cn, CH, CH, 86400, &kept) ||
-        task__conn_confirm_select(cn, CH))
+    bool rest = false;
+    if (task__conn_channel_open(cn, CH) || task__results_declare(cn, CH, 86400, &kept, &rest) ||
+        (rest && task__results_declare_rest(cn, CH, 86400)) || task__conn_confirm_select(cn, CH))
         die("setup", task__conn_errmsg(cn));
     task_config *cfg = task_config_new();
     if (task_config_set(cfg, "broker.urls", first, "bench", &err) != 0 ||

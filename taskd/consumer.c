@@ -12,20 +12,27 @@
 #include "stream.h"
 #include "worker.h"
 
-/* Waited for on CH_CONSUME, before its consumers: a stream that refuses our arguments closes the
- * channel, and reopening this one loses no confirm mode. The rest go on CH_PUBLISH unwaited:
- * results published there come after them. */
+/* On CH_CONSUME, before its consumers: a stream that refuses our arguments closes the channel,
+ * and reopening this one loses no confirm mode. */
 static int results_declare(struct worker *w)
 {
     int kept = 0;
-    int rc = task__results_declare(w->conn, CH_CONSUME, CH_PUBLISH, w->cfg->results_max_age_s,
-                                   &kept);
+    int rc = task__results_declare(w->conn, CH_CONSUME, w->cfg->results_max_age_s, &kept,
+                                   &w->results_rest);
     if (rc == 0 && kept > 0)
         log_event(LV_WARN, 0, "stream_kept",
                   "streams=" TASK__RESULTS_PREFIX "* count=%d detail=\"declared before with "
                   "other arguments; results.max_age applies to them through a policy only\"",
                   kept);
     return rc;
+}
+
+int consumer_declare_rest(struct worker *w)
+{
+    if (!w->results_rest)
+        return 0;
+    w->results_rest = false;
+    return task__results_declare_rest(w->conn, CH_PUBLISH, w->cfg->results_max_age_s);
 }
 
 int consumer_start(struct worker *w)

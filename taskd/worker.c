@@ -101,6 +101,8 @@ static int connect_broker(struct worker *w)
         rc = control_start(w);
     if (rc == 0)
         rc = events_start(w);
+    if (rc == 0)
+        rc = consumer_declare_rest(w);
     if (rc != 0) {
         log_event(LV_ERROR, rc, "broker_setup_failed", "detail=\"%s\"",
                   task__conn_errmsg(w->conn));

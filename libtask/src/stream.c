@@ -77,17 +77,28 @@ char *task__results_name(unsigned partition, char name[32])
     return name;
 }
 
-int task__results_declare(struct task__conn *c, uint16_t ch, uint16_t later, double max_age_s,
-                          int *kept)
+int task__results_declare(struct task__conn *c, uint16_t ch, double max_age_s, int *kept,
+                          bool *rest)
 {
     amqp_table_entry_t e[3];
     char age[32], name[32];
     amqp_table_t args = stream_args(e, age, max_age_s, TASK__RESULTS_SEGMENT_BYTES);
     *kept = 0;
     int rc = declare_kept(c, ch, task__results_name(0, name), args, kept);
+    *rest = rc == 0 && *kept == 0;
+    for (unsigned i = 1; rc == 0 && !*rest && i < TASK__RESULTS_PARTITIONS; i++)
+        rc = declare_kept(c, ch, task__results_name(i, name), args, kept);
+    return rc;
+}
+
+int task__results_declare_rest(struct task__conn *c, uint16_t ch, double max_age_s)
+{
+    amqp_table_entry_t e[3];
+    char age[32], name[32];
+    amqp_table_t args = stream_args(e, age, max_age_s, TASK__RESULTS_SEGMENT_BYTES);
+    int rc = 0;
     for (unsigned i = 1; rc == 0 && i < TASK__RESULTS_PARTITIONS; i++)
-        rc = *kept > 0 ? declare_kept(c, ch, task__results_name(i, name), args, kept)
-                       : task__conn_declare_nowait(c, later, task__results_name(i, name), args);
+        rc = task__conn_declare_nowait(c, ch, task__results_name(i, name), args);
     return rc;
 }
 

@@ -8,6 +8,7 @@
 #define TASK_STREAM_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include "conn.h"
 
@@ -30,14 +31,16 @@ unsigned task__results_partition(const char *id);
 /* The name of results stream `partition` into name[32]; returns name. */
 char *task__results_name(unsigned partition, char name[32]);
 
-/* Declare the results streams (x-max-age = max_age_s). The first is declared on `ch` and
- * waited for; if it has the arguments asked for, the others are declared on `later` without
- * waiting (creating them takes the broker ~10 ms each), so they exist before anything
- * published on `later` after this call. Otherwise all are declared on `ch`: a stream that
- * exists with other arguments (an earlier retention) is used as it is and counted in *kept, and
- * `ch` is reopened. 0 or an error code. */
-int task__results_declare(struct task__conn *c, uint16_t ch, uint16_t later, double max_age_s,
-                          int *kept);
+/* Declare the first results stream (x-max-age = max_age_s) on `ch` and wait. If it exists with
+ * other arguments (an earlier retention), it is used as it is and so are the others, declared
+ * here too: *kept counts them, and `ch` was reopened. Else *rest is set: declare the others
+ * with task__results_declare_rest(). 0 or an error code. */
+int task__results_declare(struct task__conn *c, uint16_t ch, double max_age_s, int *kept,
+                          bool *rest);
+
+/* Declare results streams 1.. on `ch` without waiting: creating them takes the broker ~13 ms
+ * each, and it does so before anything sent on `ch` after this call, which waits meanwhile. */
+int task__results_declare_rest(struct task__conn *c, uint16_t ch, double max_age_s);
 
 /* Revoked task ids: {"task_id": ..., "revoked_at": ...} records (taskd, taskctl revoke). */
 #define TASK__REVOKED_STREAM "taskd.revoked"
