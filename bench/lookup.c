@@ -44,17 +44,31 @@ static int record(char *buf, size_t size, const char *id)
                     id);
 }
 
-/* Waits for the broker's confirm of sequence number `last` (confirms arrive in order). */
+/* Waits for the broker's confirm of sequence number `last`: a multiple ack, or the single ack
+ * of `last` itself (a stream confirms its own messages in order). */
 static void wait_confirms(struct task__conn *cn, uint64_t last)
 {
-    while (last > 0) {
+    static uint64_t confirmed; /* the highest sequence number known confirmed */
+    while (confirmed < last) {
         amqp_frame_t f;
-        int rc = task__conn_next_frame(cn, &f, 10000, NULL);
-        if (rc <= 0)
-            die("confirm", rc == 0 ? "timeout" : task__conn_errmsg(cn));
-        if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD &&
-            ((const amqp_basic_ack_t *)f.payload.method.decoded)->delivery_tag >= last)
-            return;
+        int rc = task__conn_next_frame(cn, &f, 30000, NULL);
+        if (rc < 0)
+            die("confirm", task__conn_errmsg(cn));
+        if (rc == 0) {
+            char why[96];
+            snprintf(why, sizeof(why), "none for 30 s (waiting for %llu, confirmed %llu)",
+                     (unsigned long long)last, (unsigned long long)confirmed);
+            die("confirm", why);
+        }
+        if (f.frame_type != AMQP_FRAME_METHOD)
+            continue;
+        if (f.payload.method.id == AMQP_BASIC_NACK_METHOD)
+            die("confirm", "the broker nacked a record");
+        if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+            const amqp_basic_ack_t *a = f.payload.method.decoded;
+            if (a->delivery_tag == last || (a->multiple && a->delivery_tag > confirmed))
+                confirmed = a->delivery_tag > confirmed ? a->delivery_tag : confirmed;
+        }
     }
 }
 
