@@ -1,7 +1,7 @@
 /*
  * lookup.c - task_lookup() and task_watch(): find a task's state from any process by reading the
- * durable results stream that every worker appends each state message to (one of sixteen,
- * picked by the id: stream.h).
+ * durable results stream that every worker appends each state message to (one of 64, picked
+ * by the id: stream.h).
  *
  * A stream has no "end of data" signal over AMQP 0-9-1, and queue.declare reports 0 messages
  * for streams, so a lookup publishes a marker record of its own after it starts reading and
@@ -193,20 +193,19 @@ static int stream_cancel(task_client *c, struct task__stream_read *s)
     amqp_connection_state_t st = task__conn_amqp(c->conn);
     amqp_basic_cancel(st, CH_STREAM, amqp_cstring_bytes(s->tag));
     int rc = task__conn_check(c->conn, amqp_get_rpc_reply(st), "cancel stream read");
-    free(s->tag);
-    s->tag = NULL;
     if (rc != 0)
-        return task__client_from_conn(c, rc);
+        rc = task__client_from_conn(c, rc);
     c->stream = s->marker_seen || s->final_seen ? NULL : s;
-    while (amqp_frames_enqueued(st)) {
-        rc = task__client_pump(c, 0);
-        if (rc < 0)
-            return rc;
+    while (rc == 0 && amqp_frames_enqueued(st)) {
+        rc = task__client_pump(c, 0); /* an error here is already the client's */
+        rc = rc < 0 ? rc : 0;
         if (s->marker_seen || s->final_seen)
             c->stream = NULL;
     }
     c->stream = s;
-    return 0;
+    free(s->tag);
+    s->tag = NULL;
+    return rc;
 }
 
 /* Replace the narrow consumer by a wide one that starts after the last message read. */

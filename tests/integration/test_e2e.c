@@ -8,7 +8,9 @@
 #include <cmocka.h>
 #include <task/client.h>
 #include "conn.h"
+#include "internal.h"
 #include "itest.h"
+#include "stream.h"
 
 static char queue[128], dead[160], dead_env[200];
 static struct itest_worker worker;
@@ -413,6 +415,54 @@ static void polled_lookups_follow_a_task_to_its_end(void **state)
     assert_int_equal(itest_worker_stop(&w, SIGTERM, 15), 0);
 }
 
+/* A read past 512 messages moves to a wider window through a new consumer at the next offset:
+ * nothing may be lost at that seam. 3000 tasks whose ids share one results stream (over 512
+ * messages, as workers batch them), then lookups that read that stream from its start: of the
+ * last id (found, right result) and of an unknown id in the same stream (PENDING, read to the
+ * end). */
+static void long_reads_widen_and_lose_nothing(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    task_client *c = client_for(queue);
+    char first[37];
+    task__uuid7(first);
+    unsigned part = task__results_partition(first);
+    static char ids[N][37];
+    for (int i = 0; i < N; i++) {
+        do
+            task__uuid7(ids[i]);
+        while (task__results_partition(ids[i]) != part);
+        json_object *args = ints(i, 1000);
+        task_send_opts o = {.task_id = ids[i]};
+        task_id tid;
+        assert_int_equal(task_send(c, "test.add", args, NULL, &o, &tid), 0);
+        json_object_put(args);
+    }
+    task_state st;
+    json_object *res = NULL;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(task_wait(c, ids[i], 30000, &st, &res), 0);
+        json_object_put(res);
+    }
+    task_client *other = client_for(queue);
+    res = NULL;
+    assert_int_equal(task_lookup(other, ids[N - 1], 1, &st, &res), 0); /* 1: from the start */
+    assert_int_equal(st, TASK_STATE_SUCCESS);
+    assert_int_equal(json_object_get_int(res), N - 1 + 1000);
+    json_object_put(res);
+    char unknown[37];
+    do
+        task__uuid4(unknown);
+    while (task__results_partition(unknown) != part);
+    res = NULL;
+    assert_int_equal(task_lookup(other, unknown, 0, &st, &res), 0);
+    assert_int_equal(st, TASK_STATE_PENDING);
+    assert_null(res);
+    task_client_free(other);
+    task_client_free(c);
+}
+
 static void expired_task_is_revoked_and_never_runs(void **state)
 {
     (void)state;
@@ -469,6 +519,7 @@ int main(void)
         cmocka_unit_test(lookups_in_a_row_stop_at_the_final_state),
         cmocka_unit_test(another_retention_keeps_the_streams),
         cmocka_unit_test(polled_lookups_follow_a_task_to_its_end),
+        cmocka_unit_test(long_reads_widen_and_lose_nothing),
         cmocka_unit_test(expired_task_is_revoked_and_never_runs),
         cmocka_unit_test(countdown_does_not_run_early),
     };
