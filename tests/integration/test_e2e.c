@@ -186,16 +186,22 @@ static void count_progress(const char *tid, task_state s, const char *name, json
     }
 }
 
+/* test.progress(steps, delay) sent on client c. */
+static void send_progress(task_client *c, int steps, double delay, task_id *id)
+{
+    json_object *args = json_object_new_array();
+    json_object_array_add(args, json_object_new_int(steps));
+    json_object_array_add(args, json_object_new_double(delay));
+    assert_int_equal(task_send(c, "test.progress", args, NULL, NULL, id), 0);
+    json_object_put(args);
+}
+
 static void progress_states_reach_the_waiter(void **state)
 {
     (void)state;
     task_client *c = client_for(queue);
-    json_object *args = json_object_new_array();
-    json_object_array_add(args, json_object_new_int(3));
-    json_object_array_add(args, json_object_new_double(0.05));
     task_id id;
-    assert_int_equal(task_send(c, "test.progress", args, NULL, NULL, &id), 0);
-    json_object_put(args);
+    send_progress(c, 3, 0.05, &id);
     int seen = 0;
     task_state st;
     json_object *res = NULL;
@@ -363,12 +369,8 @@ static void polled_lookups_follow_a_task_to_its_end(void **state)
     char q[160];
     snprintf(q, sizeof(q), "%s_poll", queue);
     task_client *c = client_for(q);
-    json_object *args = json_object_new_array();
-    json_object_array_add(args, json_object_new_int(10));
-    json_object_array_add(args, json_object_new_double(0.2));
     task_id id;
-    assert_int_equal(task_send(c, "test.progress", args, NULL, NULL, &id), 0);
-    json_object_put(args);
+    send_progress(c, 10, 0.2, &id);
     task_client *looker = client_for(q);
     task_state st;
     json_object *res = NULL;
