@@ -7,20 +7,16 @@
  * broker closes it on a failed passive declare). */
 static int peek(struct task__conn *c, uint16_t ch, const char *q, long *ready, long *consumers)
 {
-    amqp_connection_state_t st = task__conn_amqp(c);
-    amqp_queue_declare_ok_t *ok =
-        amqp_queue_declare(st, ch, amqp_cstring_bytes(q), 1, 0, 0, 0, amqp_empty_table);
-    if (ok == NULL) {
-        amqp_rpc_reply_t r = amqp_get_rpc_reply(st);
-        if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_ok_t cok = {0};
-            amqp_send_method(st, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &cok);
+    amqp_queue_declare_ok_t ok;
+    uint16_t refused;
+    if (task__conn_declare_probe(c, ch, q, true, amqp_empty_table, &ok, &refused) != 0) {
+        task__conn_clear_error(c);
+        if (refused != 0)
             task__conn_channel_open(c, ch);
-        }
         return -1;
     }
-    *ready = (long)ok->message_count;
-    *consumers = (long)ok->consumer_count;
+    *ready = (long)ok.message_count;
+    *consumers = (long)ok.consumer_count;
     return 0;
 }
 

@@ -283,13 +283,13 @@ static uint16_t answer_refusal(struct task__conn *c, uint16_t ch)
 }
 
 int task__conn_declare_probe(struct task__conn *c, uint16_t ch, const char *name, bool passive,
-                             amqp_table_t args, uint32_t *count, uint16_t *refused)
+                             amqp_table_t args, amqp_queue_declare_ok_t *ok, uint16_t *refused)
 {
     *refused = 0;
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "declare %s: connection lost", name);
-    amqp_queue_declare_ok_t *ok = amqp_queue_declare(c->st, ch, amqp_cstring_bytes(name), passive,
-                                                     !passive, 0, 0, args);
+    amqp_queue_declare_ok_t *got = amqp_queue_declare(c->st, ch, amqp_cstring_bytes(name),
+                                                      passive, !passive, 0, 0, args);
     char what[300];
     snprintf(what, sizeof(what), "declare queue %s", name);
     int rc = task__conn_check(c, amqp_get_rpc_reply(c->st), what);
@@ -297,8 +297,8 @@ int task__conn_declare_probe(struct task__conn *c, uint16_t ch, const char *name
         *refused = answer_refusal(c, ch);
         return rc;
     }
-    if (count != NULL && ok != NULL)
-        *count = ok->message_count;
+    if (ok != NULL && got != NULL)
+        *ok = *got;
     return 0;
 }
 

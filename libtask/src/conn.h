@@ -67,12 +67,14 @@ int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char 
 /* Declare a queue with explicit flags and arguments (args may be amqp_empty_table). */
 int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name, bool durable,
                              bool exclusive, bool auto_delete, amqp_table_t args);
-/* queue.declare that tells a refusal apart from a failure: 0 (*count, may be NULL, gets the
- * ready count), or TASK_EBROKER with *refused set to the broker's reply code (404: no such queue
- * on a passive declare, 406: it exists with other arguments) after answering the channel's close,
- * so the caller may reopen `ch` and go on; *refused is 0 for other errors. */
+/* queue.declare that tells a refusal apart from a failure: 0 (*ok, may be NULL, gets the
+ * broker's declare-ok: ready and consumer counts), or TASK_EBROKER with *refused set to the
+ * broker's reply code (404: no such queue on a passive declare, 406: it exists with other
+ * arguments) after answering the channel's close, so the caller may reopen `ch` and go on;
+ * *refused is 0 for other errors. */
 int task__conn_declare_probe(struct task__conn *c, uint16_t ch, const char *name, bool passive,
-                             amqp_table_t args, uint32_t *count, uint16_t *refused);
+                             amqp_table_t args, amqp_queue_declare_ok_t *ok,
+                             uint16_t *refused);
 /* queue.declare (durable) with no-wait: the broker answers only with a channel close. */
 int task__conn_declare_nowait(struct task__conn *c, uint16_t ch, const char *name,
                               amqp_table_t args);

@@ -126,6 +126,16 @@ int fault_collect(double since, struct want *wt, double deadline)
     return found;
 }
 
+struct itest_worker fault_worker;
+
+int fault_stop_worker(void **state)
+{
+    (void)state;
+    if (fault_worker.pid > 0)
+        itest_worker_stop(&fault_worker, SIGKILL, 10);
+    return 0;
+}
+
 int fault_first_lost(const struct want *wt)
 {
     for (int i = 0; i < wt->n; i++)

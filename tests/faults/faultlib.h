@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 #include <task/client.h>
+#include "../integration/itest.h"
 
 /* Ids of a run: a 24-character PREFIX ("xxxxxxxx-0000-4000-8000-") + 12 hex digits of the index. */
 struct want {
@@ -33,6 +34,11 @@ int fault_collect(double since, struct want *wt, double deadline);
 
 /* The first index not seen, or -1. */
 int fault_first_lost(const struct want *wt);
+
+/* The worker a fault test runs. fault_stop_worker(), its cmocka teardown, stops it (SIGKILL)
+ * even when an assertion failed. */
+extern struct itest_worker fault_worker;
+int fault_stop_worker(void **state);
 
 /* Pids of the live (not zombie) processes whose parent is `parent`, up to `max`; the count. */
 int fault_children(pid_t parent, pid_t *out, int max);

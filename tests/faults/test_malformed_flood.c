@@ -649,17 +649,6 @@ static void still_answers(const char *q)
     task_client_free(c);
 }
 
-/* The worker under test: the teardown stops it even when an assertion failed. */
-static struct itest_worker w;
-
-static int stop_worker(void **state)
-{
-    (void)state;
-    if (w.pid > 0)
-        itest_worker_stop(&w, SIGKILL, 10);
-    return 0;
-}
-
 static void malformed_flood_quarantines_every_bad_message(void **state)
 {
     (void)state;
@@ -674,9 +663,9 @@ static void malformed_flood_quarantines_every_bad_message(void **state)
     const char *env[] = {dead_env, size_env, depth_env, NULL};
     /* info, not debug: one line per quarantined message is enough */
     const char *args[] = {"-c", "2", "--loglevel", "info", NULL};
-    assert_int_equal(itest_worker_start(&w, q, env, args), 0);
+    assert_int_equal(itest_worker_start(&fault_worker, q, env, args), 0);
     pid_t kids[16];
-    int nkids = fault_children(w.pid, kids, 16);
+    int nkids = fault_children(fault_worker.pid, kids, 16);
     assert_int_equal(nkids, 2);
 
     double t0 = itest_now(), wall0 = (double)time(NULL);
@@ -697,7 +686,7 @@ static void malformed_flood_quarantines_every_bad_message(void **state)
         if (dc.per_kind[k] != fl.per_kind[k])
             printf("kind %s: sent=%ld dead=%ld\n", kinds[k].name, fl.per_kind[k],
                    dc.per_kind[k]);
-    same_pids(&w, kids, nkids);
+    same_pids(&fault_worker, kids, nkids);
     still_answers(q);
     assert_int_equal(dc.foreign, 0);
     assert_int_equal(dc.no_header, 0);
@@ -708,18 +697,18 @@ static void malformed_flood_quarantines_every_bad_message(void **state)
     assert_int_equal(valid_ok, fl.valid);
     free(wt.seen);
     free(dc.seen);
-    assert_int_equal(itest_worker_stop(&w, SIGTERM, 30), 0);
+    assert_int_equal(itest_worker_stop(&fault_worker, SIGTERM, 30), 0);
     /* UBSan reports and goes on: its findings would only be in the log. */
-    assert_false(itest_file_has(w.log, "runtime error:"));
-    assert_false(itest_file_has(w.log, "Sanitizer"));
-    unlink(w.log); /* tens of MB of quarantine lines, no longer needed */
+    assert_false(itest_file_has(fault_worker.log, "runtime error:"));
+    assert_false(itest_file_has(fault_worker.log, "Sanitizer"));
+    unlink(fault_worker.log); /* tens of MB of quarantine lines, no longer needed */
 }
 
 int main(void)
 {
     itest_broker();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(malformed_flood_quarantines_every_bad_message, stop_worker),
+        cmocka_unit_test_teardown(malformed_flood_quarantines_every_bad_message, fault_stop_worker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,35 +58,24 @@ static double kill_and_restart(struct itest_worker *wk, const char *q, const cha
     return recover_s;
 }
 
-/* The worker under test: the teardown stops it even when an assertion failed. */
-static struct itest_worker w;
-
-static int stop_worker(void **state)
-{
-    (void)state;
-    if (w.pid > 0)
-        itest_worker_stop(&w, SIGKILL, 10);
-    return 0;
-}
-
 static void supervisor_kill_mid_run_loses_nothing(void **state)
 {
     (void)state;
     char q[64];
     snprintf(q, sizeof(q), "t_fault_supkill_%d", (int)getpid());
     const char *args[] = {"-c", "2", NULL};
-    assert_int_equal(itest_worker_start(&w, q, NULL, args), 0);
-    pid_t first_pid = w.pid;
+    assert_int_equal(itest_worker_start(&fault_worker, q, NULL, args), 0);
+    pid_t first_pid = fault_worker.pid;
     task_client *c = fault_client(q);
     double t0 = itest_now(), wall0 = (double)time(NULL);
     double recover_s = 0;
     for (long i = 0; i < N; i++) {
         fault_send_add(c, PREFIX, i, 0);
         if (i == KILL_AT)
-            recover_s = kill_and_restart(&w, q, args);
+            recover_s = kill_and_restart(&fault_worker, q, args);
     }
     double sent_s = itest_now() - t0;
-    assert_true(w.pid != first_pid);
+    assert_true(fault_worker.pid != first_pid);
     static unsigned char seen[N];
     struct want wt = {.prefix = PREFIX, .n = N, .seen = seen};
     int found = fault_collect(wall0, &wt, itest_now() + 180);
@@ -97,16 +86,16 @@ static void supervisor_kill_mid_run_loses_nothing(void **state)
     if (lost > 0)
         printf("first lost: %d\n", fault_first_lost(&wt));
     assert_int_equal(lost, 0);
-    assert_true(itest_worker_alive(&w));
+    assert_true(itest_worker_alive(&fault_worker));
     task_client_free(c);
-    assert_int_equal(itest_worker_stop(&w, SIGTERM, 30), 0);
+    assert_int_equal(itest_worker_stop(&fault_worker, SIGTERM, 30), 0);
 }
 
 int main(void)
 {
     itest_broker();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(supervisor_kill_mid_run_loses_nothing, stop_worker),
+        cmocka_unit_test_teardown(supervisor_kill_mid_run_loses_nothing, fault_stop_worker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
