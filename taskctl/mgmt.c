@@ -168,29 +168,30 @@ static int get_json(struct mgmt *m, const char *path, json_object **out, char *e
 
 static json_object *count(json_object *q, const char *key)
 {
-    json_object *v;
-    if (!json_object_object_get_ex(q, key, &v) || !json_object_is_type(v, json_type_int))
-        return NULL;
-    return json_object_new_int64(json_object_get_int64(v));
+    int64_t v;
+    return task__json_get_int(q, key, &v) == 0 ? json_object_new_int64(v) : NULL;
 }
 
 /* message_stats.<key>.rate; 0 when the queue has no such stats yet (nothing published or
- * delivered since it was created). */
+ * delivered since it was created), or when the answer has them in another shape. */
 static double rate(json_object *q, const char *key)
 {
-    json_object *stats, *details, *r;
-    if (!json_object_object_get_ex(q, "message_stats", &stats) ||
-        !json_object_object_get_ex(stats, key, &details) ||
-        !json_object_object_get_ex(details, "rate", &r))
-        return 0.0;
-    return json_object_get_double(r);
+    json_object *details = task__json_get_obj(task__json_get_obj(q, "message_stats"), key);
+    json_object *r = task__json_get(details, "rate", json_type_double);
+    if (r == NULL)
+        r = task__json_get(details, "rate", json_type_int);
+    return r != NULL ? json_object_get_double(r) : 0.0;
 }
 
+/* One row from one queue of the answer; NULL when it is not a queue with a name (the API is
+ * outside our control: a proxy or another version can answer anything). */
 static json_object *row_of(json_object *q)
 {
+    const char *name = task__json_get_str(q, "name");
+    if (name == NULL)
+        return NULL;
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "name", json_object_new_string(
-                                          json_object_get_string(json_object_object_get(q, "name"))));
+    json_object_object_add(o, "name", json_object_new_string(name));
     json_object_object_add(o, "ready", count(q, "messages_ready"));
     json_object_object_add(o, "unacked", count(q, "messages_unacknowledged"));
     json_object_object_add(o, "consumers", count(q, "consumers"));
@@ -198,6 +199,26 @@ static json_object *row_of(json_object *q)
     json_object_object_add(o, "deliver_rate",
                            json_object_new_double(rate(q, "deliver_get_details")));
     return o;
+}
+
+/* Append the rows of an answer (an array of queues, or one queue) to `rows`. 0, or -1 when the
+ * answer has another shape; queues without a name are left out. */
+static int rows_of_answer(json_object *answer, json_object *rows)
+{
+    json_object *row;
+    if (json_object_is_type(answer, json_type_array)) {
+        for (size_t j = 0; j < json_object_array_length(answer); j++) {
+            row = row_of(json_object_array_get_idx(answer, j));
+            if (row != NULL)
+                json_object_array_add(rows, row);
+        }
+        return 0;
+    }
+    row = row_of(answer);
+    if (row == NULL)
+        return -1;
+    json_object_array_add(rows, row);
+    return 0;
 }
 
 static void note_missing(json_object **missing, const char *name)
@@ -229,12 +250,7 @@ int mgmt_queue_rows(struct mgmt *m, char *const *names, int n, json_object **row
         } else if (rc == MGMT_NOT_FOUND) {
             snprintf(err, errsize, "management API %s: no vhost %s", m->base, m->vhost);
             rc = MGMT_FAILED;
-        } else if (rc == MGMT_OK && json_object_is_type(answer, json_type_array)) {
-            for (size_t j = 0; j < json_object_array_length(answer); j++)
-                json_object_array_add(*rows, row_of(json_object_array_get_idx(answer, j)));
-        } else if (rc == MGMT_OK && json_object_is_type(answer, json_type_object)) {
-            json_object_array_add(*rows, row_of(answer));
-        } else if (rc == MGMT_OK) {
+        } else if (rc == MGMT_OK && rows_of_answer(answer, *rows) != 0) {
             snprintf(err, errsize, "management API %s: unexpected answer to %s", m->base, path);
             rc = MGMT_FAILED;
         }

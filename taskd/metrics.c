@@ -10,6 +10,7 @@
 #include <string.h>
 #include <task/task.h>
 #include "codec.h"
+#include "control.h"
 #include "log.h"
 #include "metrics.h"
 #include "worker.h"
@@ -32,6 +33,8 @@ struct metrics {
     struct series *s;
     size_t n, cap;
     uint64_t rejected[TASK_BAD__COUNT];
+    uint64_t control_rejected[CONTROL_BAD__COUNT];
+    uint64_t stream_rejected;
     double start_wall;
 };
 
@@ -138,6 +141,18 @@ void metrics_rejected(struct metrics *m, int reason)
         m->rejected[reason]++;
 }
 
+void metrics_control_rejected(struct metrics *m, int reason)
+{
+    if (m != NULL && reason > CONTROL_BAD_NONE && reason < CONTROL_BAD__COUNT)
+        m->control_rejected[reason]++;
+}
+
+void metrics_stream_rejected(struct metrics *m, unsigned n)
+{
+    if (m != NULL)
+        m->stream_rejected += n;
+}
+
 static void header(struct mbuf *out, const char *name, const char *type, const char *help)
 {
     mbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -182,6 +197,17 @@ static void render_counters(const struct metrics *m, struct mbuf *out)
     for (int r = TASK_BAD_NONE + 1; r < TASK_BAD__COUNT; r++)
         mbuf_printf(out, "taskd_tasks_rejected_total{reason=\"%s\"} %llu\n",
                     task__bad_slug((enum task__bad)r), (unsigned long long)m->rejected[r]);
+    header(out, "taskd_control_rejected_total", "counter",
+           "Remote control (pidbox) requests refused as malformed, by reason.");
+    for (int r = CONTROL_BAD_NONE + 1; r < CONTROL_BAD__COUNT; r++)
+        mbuf_printf(out, "taskd_control_rejected_total{reason=\"%s\"} %llu\n",
+                    control_bad_slug((enum control_bad)r),
+                    (unsigned long long)m->control_rejected[r]);
+    header(out, "taskd_stream_records_rejected_total", "counter",
+           "Records skipped as malformed while reading a stream back, by stream.");
+    mbuf_printf(out, "taskd_stream_records_rejected_total{stream=\"" TASK__REVOKED_STREAM
+                     "\"} %llu\n",
+                (unsigned long long)m->stream_rejected);
 }
 
 static void render_histogram(const struct metrics *m, struct mbuf *out)

@@ -39,6 +39,10 @@ void metrics_outcome(struct metrics *m, const char *task, enum metrics_outcome o
 void metrics_runtime(struct metrics *m, const char *task, double seconds);
 /* A message quarantined as bad input; `reason` is an enum task__bad (a fixed set of slugs). */
 void metrics_rejected(struct metrics *m, int reason);
+/* A pidbox request refused as malformed; `reason` is an enum control_bad (control.h). */
+void metrics_control_rejected(struct metrics *m, int reason);
+/* `n` records of the taskd.revoked stream skipped as malformed while reading it back. */
+void metrics_stream_rejected(struct metrics *m, unsigned n);
 
 /* Append the whole exposition to `out`. */
 void metrics_render(const struct metrics *m, const struct metrics_gauges *g, struct mbuf *out);

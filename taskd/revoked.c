@@ -7,20 +7,21 @@
  */
 #include <stdio.h>
 #include "log.h"
+#include "metrics.h"
 #include "stream.h"
 #include "worker.h"
 
-/* Celery keeps 50000 revoked ids; past that we start a fresh set rather than grow forever. */
+/* Celery keeps 50000 revoked ids (its LimitedSet); past that the oldest revoke is forgotten,
+ * as Celery does, rather than the whole set (a flood of revokes must not un-revoke the rest). */
 #define REVOKED_MAX 50000
 #define LOAD_TIMEOUT_MS 10000
 
 void revoked_add(struct worker *w, const char *id)
 {
-    if (w->revoked.count >= REVOKED_MAX) {
-        task__replies_free(&w->revoked);
-        (void)task__replies_init(&w->revoked);
-    }
-    (void)task__replies_put(&w->revoked, id, "REVOKED", NULL);
+    w->revoked.max = REVOKED_MAX;
+    int rc = task__replies_put(&w->revoked, id, "REVOKED", NULL);
+    if (rc != 0)
+        log_event(LV_WARN, rc, "revoked_add_failed", "task_id=%s", log_v(id));
 }
 
 bool revoked_has(struct worker *w, const char *id)
@@ -37,11 +38,19 @@ json_object *revoked_list(struct worker *w)
     return list;
 }
 
+struct load {
+    struct worker *w;
+    unsigned rejected;
+};
+
 static void take(json_object *rec, void *ud)
 {
-    json_object *id;
-    if (json_object_object_get_ex(rec, "task_id", &id) && json_object_is_type(id, json_type_string))
-        revoked_add(ud, json_object_get_string(id));
+    struct load *l = ud;
+    const char *id = task__revoked_record_id(rec);
+    if (id != NULL)
+        revoked_add(l->w, id);
+    else
+        l->rejected++;
 }
 
 int revoked_load(struct worker *w)
@@ -59,9 +68,18 @@ int revoked_load(struct worker *w)
                   TASK__REVOKED_STREAM);
     size_t before = w->revoked.count;
     double t0 = task__now_mono();
-    rc = task__stream_replay(w->conn, CH_REVOKED, TASK__REVOKED_STREAM,
-                             task__now_wall() - w->cfg->results_max_age_s, LOAD_TIMEOUT_MS, take,
-                             w);
+    struct load l = {.w = w};
+    unsigned junk = 0;
+    rc = task__stream_replay_counted(w->conn, CH_REVOKED, TASK__REVOKED_STREAM,
+                                     task__now_wall() - w->cfg->results_max_age_s,
+                                     LOAD_TIMEOUT_MS, take, &l, &junk);
+    junk += l.rejected;
+    if (junk > 0) {
+        /* One line for the lot: a stream full of junk must not flood the log at every start. */
+        log_event(LV_WARN, 0, "stream_records_rejected", "stream=%s records=%u",
+                  TASK__REVOKED_STREAM, junk);
+        metrics_stream_rejected(w->metrics, junk);
+    }
     if (rc == TASK_ETIMEDOUT) {
         /* Serve anyway: a slow broker must not keep the worker down. */
         log_event(LV_WARN, rc, "revoked_load_incomplete", "stream=%s", TASK__REVOKED_STREAM);
@@ -89,5 +107,5 @@ void revoked_persist(struct worker *w, const char *id)
     int rc = pub_send(w, NULL, "", TASK__REVOKED_STREAM, &p, body, len);
     json_object_put(rec);
     if (rc != 0)
-        log_event(LV_WARN, rc, "revoked_persist_failed", "task_id=%s", id);
+        log_event(LV_WARN, rc, "revoked_persist_failed", "task_id=%s", log_v(id));
 }

@@ -34,6 +34,21 @@ bool task__utf8_valid(const char *s, size_t len);
 /* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF); NUL bytes allowed if asked. */
 bool task__utf8_check(const char *s, size_t len, bool allow_nul);
 
+/* Fields of JSON read from outside (a message, a stream record, an HTTP answer). Each returns
+ * the field only when `obj` is an object and the field is there with that type (JSON null, a
+ * number where a string belongs, ...: NULL), so no caller meets json-c's coercions or a NULL
+ * from a null. Results are borrowed from `obj`. */
+json_object *task__json_get(json_object *obj, const char *key, json_type type);
+const char *task__json_get_str(json_object *obj, const char *key);
+json_object *task__json_get_obj(json_object *obj, const char *key);
+json_object *task__json_get_arr(json_object *obj, const char *key);
+/* 0 and *out, or TASK_EPROTO when the field is missing or not an integer (out untouched). */
+int task__json_get_int(json_object *obj, const char *key, int64_t *out);
+/* True only for a JSON true. */
+bool task__json_get_bool(json_object *obj, const char *key);
+/* Element i of an array when it is a string, else NULL. */
+const char *task__json_idx_str(json_object *arr, size_t i);
+
 /* ISO 8601 as Celery writes it: "2026-11-24T08:55:48.558101+00:00" (buf >= 40 bytes). */
 void task__iso8601_format(double unix_s, char *buf, size_t size);
 /* Reads "YYYY-MM-DD[T ]HH:MM:SS[.ffffff][Z|+HH:MM|-HH:MM]"; no offset means UTC.
@@ -67,5 +82,40 @@ struct task__url {
 int task__url_parse(const char *text, struct task__url *out, task_error *err);
 /* Writes `text` with any password replaced by "***" into buf. */
 void task__url_redact(const char *text, char *buf, size_t size);
+
+/* ---- records read back from streams (stream.c, lookup.c) ---- */
+
+/* The longest task id kept from a record or a control request: an AMQP short string. */
+#define TASK__ID_MAX 255
+
+struct task__conn;
+struct task__replies;
+
+/* One stream message body (JSON text, len bytes): a record or an array of records. fn(rec, ud)
+ * runs for each record object that is not a marker; *marker_seen is set on a marker record equal
+ * to `marker` (NULL: none). Records that are not objects, markers that are not strings and a body
+ * that is not JSON are skipped and added to *rejected. 0, or TASK_EPROTO for a body that is not
+ * JSON. */
+int task__stream_body(const void *body, size_t len, const char *marker,
+                      void (*fn)(json_object *rec, void *ud), void *ud, bool *marker_seen,
+                      unsigned *rejected);
+/* The task id of a taskd.revoked record (borrowed), or NULL when the record has no string
+ * task_id of 1..TASK__ID_MAX bytes. */
+const char *task__revoked_record_id(json_object *rec);
+/* task__stream_replay() (stream.h) that also reports how many records it skipped as malformed
+ * (task__stream_body()) in *rejected. */
+int task__stream_replay_counted(struct task__conn *c, uint16_t ch, const char *name,
+                                double since_s, int timeout_ms,
+                                void (*fn)(json_object *rec, void *ud), void *ud,
+                                unsigned *rejected);
+
+/* One results-stream message body read for task `id` (lookup.c): the state records of `id` go into
+ * `replies` (task__replies_put()), *final_seen is set at its first final state, *marker_seen
+ * at the marker record `marker` ("" or NULL: none). Records of other ids are skipped; malformed
+ * ones (not an object, task_id or status not a string, a marker that is not a string) are
+ * skipped and added to *rejected. 0, or TASK_EPROTO when the body is not JSON. */
+int task__results_body(const void *body, size_t len, const char *id, const char *marker,
+                       struct task__replies *replies, bool *marker_seen, bool *final_seen,
+                       unsigned *rejected);
 
 #endif

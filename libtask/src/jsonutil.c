@@ -186,3 +186,54 @@ int task__iso8601_parse(const char *s, double *unix_s)
     *unix_s = (double)t - (double)offset + frac;
     return 0;
 }
+
+/* ---- fields of JSON read from outside ----
+ * json_object_object_get_ex() succeeds with a NULL value for JSON null, and json-c's getters
+ * coerce (a number reads as a string, an array as "[...]"), so every reader of outside JSON
+ * goes through these: a field is either there with the expected type, or not there at all. */
+
+json_object *task__json_get(json_object *obj, const char *key, json_type type)
+{
+    json_object *v = NULL;
+    if (!json_object_is_type(obj, json_type_object) || key == NULL ||
+        !json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, type))
+        return NULL;
+    return v;
+}
+
+const char *task__json_get_str(json_object *obj, const char *key)
+{
+    return json_object_get_string(task__json_get(obj, key, json_type_string));
+}
+
+json_object *task__json_get_obj(json_object *obj, const char *key)
+{
+    return task__json_get(obj, key, json_type_object);
+}
+
+json_object *task__json_get_arr(json_object *obj, const char *key)
+{
+    return task__json_get(obj, key, json_type_array);
+}
+
+int task__json_get_int(json_object *obj, const char *key, int64_t *out)
+{
+    json_object *v = task__json_get(obj, key, json_type_int);
+    if (v == NULL)
+        return TASK_EPROTO;
+    *out = json_object_get_int64(v);
+    return 0;
+}
+
+bool task__json_get_bool(json_object *obj, const char *key)
+{
+    return json_object_get_boolean(task__json_get(obj, key, json_type_boolean)) != 0;
+}
+
+const char *task__json_idx_str(json_object *arr, size_t i)
+{
+    if (!json_object_is_type(arr, json_type_array) || i >= json_object_array_length(arr))
+        return NULL;
+    json_object *v = json_object_array_get_idx(arr, i);
+    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}

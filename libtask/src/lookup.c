@@ -39,24 +39,56 @@ struct task__stream_read {
 #define PREFETCH_WIDE 2000
 #define WIDEN_AFTER 512
 
-static bool is_marker(json_object *body, const char *marker)
+/* Any client or worker can append to a results stream, so a record is checked field by field:
+ * one that does not fit is skipped, never trusted (a null task_id once crashed lookups). */
+static void take_record(struct task__replies *replies, const char *id, json_object *rec,
+                        bool *final_seen, unsigned *rejected)
 {
-    json_object *m;
-    return marker[0] != '\0' && json_object_object_get_ex(body, "taskd_marker", &m) &&
-           strcmp(json_object_get_string(m), marker) == 0;
+    if (!json_object_is_type(rec, json_type_object)) {
+        ++*rejected;
+        return;
+    }
+    const char *tid = task__json_get_str(rec, "task_id");
+    const char *status = task__json_get_str(rec, "status");
+    if (tid == NULL || status == NULL) {
+        ++*rejected;
+        return;
+    }
+    if (strcmp(tid, id) != 0)
+        return;
+    json_object *result = NULL;
+    json_object_object_get_ex(rec, "result", &result);
+    (void)task__replies_put(replies, id, status, json_object_get(result));
+    *final_seen |= task_state_is_final(task_state_from_name(status));
 }
 
-static void take_record(task_client *c, struct task__stream_read *s, json_object *rec)
+int task__results_body(const void *body, size_t len, const char *id, const char *marker,
+                       struct task__replies *replies, bool *marker_seen, bool *final_seen,
+                       unsigned *rejected)
 {
-    json_object *tid, *status, *result;
-    if (json_object_object_get_ex(rec, "task_id", &tid) &&
-        json_object_object_get_ex(rec, "status", &status) &&
-        strcmp(json_object_get_string(tid), s->id) == 0) {
-        result = json_object_object_get_ex(rec, "result", &result) ? result : NULL;
-        (void)task__replies_put(&c->replies, s->id, json_object_get_string(status),
-                                json_object_get(result));
-        s->final_seen = task_state_is_final(task_state_from_name(json_object_get_string(status)));
+    enum task__bad why;
+    json_object *root = task__json_parse(body, len, 64, &why, NULL);
+    if (root == NULL) {
+        ++*rejected;
+        return TASK_EPROTO;
     }
+    json_object *m;
+    if (json_object_object_get_ex(root, "taskd_marker", &m)) {
+        const char *text = json_object_is_type(m, json_type_string) ? json_object_get_string(m)
+                                                                   : NULL;
+        if (text == NULL)
+            ++*rejected;
+        else if (marker != NULL && marker[0] != '\0' && strcmp(text, marker) == 0)
+            *marker_seen = true;
+    } else if (json_object_is_type(root, json_type_array)) {
+        /* Workers write their records in batches, oldest first. */
+        for (size_t i = 0; i < json_object_array_length(root); i++)
+            take_record(replies, id, json_object_array_get_idx(root, i), final_seen, rejected);
+    } else {
+        take_record(replies, id, root, final_seen, rejected);
+    }
+    json_object_put(root);
+    return 0;
 }
 
 /* The x-stream-offset header RabbitMQ puts on every message it delivers from a stream. */
@@ -101,20 +133,11 @@ void task__client_on_stream(task_client *c, const amqp_frame_t *f)
     if (memmem(raw, len, s->id, strlen(s->id)) == NULL &&
         (s->marker[0] == '\0' || memmem(raw, len, s->marker, strlen(s->marker)) == NULL))
         goto out;
-    enum task__bad why;
-    json_object *body = task__json_parse(raw, len, 64, &why, NULL);
-    if (body == NULL)
-        goto out;
-    if (is_marker(body, s->marker)) {
-        s->marker_seen = true;
-    } else if (json_object_is_type(body, json_type_array)) {
-        /* Workers write their records in batches, oldest first. */
-        for (size_t i = 0; i < json_object_array_length(body); i++)
-            take_record(c, s, json_object_array_get_idx(body, i));
-    } else {
-        take_record(c, s, body);
-    }
-    json_object_put(body);
+    /* Junk in the stream is skipped and the read goes on: the answer is in the records that
+     * fit. */
+    unsigned rejected = 0;
+    (void)task__results_body(raw, len, s->id, s->marker, &c->replies, &s->marker_seen,
+                             &s->final_seen, &rejected);
 out:
     task__delivery_free(&d);
 }

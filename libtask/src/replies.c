@@ -18,6 +18,9 @@ int task__replies_init(struct task__replies *r)
 {
     r->nbuckets = 1024;
     r->count = 0;
+    r->oldest = r->newest = NULL;
+    r->max = TASK__REPLIES_MAX;
+    r->evicted = 0;
     r->buckets = calloc(r->nbuckets, sizeof(*r->buckets));
     return r->buckets ? 0 : TASK_ENOMEM;
 }
@@ -51,6 +54,43 @@ struct task__reply *task__replies_find(struct task__replies *r, const char *id)
             return e;
     }
     return NULL;
+}
+
+static void age_unlink(struct task__replies *r, struct task__reply *e)
+{
+    if (e->older != NULL)
+        e->older->newer = e->newer;
+    else
+        r->oldest = e->newer;
+    if (e->newer != NULL)
+        e->newer->older = e->older;
+    else
+        r->newest = e->older;
+    e->older = e->newer = NULL;
+}
+
+static void age_push(struct task__replies *r, struct task__reply *e)
+{
+    e->newer = NULL;
+    e->older = r->newest;
+    if (r->newest != NULL)
+        r->newest->newer = e;
+    else
+        r->oldest = e;
+    r->newest = e;
+}
+
+/* Take e out of its bucket chain and the age list, and free it. */
+static void unlink_free(struct task__replies *r, struct task__reply *e)
+{
+    struct task__reply **pp = &r->buckets[hash_id(e->id, r->nbuckets)];
+    while (*pp != NULL && *pp != e)
+        pp = &(*pp)->next;
+    if (*pp == e)
+        *pp = e->next;
+    age_unlink(r, e);
+    reply_free(e);
+    r->count--;
 }
 
 static void grow(struct task__replies *r)
@@ -95,6 +135,8 @@ int task__replies_put(struct task__replies *r, const char *id, const char *statu
         e->state = st;
         e->result = result;
         e->version++;
+        age_unlink(r, e);
+        age_push(r, e);
         return 0;
     }
     if (r->count >= r->nbuckets * 2)
@@ -114,19 +156,17 @@ int task__replies_put(struct task__replies *r, const char *id, const char *statu
     e->next = r->buckets[h];
     r->buckets[h] = e;
     r->count++;
+    age_push(r, e);
+    while (r->max > 0 && r->count > r->max && r->oldest != e) {
+        unlink_free(r, r->oldest);
+        r->evicted++;
+    }
     return 0;
 }
 
 void task__replies_remove(struct task__replies *r, const char *id)
 {
-    struct task__reply **pp = &r->buckets[hash_id(id, r->nbuckets)];
-    for (; *pp != NULL; pp = &(*pp)->next) {
-        if (strcmp((*pp)->id, id) == 0) {
-            struct task__reply *e = *pp;
-            *pp = e->next;
-            reply_free(e);
-            r->count--;
-            return;
-        }
-    }
+    struct task__reply *e = task__replies_find(r, id);
+    if (e != NULL)
+        unlink_free(r, e);
 }
