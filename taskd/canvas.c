@@ -40,7 +40,7 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
     const char *name = json_object_get_string(v);
     if (json_object_object_get_ex(sig, "subtask_type", &v) && v != NULL) {
         log_event(LV_WARN, 0, "canvas_unsupported", "task_id=%s subtask_type=%s", job->m.id,
-                  json_object_get_string(v));
+                  json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "?");
         return TASK_EINVAL;
     }
     bool immutable = json_object_object_get_ex(sig, "immutable", &v) && json_object_get_boolean(v);
@@ -72,7 +72,7 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
     };
     task_error err = {0};
     /* Celery's order: the signature's queue, then routes; else the parent's queue. */
-    *target = queue ? queue : task__topo_route(&w->topo, name, job->d.routing_key);
+    *target = queue ? queue : task__topo_route(&w->topo, name, job->d.queue);
     int rc = worker_ensure_queue(w, *target);
     if (rc == 0)
         rc = task__msg_encode(&m, wire, &err);
@@ -132,16 +132,18 @@ int canvas_chord_error(struct worker *w, struct job *job, const char *member_id,
 {
     json_object *sig = job->m.chord, *v;
     const char *id = opt_str(sig, "task_id");
-    if (id == NULL || !json_object_object_get_ex(sig, "task", &v))
+    if (id == NULL || !json_object_object_get_ex(sig, "task", &v) ||
+        !json_object_is_type(v, json_type_string))
         return 0; /* nobody can wait for a callback without an id */
     const char *type = "", *text = "";
-    if (json_object_object_get_ex(member_exc, "exc_type", &v))
+    if (json_object_object_get_ex(member_exc, "exc_type", &v) &&
+        json_object_is_type(v, json_type_string))
         type = json_object_get_string(v);
     if (json_object_object_get_ex(member_exc, "exc_message", &v)) {
         /* Celery's exc_message is the exception's args: ["text"] for the usual one argument. */
         if (json_object_is_type(v, json_type_array) && json_object_array_length(v) == 1)
             v = json_object_array_get_idx(v, 0);
-        text = json_object_get_string(v);
+        text = v != NULL ? json_object_get_string(v) : "None";
     }
     char msg[1200];
     snprintf(msg, sizeof(msg), "Dependency %s raised %s('%s')", member_id, type, text);

@@ -45,6 +45,39 @@ struct run {
     int64_t jid;
 };
 
+/* The job the calling thread runs (0: none), for the crash handler. */
+static __thread int64_t current_jid;
+static int64_t *crash_word;
+
+/* Async-signal-safe: name the crashing job in shared memory, then die of the signal (the
+ * handler is one-shot, SA_RESETHAND, so the fault repeats with the default action). */
+static void on_crash(int sig)
+{
+    (void)sig;
+    int64_t none = 0;
+    if (crash_word != NULL && current_jid != 0)
+        __atomic_compare_exchange_n(crash_word, &none, current_jid, false, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST);
+}
+
+static void crash_handlers(void)
+{
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    struct sigaction sa = {.sa_handler = on_crash, .sa_flags = SA_RESETHAND | SA_ONSTACK};
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+/* A stack overflow can only be reported from another stack. */
+static void alt_stack(void)
+{
+    stack_t ss = {.ss_size = 64 * 1024};
+    ss.ss_sp = malloc(ss.ss_size);
+    if (ss.ss_sp != NULL && sigaltstack(&ss, NULL) != 0)
+        free(ss.ss_sp);
+}
+
 static void send_frame(struct child *c, json_object *o)
 {
     pthread_mutex_lock(&c->wmu);
@@ -110,9 +143,14 @@ static void run_job(struct child *c, int slot, json_object *req)
     const task_def *def = task_registry_find(name);
     json_object *result = NULL;
     double t0 = task__now_mono();
+    current_jid = jid;
     int outcome = def ? def->fn(&ctx, get(req, "args"), get(req, "kwargs"), &result)
                       : task_fail(&ctx, "NotRegistered", "%s", name ? name : "");
+    current_jid = 0;
     double runtime = task__now_mono() - t0;
+    /* Past the soft limit when it returned: reported as SoftTimeLimitExceeded, as Celery does
+     * for a task that does not stop in time. */
+    bool soft_expired = ctx.soft_deadline > 0 && task__now_mono() >= ctx.soft_deadline;
 
     pthread_mutex_lock(&c->mu);
     c->slots[slot].jid = 0;
@@ -130,7 +168,8 @@ static void run_job(struct child *c, int slot, json_object *req)
     json_object_object_add(o, "exc_message", json_object_new_string(ctx.exc_message));
     json_object_object_add(o, "retry_in", json_object_new_double(ctx.retry_in_s));
     json_object_object_add(o, "runtime", json_object_new_double(runtime));
-    json_object_object_add(o, "cancelled", json_object_new_boolean(task_cancelled(&ctx)));
+    json_object_object_add(o, "cancelled", json_object_new_boolean(atomic_load(&ctx.cancelled)));
+    json_object_object_add(o, "soft_expired", json_object_new_boolean(soft_expired));
     json_object_object_add(o, "rss_kb", json_object_new_int64(rss_kb()));
     c->slots[slot].http = ctx.http;
     ctx.http = NULL;
@@ -148,6 +187,7 @@ static void *task_thread(void *p)
 {
     struct thread_arg *a = p;
     struct child *c = a->c;
+    alt_stack();
     for (;;) {
         pthread_mutex_lock(&c->mu);
         while (c->head == NULL && !c->quit)
@@ -213,10 +253,13 @@ static void child_setup(const int *close_fds, int nclose)
         _exit(CHILD_EXIT_FATAL);
 }
 
-void child_main(int fd, int nthreads, const int *close_fds, int nclose)
+void child_main(int fd, int nthreads, const int *close_fds, int nclose, int64_t *crash_jid)
 {
     pid_t parent = getppid();
     child_setup(close_fds, nclose);
+    crash_word = crash_jid;
+    alt_stack();
+    crash_handlers();
     if (getppid() != parent)
         _exit(0); /* the supervisor died before PDEATHSIG was armed */
     struct child c = {.fd = fd, .nthreads = nthreads};

@@ -4,8 +4,12 @@
 
 #define CHILD_EXIT_FATAL 2 /* setup failed: the supervisor must not respawn in a loop */
 
-/* Run tasks from `fd` on `nthreads` threads; close the listed inherited fds first. */
-void child_main(int fd, int nthreads, const int *close_fds, int nclose)
+#include <stdint.h>
+
+/* Run tasks from `fd` on `nthreads` threads; close the listed inherited fds first. `crash_jid`
+ * (shared with the supervisor) gets the job id of a task whose thread crashes (SIGSEGV, SIGBUS,
+ * SIGFPE, SIGILL, SIGABRT), so only that task is blamed and its neighbours are requeued. */
+void child_main(int fd, int nthreads, const int *close_fds, int nclose, int64_t *crash_jid)
     __attribute__((noreturn));
 
 #endif

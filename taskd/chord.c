@@ -15,7 +15,9 @@
  *      (or a FAILURE with ChordError for it when a member failed), acks the parts in the same
  *      transaction, commits, then deletes both queues.
  * A worker that dies between 1 and 4 does not ack its member: the broker redelivers it, it runs
- * again and adds a duplicate part (parts are keyed by position), and the barrier completes then.
+ * again and adds a duplicate part. The ready count then overstates the members that ended, so
+ * the lock holder counts distinct positions: short of the size, it acks the duplicates away and
+ * requeues the rest in one transaction, and the last distinct member fires the callback.
  * The callback may run twice only if a worker dies between the commit and the queue delete.
  * Barrier queues expire (x-expires) after results.max_age unused.
  */
@@ -97,9 +99,16 @@ static int publish_part(struct worker *w, const struct task__msg *m, const char 
     return rc == 0 ? commit(w) : rc;
 }
 
-/* The parts, by position: parts[i] is a new reference or NULL. Gets everything ready. */
+/* Delivery tags of the parts read: the first of each position (kept) and the duplicates. */
+struct part_tags {
+    uint64_t *keep, *dup;
+    int nkeep, ndup;
+};
+
+/* The parts, by position: parts[i] is a new reference or NULL. Gets everything ready. A part
+ * that is not an object with an in-range integer "i" counts as a duplicate (dropped). */
 static int get_parts(struct worker *w, const char *queue, json_object **parts, int size,
-                     uint64_t *last_tag)
+                     struct part_tags *t, uint64_t *last_tag)
 {
     amqp_connection_state_t st = task__conn_amqp(w->conn);
     for (;;) {
@@ -109,7 +118,8 @@ static int get_parts(struct worker *w, const char *queue, json_object **parts, i
             return rc;
         if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
             return 0;
-        *last_tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+        uint64_t tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+        *last_tag = tag;
         amqp_message_t msg;
         rc = task__conn_check(w->conn, amqp_read_message(st, CH_CHORD, &msg, 0), "read part");
         if (rc != 0)
@@ -119,19 +129,50 @@ static int get_parts(struct worker *w, const char *queue, json_object **parts, i
                                 : NULL;
         json_tokener_free(tok);
         amqp_destroy_message(&msg);
-        json_object *iv;
-        int i = json_object_object_get_ex(part, "i", &iv) ? json_object_get_int(iv) : -1;
-        if (i >= 0 && i < size && parts[i] == NULL)
-            parts[i] = part; /* a duplicate (a member run twice) is the same outcome */
-        else
+        json_object *iv = NULL;
+        int i = json_object_is_type(part, json_type_object) &&
+                        json_object_object_get_ex(part, "i", &iv) &&
+                        json_object_is_type(iv, json_type_int)
+                    ? json_object_get_int(iv)
+                    : -1;
+        uint64_t *grow;
+        if (i >= 0 && i < size && parts[i] == NULL) {
+            parts[i] = part;
+            grow = realloc(t->keep, (size_t)(t->nkeep + 1) * sizeof(*grow));
+            if (grow == NULL)
+                return TASK_ENOMEM;
+            t->keep = grow;
+            t->keep[t->nkeep++] = tag;
+        } else {
+            /* A member run twice (redelivered after a worker died) wrote the same part again. */
             json_object_put(part);
+            grow = realloc(t->dup, (size_t)(t->ndup + 1) * sizeof(*grow));
+            if (grow == NULL)
+                return TASK_ENOMEM;
+            t->dup = grow;
+            t->dup[t->ndup++] = tag;
+        }
     }
+}
+
+/* Not complete: the duplicates go (acked), the distinct parts go back (requeued), in one
+ * transaction, so the ready count is the number of distinct members again. */
+static int drop_duplicates(struct worker *w, const struct part_tags *t)
+{
+    int rc = 0;
+    for (int k = 0; rc == 0 && k < t->ndup; k++)
+        rc = task__conn_ack(w->conn, CH_CHORD, t->dup[k], false);
+    for (int k = 0; rc == 0 && k < t->nkeep; k++)
+        rc = task__conn_reject(w->conn, CH_CHORD, t->keep[k], true);
+    return rc == 0 ? commit(w) : rc;
 }
 
 static const char *part_str(json_object *part, const char *key)
 {
     json_object *v;
-    return json_object_object_get_ex(part, key, &v) ? json_object_get_string(v) : "";
+    return json_object_object_get_ex(part, key, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_get_string(v)
+               : "";
 }
 
 /* Every member in: publish the callback (or its FAILURE) inside the open transaction. */
@@ -174,8 +215,9 @@ static int collect(struct worker *w, struct job *job, const char *queue, int siz
     json_object **parts = calloc((size_t)size, sizeof(*parts));
     if (parts == NULL)
         return TASK_ENOMEM;
+    struct part_tags t = {0};
     uint64_t last = 0;
-    int rc = get_parts(w, queue, parts, size, &last);
+    int rc = get_parts(w, queue, parts, size, &t, &last);
     int have = 0;
     for (int i = 0; i < size; i++)
         have += parts[i] != NULL;
@@ -185,16 +227,16 @@ static int collect(struct worker *w, struct job *job, const char *queue, int siz
         rc = task__conn_ack(w->conn, CH_CHORD, last, true);
     if (rc == 0 && have == size)
         rc = commit(w);
-    if (rc == 0 && have < size && last != 0) {
-        /* Cannot happen with a correct chord_size; give the parts back for a later member. */
-        amqp_tx_rollback(task__conn_amqp(w->conn), CH_CHORD);
-        rc = task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)), "rollback");
-        if (rc == 0)
-            rc = task__conn_reject(w->conn, CH_CHORD, last, true);
-    }
+    if (rc == 0 && have < size)
+        rc = drop_duplicates(w, &t);
+    if (have < size)
+        log_event(LV_INFO, rc, "chord_duplicates_dropped", "group=%s distinct=%d size=%d "
+                  "duplicates=%d", job->m.group, have, size, t.ndup);
     for (int i = 0; i < size; i++)
         json_object_put(parts[i]);
     free(parts);
+    free(t.keep);
+    free(t.dup);
     return rc != 0 ? rc : have == size;
 }
 

@@ -49,31 +49,40 @@ int consumer_start(struct worker *w)
         rc = delay_bind_queue(w, w->cfg->queues.v[i]);
     if (rc == 0)
         rc = task__conn_qos(c, CH_CONSUME, (uint16_t)(w->prefetch > 65535 ? 65535 : w->prefetch));
-    for (int i = 0; rc == 0 && i < w->cfg->queues.n && w->ntags < 32; i++)
+    for (int i = 0; rc == 0 && i < w->cfg->queues.n && w->ntags < 32; i++) {
+        w->tag_queues[w->ntags] = strdup(w->cfg->queues.v[i]);
+        if (w->tag_queues[w->ntags] == NULL)
+            return TASK_ENOMEM;
         rc = task__conn_consume(c, CH_CONSUME, w->cfg->queues.v[i], false, amqp_empty_table,
                                 &w->tags[w->ntags++]);
+    }
     return rc;
 }
 
+/* The queue a delivery was consumed from, by its consumer tag. A routing key is no substitute:
+ * the delay cascade's keys and exchange routes name no queue. */
+static const char *queue_of(const struct worker *w, const struct task__delivery *d)
+{
+    for (int i = 0; i < w->ntags; i++)
+        if (w->tags[i] != NULL && d->consumer_tag != NULL && strcmp(w->tags[i], d->consumer_tag) == 0)
+            return w->tag_queues[i];
+    return NULL;
+}
+
+/* Discard a task that must not run; the job takes over the delivery and the message. */
 static void revoke_expired(struct worker *w, struct task__delivery *d, struct task__msg *m,
                            const char *why)
 {
     struct job *job = job_new(w, d->tag);
-    if (job == NULL)
+    if (job == NULL) {
+        (void)task__conn_reject(w->conn, CH_CONSUME, d->tag, true);
         return;
-    json_object *exc = task__exc_new("TaskRevokedError", why, "celery.exceptions");
-    (void)pub_result(w, job, m, "REVOKED", exc, NULL, delivery_count(d));
-    json_object_put(exc);
-    job->m = *m; /* borrowed for the event only */
-    json_object *ev = json_object_new_object();
-    json_object_object_add(ev, "terminated", json_object_new_boolean(0));
-    json_object_object_add(ev, "signum", NULL);
-    json_object_object_add(ev, "expired", json_object_new_boolean(strcmp(why, "expired") == 0));
-    events_task(w, "task-revoked", job, ev);
-    metrics_outcome(w->metrics, m->task, MO_REVOKED);
-    memset(&job->m, 0, sizeof(job->m));
-    log_event(LV_INFO, 0, "task_discarded", "task=%s task_id=%s reason=%s", m->task, m->id, why);
-    job_finish(w, job);
+    }
+    job->d = *d;
+    job->m = *m;
+    memset(d, 0, sizeof(*d));
+    memset(m, 0, sizeof(*m));
+    runner_revoked(w, job, why);
 }
 
 static void hold(struct worker *w, struct task__delivery *d, double due)
@@ -182,6 +191,13 @@ out:
 
 void consumer_on_delivery(struct worker *w, struct task__delivery *d)
 {
+    const char *q = queue_of(w, d);
+    d->queue = strdup(q != NULL ? q : d->routing_key);
+    if (d->queue == NULL) {
+        (void)task__conn_reject(w->conn, CH_CONSUME, d->tag, true);
+        task__delivery_free(d);
+        return;
+    }
     if (d->msg.body.len > (size_t)w->cfg->max_message_bytes) {
         char detail[128];
         snprintf(detail, sizeof(detail), "body of %zu bytes exceeds worker.max_message_size %d",

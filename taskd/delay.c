@@ -122,7 +122,7 @@ int delay_park(struct worker *w, struct job *job, const struct task__delivery *d
     /* Rounded down: it comes back up to a second early and waits out the rest in memory. */
     uint64_t secs = left <= 0 ? 0 : (uint64_t)floor(left);
     char key[512];
-    delay_routing_key(secs, d->routing_key, key, sizeof(key));
+    delay_routing_key(secs, d->queue, key, sizeof(key));
     amqp_basic_properties_t p = d->msg.properties;
     /* Celery's expiration (from `expires`) would let the broker drop the task while it waits;
      * the expires header is checked when it comes back. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@ static int spawn(struct worker *w, int i)
         close(sv[1]);
         return -e;
     }
+    __atomic_store_n(&p->crash[i], 0, __ATOMIC_SEQ_CST);
     if (pid == 0) {
         int fds[260 + MHTTP_MAX_FDS];
         int n = 0;
@@ -43,7 +45,7 @@ static int spawn(struct worker *w, int i)
         for (int k = 0; k < p->n && n < 260 + MHTTP_MAX_FDS; k++)
             if (p->ch[k].pid > 0)
                 fds[n++] = p->ch[k].fd;
-        child_main(sv[1], p->threads, fds, n);
+        child_main(sv[1], p->threads, fds, n, &p->crash[i]);
     }
     close(sv[1]);
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
@@ -64,6 +66,12 @@ int pool_start(struct worker *w)
     p->ch = calloc((size_t)p->n, sizeof(*p->ch));
     if (p->ch == NULL)
         return -ENOMEM;
+    p->crash = mmap(NULL, (size_t)p->n * sizeof(*p->crash), PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p->crash == MAP_FAILED) {
+        p->crash = NULL;
+        return -errno;
+    }
     for (int i = 0; i < p->n; i++) {
         int rc = spawn(w, i);
         if (rc != 0) {
@@ -104,9 +112,15 @@ static int least_busy(const struct pool *p)
     return best;
 }
 
+/* Hand `job` to a child. False: no free slot (it waits). A job revoked while it waited (in the
+ * backlog, for a rate token) ends here, REVOKED, without running. */
 static bool dispatch(struct worker *w, struct job *job)
 {
     struct pool *p = &w->pool;
+    if (revoked_has(w, job->m.id)) {
+        runner_revoked(w, job, "revoked");
+        return true;
+    }
     int i = least_busy(p);
     if (i < 0)
         return false;
@@ -260,13 +274,22 @@ static void child_died(struct worker *w, int i, int status)
     struct job *job = c->running;
     c->running = NULL;
     c->busy = 0;
+    int64_t culprit = __atomic_exchange_n(&p->crash[i], 0, __ATOMIC_SEQ_CST);
+    bool blamed = culprit != 0;
+    for (struct job *j = job; j != NULL; j = j->next)
+        blamed = blamed || j->timed_out || j->terminated;
     while (job != NULL) {
         struct job *next = job->next;
         job->next = NULL;
         if (job->orphan) {
             job_free(job);
-        } else if (p->cold) {
-            /* Not the task's fault: the message goes back for another worker, unacked. */
+        } else if (p->cold || (blamed && job->jid != culprit && !job->timed_out &&
+                               !job->terminated)) {
+            /* Not the task's fault (a cold stop, or a neighbour's crash or kill): the message
+             * goes back for another run, unacked, and no failure is recorded for it. */
+            if (!p->cold)
+                log_event(LV_WARN, 0, "task_requeued", "task=%s task_id=%s reason=neighbour_lost",
+                          job->m.task, job->m.id);
             job->nacked = true;
             job_finish(w, job);
         } else {
@@ -400,18 +423,33 @@ void pool_drop_jobs(struct worker *w)
             j->orphan = true;
 }
 
-void pool_terminate(struct worker *w, const char *id)
+static void send_cancel(struct pchild *c, const struct job *j)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "kind", json_object_new_string("cancel"));
+    json_object_object_add(o, "jid", json_object_new_int64(j->jid));
+    (void)ipc_send(c->fd, o); /* a dying child is reaped as lost either way */
+    json_object_put(o);
+}
+
+void pool_revoke(struct worker *w, const char *id, bool terminate)
 {
     for (int i = 0; i < w->pool.n; i++) {
-        for (struct job *j = w->pool.ch[i].running; j != NULL; j = j->next) {
-            if (strcmp(j->m.id, id) == 0 && !j->terminated) {
-                /* Threads cannot be killed safely one by one: the child goes, its other jobs
-                 * are handled like any lost child's. */
-                j->terminated = true;
-                log_event(LV_INFO, 0, "task_terminate", "task_id=%s pid=%d", id,
-                          (int)w->pool.ch[i].pid);
-                kill(w->pool.ch[i].pid, SIGKILL);
+        struct pchild *c = &w->pool.ch[i];
+        for (struct job *j = c->running; j != NULL; j = j->next) {
+            if (strcmp(j->m.id, id) != 0 || j->terminated)
+                continue;
+            if (!terminate) {
+                if (!j->cancelled)
+                    send_cancel(c, j);
+                j->cancelled = true;
+                continue;
             }
+            /* Threads cannot be killed one by one: the child goes, and its other jobs are
+             * requeued (child_died), not failed. */
+            j->terminated = true;
+            log_event(LV_INFO, 0, "task_terminate", "task_id=%s pid=%d", id, (int)c->pid);
+            kill(c->pid, SIGKILL);
         }
     }
 }

@@ -145,6 +145,10 @@ static int batch_add(struct worker *w, struct job *job, const char *id, const ch
     return 0;
 }
 
+static int publish_state(struct worker *w, struct job *job, const struct task__msg *m,
+                         const char *status, json_object *result, const char *traceback,
+                         int delivery_count, bool final);
+
 int pub_result(struct worker *w, struct job *job, const struct task__msg *m, const char *status,
                json_object *result, const char *traceback, int delivery_count)
 {
@@ -155,6 +159,18 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
         job->nacked = true;
     if (m->ignore_result || m->id == NULL)
         return 0;
+    int rc = publish_state(w, job, m, status, result, traceback, delivery_count, final);
+    /* An outcome that did not reach the broker must not be acked away: the delivery goes back
+     * to the queue and runs again (at-least-once). */
+    if (rc != 0 && job != NULL)
+        job->nacked = true;
+    return rc;
+}
+
+static int publish_state(struct worker *w, struct job *job, const struct task__msg *m,
+                         const char *status, json_object *result, const char *traceback,
+                         int delivery_count, bool final)
+{
     struct task__result r = {
         .task_id = m->id,
         .status = (char *)status,

@@ -88,14 +88,14 @@ void quarantine(struct worker *w, struct task__delivery *d, const struct task__m
         job_finish(w, job);
         return;
     }
-    build_props(d, &props, entries, why, d->routing_key);
+    build_props(d, &props, entries, why, d->queue ? d->queue : d->routing_key);
     int rc = pub_send(w, job, "", w->cfg->dead_queue, &props, d->msg.body.bytes,
                       d->msg.body.len);
     if (entries != stack)
         free(entries); /* pub_send has serialised the frame */
     log_event(rc == 0 ? LV_WARN : LV_ERROR, rc, "message_quarantined",
               "reason=%s queue=%s dead_queue=%s task=%s task_id=%s detail=\"%s\"",
-              task__bad_slug(reason), d->routing_key, w->cfg->dead_queue,
+              task__bad_slug(reason), d->queue ? d->queue : d->routing_key, w->cfg->dead_queue,
               partial && partial->task ? partial->task : "-",
               partial && partial->id ? partial->id : "-", detail);
     if (rc != 0) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "log.h"
 #include "metrics.h"
+#include "task_limits.h"
 #include "worker.h"
 
 /* Exception names a Python client can re-raise as the real class (module "builtins"). */
@@ -29,6 +30,8 @@ static const char *exc_module(const char *type)
     if (strcmp(type, "SoftTimeLimitExceeded") == 0 || strcmp(type, "TimeLimitExceeded") == 0 ||
         strcmp(type, "WorkerLostError") == 0)
         return "billiard.exceptions";
+    if (strcmp(type, "EncodeError") == 0)
+        return "kombu.exceptions";
     if (strcmp(type, "TaskRevokedError") == 0 || strcmp(type, "NotRegistered") == 0 ||
         strcmp(type, "MaxRetriesExceededError") == 0 || strcmp(type, "Retry") == 0)
         return "celery.exceptions";
@@ -96,7 +99,7 @@ static void republish_retry(struct worker *w, struct job *job, double delay_s,
     task_error err = {0};
     int rc = task__msg_encode(&again, &wire, &err);
     if (rc == 0) {
-        rc = pub_send(w, job, "", job->d.routing_key, &wire.props, wire.body, wire.body_len);
+        rc = pub_send(w, job, "", job->d.queue, &wire.props, wire.body, wire.body_len);
         task__wire_free(&wire);
     }
     if (rc != 0) {
@@ -154,8 +157,65 @@ void runner_start(struct worker *w, struct job *job)
     events_task(w, "task-started", job, NULL);
 }
 
+
+/* Nesting depth of `o` as json-c counts it ("[1]" is 1), stopping past `limit`. */
+static int depth_of(json_object *o, int limit)
+{
+    int d = 0;
+    if (limit < 0)
+        return 1;
+    if (json_object_is_type(o, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(o) && d <= limit; i++) {
+            int k = depth_of(json_object_array_get_idx(o, i), limit - 1);
+            d = k > d ? k : d;
+        }
+        return d + 1;
+    }
+    if (json_object_is_type(o, json_type_object)) {
+        json_object_object_foreach(o, key, val) {
+            (void)key;
+            int k = depth_of(val, limit - 1);
+            d = k > d ? k : d;
+            if (d > limit)
+                break;
+        }
+        return d + 1;
+    }
+    return 0;
+}
+
+/* Why `result` cannot be stored where every reader can read it back, or NULL. The supervisor
+ * checks once, here, so that task_wait() and task_lookup() see the same FAILURE. */
+static const char *unstorable(const struct worker *w, json_object *result, char *buf, size_t size)
+{
+    if (result == NULL)
+        return NULL;
+    if (depth_of(result, TASK__RESULT_MAX_DEPTH) > TASK__RESULT_MAX_DEPTH) {
+        snprintf(buf, size, "result nested deeper than %d levels", TASK__RESULT_MAX_DEPTH);
+        return buf;
+    }
+    size_t len = 0;
+    const char *text = task__json_str(result, &len);
+    /* The record around it adds a few hundred bytes; the broker's limit is the worker's. */
+    if (len + 4096 > (size_t)w->cfg->max_message_bytes) {
+        snprintf(buf, size, "result of %zu bytes exceeds worker.max_message_size %d", len,
+                 w->cfg->max_message_bytes);
+        return buf;
+    }
+    if (!task__utf8_valid(text, len)) {
+        snprintf(buf, size, "result is not valid UTF-8");
+        return buf;
+    }
+    return NULL;
+}
+
 void runner_progress(struct worker *w, struct job *job, json_object *meta)
 {
+    char why[160];
+    if (unstorable(w, meta, why, sizeof(why)) != NULL) {
+        log_event(LV_WARN, 0, "progress_dropped", "task_id=%s reason=\"%s\"", job->m.id, why);
+        return;
+    }
     (void)pub_result(w, NULL, &job->m, "PROGRESS", meta, NULL, 0);
 }
 
@@ -190,12 +250,32 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
     int max_retries = job->def->max_retries != 0 ? job->def->max_retries : w->cfg->max_retries;
     const char *exc_type = reply_str(reply, "exc_type");
     const char *exc_msg = reply_str(reply, "exc_message");
+    bool soft_expired = json_object_object_get_ex(reply, "soft_expired", &v) &&
+                        json_object_get_boolean(v);
+    bool cancelled = json_object_object_get_ex(reply, "cancelled", &v) && json_object_get_boolean(v);
+    if (job->cancelled && cancelled && outcome != TASK_OK) {
+        /* Revoked while it ran, and it stopped: that is the revoke's outcome, not a failure. */
+        metrics_runtime(w->metrics, m->task, task__now_mono() - job->started);
+        runner_revoked(w, job, "revoked");
+        return;
+    }
+    if (soft_expired && (outcome == TASK_OK || outcome == TASK_FAIL)) {
+        outcome = TASK_FAIL;
+        exc_type = "SoftTimeLimitExceeded";
+        exc_msg = "the task ran past its soft time limit";
+    }
     if (outcome == TASK_FAIL && autoretry(job->def, exc_type))
         outcome = TASK_RETRY; /* with no retry_in: the backoff policy */
     metrics_runtime(w->metrics, m->task, task__now_mono() - job->started);
 
+    json_object *result = json_object_object_get_ex(reply, "result", &v) ? v : NULL;
+    char why[160];
+    if (outcome == TASK_OK && unstorable(w, result, why, sizeof(why)) != NULL) {
+        outcome = TASK_FAIL;
+        exc_type = "EncodeError";
+        exc_msg = why;
+    }
     if (outcome == TASK_OK) {
-        json_object *result = json_object_object_get_ex(reply, "result", &v) ? v : NULL;
         (void)pub_result(w, job, m, "SUCCESS", result, NULL, dc);
         canvas_on_success(w, job, result);
         json_object *ev = json_object_new_object();
@@ -224,6 +304,22 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
         log_event(LV_INFO, 0, "task_failed", "task=%s task_id=%s exc_type=%s runtime_s=%.6f",
                   m->task, m->id, type, runtime);
     }
+    job_finish(w, job);
+}
+
+void runner_revoked(struct worker *w, struct job *job, const char *why)
+{
+    const struct task__msg *m = &job->m;
+    json_object *exc = task__exc_new("TaskRevokedError", why, "celery.exceptions");
+    (void)pub_result(w, job, m, "REVOKED", exc, NULL, delivery_count(&job->d));
+    json_object_put(exc);
+    json_object *ev = json_object_new_object();
+    json_object_object_add(ev, "terminated", json_object_new_boolean(0));
+    json_object_object_add(ev, "signum", NULL);
+    json_object_object_add(ev, "expired", json_object_new_boolean(strcmp(why, "expired") == 0));
+    events_task(w, "task-revoked", job, ev);
+    metrics_outcome(w->metrics, m->task, MO_REVOKED);
+    log_event(LV_INFO, 0, "task_discarded", "task=%s task_id=%s reason=%s", m->task, m->id, why);
     job_finish(w, job);
 }
 

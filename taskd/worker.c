@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include "log.h"
@@ -141,8 +142,11 @@ static void drop_session(struct worker *w)
     w->nheld = 0;
     pool_drop_jobs(w);
     rate_drop(w, false);
-    for (int i = 0; i < w->ntags; i++)
+    for (int i = 0; i < w->ntags; i++) {
         free(w->tags[i]);
+        free(w->tag_queues[i]);
+        w->tags[i] = w->tag_queues[i] = NULL;
+    }
     w->ntags = 0;
     w->inflight = 0;
     w->delay_ready = false;
@@ -443,6 +447,8 @@ void worker_free(struct worker *w)
         ipc_buf_free(&w->pool.ch[i].in);
     }
     free(w->pool.ch);
+    if (w->pool.crash != NULL)
+        munmap(w->pool.crash, (size_t)w->pool.n * sizeof(*w->pool.crash));
     task__replies_free(&w->revoked);
     task__topo_free(&w->topo);
     rate_free(w);

@@ -34,6 +34,7 @@ struct job {
     bool orphan;            /* its connection is gone: drop the outcome, the broker redelivers */
     bool timed_out;         /* killed for its hard time limit */
     bool terminated;        /* killed by revoke --terminate */
+    bool cancelled;         /* revoked while running: its child was asked to cancel it */
     struct task__delivery d; /* owned */
     struct task__msg m;      /* owned, decoded */
     const task_def *def;
@@ -64,6 +65,7 @@ struct pool {
     int64_t next_jid;
     bool stopping;          /* do not respawn */
     bool cold;              /* children killed by us: their jobs go back to the queue */
+    int64_t *crash;         /* shared with the children: per slot, the jid whose thread crashed */
 };
 
 /* Publishes awaiting a confirm, in sequence order. */
@@ -108,6 +110,7 @@ struct worker {
     bool results_rest;      /* results streams 1.. still to declare (consumer_declare_rest) */
 
     char *tags[32];         /* consumer tags, for basic.cancel on warm shutdown */
+    char *tag_queues[32];   /* the queue each consumer tag reads (a delivery's identity) */
     int ntags;
     int prefetch;
     int inflight;           /* deliveries not yet acked */
@@ -161,6 +164,8 @@ void runner_done(struct worker *w, struct job *job, json_object *reply);
 void runner_progress(struct worker *w, struct job *job, json_object *meta);
 /* The child running `job` died: WorkerLostError, or TimeLimitExceeded when it was killed. */
 void runner_lost(struct worker *w, struct job *job);
+/* A job that ends REVOKED (`why`: "revoked" or "expired") without a result of its own. */
+void runner_revoked(struct worker *w, struct job *job, const char *why);
 struct job *job_new(struct worker *w, uint64_t dtag);
 void job_free(struct job *job);
 
@@ -227,8 +232,9 @@ int pool_running(const struct worker *w);
 /* Warm: children finish their jobs and exit. Cold: SIGKILL. */
 void pool_stop(struct worker *w, bool cold);
 bool pool_all_exited(const struct worker *w);
-/* revoke --terminate: kill the child running task `id` (it ends REVOKED). */
-void pool_terminate(struct worker *w, const char *id);
+/* A revoke of task `id` that is running: --terminate kills its child (it ends REVOKED, its
+ * neighbours are requeued); without, its child is asked to cancel it (task_cancelled()). */
+void pool_revoke(struct worker *w, const char *id, bool terminate);
 /* Forget the jobs of a lost connection (running ones become orphans). */
 void pool_drop_jobs(struct worker *w);
 /* Give waiting (not yet running) jobs back to the broker. */

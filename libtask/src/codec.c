@@ -10,9 +10,10 @@
 #include <strings.h>
 #include <unistd.h>
 #include "codec.h"
+#include "task_limits.h"
 
-#define DEFAULT_MAX_BODY (16u * 1024u * 1024u)
-#define DEFAULT_MAX_DEPTH 64
+#define DEFAULT_MAX_BODY TASK__MAX_MESSAGE_BYTES
+#define DEFAULT_MAX_DEPTH TASK__JSON_MAX_DEPTH
 #define REPR_MAX 1024
 
 static const char *const bad_slugs[] = {
@@ -110,6 +111,8 @@ int task__msg_encode(const struct task__msg *m, struct task__wire *w, task_error
     memset(w, 0, sizeof(*w));
     if (m->id == NULL || m->id[0] == '\0' || m->task == NULL || m->task[0] == '\0')
         return task__fail(err, TASK_EINVAL, "task message needs an id and a task name");
+    w->id = strdup(m->id);
+    w->correlation_id = strdup(m->correlation_id ? m->correlation_id : m->id);
     w->argsrepr = m->argsrepr ? NULL : repr_of(m->args, "[]");
     w->kwargsrepr = m->kwargsrepr ? NULL : repr_of(m->kwargs, "{}");
     json_object *body = body_of(m);
@@ -123,7 +126,8 @@ int task__msg_encode(const struct task__msg *m, struct task__wire *w, task_error
         }
         json_object_put(body);
     }
-    if (w->body == NULL || (!m->argsrepr && !w->argsrepr) || (!m->kwargsrepr && !w->kwargsrepr)) {
+    if (w->body == NULL || w->id == NULL || w->correlation_id == NULL ||
+        (!m->argsrepr && !w->argsrepr) || (!m->kwargsrepr && !w->kwargsrepr)) {
         task__wire_free(w);
         return task__fail(err, TASK_ENOMEM, "encode task message");
     }
@@ -144,7 +148,7 @@ int task__msg_encode(const struct task__msg *m, struct task__wire *w, task_error
     amqp_field_value_t vals[16];
     vals[0] = fv_str(m->lang ? m->lang : "c");
     vals[1] = fv_str(m->task);
-    vals[2] = fv_str(m->id);
+    vals[2] = fv_str(w->id);
     vals[3] = fv_str(m->shadow);
     vals[4] = fv_str(m->eta > 0 ? w->eta_buf : NULL);
     vals[5] = fv_str(m->expires > 0 ? w->expires_buf : NULL);
@@ -158,7 +162,7 @@ int task__msg_encode(const struct task__msg *m, struct task__wire *w, task_error
     vals[9].kind = AMQP_FIELD_KIND_ARRAY;
     vals[9].value.array.num_entries = 2;
     vals[9].value.array.entries = w->timelimit;
-    vals[10] = fv_str(m->root_id ? m->root_id : m->id);
+    vals[10] = fv_str(m->root_id ? m->root_id : w->id);
     vals[11] = fv_str(m->parent_id);
     vals[12] = fv_str(m->argsrepr ? m->argsrepr : w->argsrepr);
     vals[13] = fv_str(m->kwargsrepr ? m->kwargsrepr : w->kwargsrepr);
@@ -175,7 +179,7 @@ int task__msg_encode(const struct task__msg *m, struct task__wire *w, task_error
                           (uint8_t)(m->delivery_mode ? m->delivery_mode : 2));
     p->_flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
     p->priority = (uint8_t)m->priority;
-    p->correlation_id = amqp_cstring_bytes(m->correlation_id ? m->correlation_id : m->id);
+    p->correlation_id = amqp_cstring_bytes(w->correlation_id);
     if (m->reply_to != NULL && m->reply_to[0] != '\0') {
         p->_flags |= AMQP_BASIC_REPLY_TO_FLAG;
         p->reply_to = amqp_cstring_bytes(m->reply_to);
@@ -196,7 +200,9 @@ void task__wire_free(struct task__wire *w)
     free(w->body);
     free(w->argsrepr);
     free(w->kwargsrepr);
-    w->body = w->argsrepr = w->kwargsrepr = NULL;
+    free(w->id);
+    free(w->correlation_id);
+    w->body = w->argsrepr = w->kwargsrepr = w->id = w->correlation_id = NULL;
 }
 
 amqp_basic_properties_t task__json_props(amqp_table_t headers, uint8_t delivery_mode)

@@ -83,6 +83,7 @@ struct task__wire {
     amqp_field_value_t timelimit[2];
     char eta_buf[40], expires_buf[40], expiration_buf[24], origin_buf[300];
     char *argsrepr, *kwargsrepr; /* owned when derived from args/kwargs */
+    char *id, *correlation_id;  /* owned copies: a caller's id may live on its stack */
     char *body;                 /* owned: free with task__wire_free() */
     size_t body_len;
 };

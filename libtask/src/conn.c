@@ -475,6 +475,7 @@ void task__delivery_free(struct task__delivery *d)
     free(d->exchange);
     free(d->routing_key);
     free(d->consumer_tag);
+    free(d->queue);
     if (d->msg.body.bytes != NULL || d->msg.pool.pagesize != 0)
         amqp_destroy_message(&d->msg);
     memset(d, 0, sizeof(*d));

@@ -30,6 +30,10 @@ struct task__delivery {
     uint64_t tag;
     bool redelivered;
     char *exchange, *routing_key, *consumer_tag;
+    /* The queue it was consumed from (set by the consumer that knows its tags; NULL for a
+     * basic.get). A delivery's identity: a message back from a delay hop or an exchange route
+     * carries a routing key that names no queue. */
+    char *queue;
     amqp_message_t msg;        /* properties + body */
 };
 
