@@ -43,7 +43,10 @@ static int republish(struct task__conn *cn, const amqp_message_t *m, const char 
     p.headers.num_entries = n;
     p.headers.entries = kept;
     uint64_t seq;
-    int rc = task__conn_publish(cn, CH_PUB, "", queue, &p, m->body.bytes, m->body.len, &seq);
+    /* Mandatory: a queue that is gone returns the message, and the dead copy stays. */
+    int rc = task__conn_publish_mandatory(cn, CH_PUB, "", queue, &p, m->body.bytes, m->body.len,
+                                          &seq);
+    bool returned = false;
     while (rc == 0) {
         amqp_frame_t f;
         rc = task__conn_next_frame(cn, &f, 10000, NULL);
@@ -53,8 +56,12 @@ static int republish(struct task__conn *cn, const amqp_message_t *m, const char 
             return rc;
         rc = 0;
         if (f.frame_type == AMQP_FRAME_METHOD && f.channel == CH_PUB) {
+            /* The broker sends basic.return (then the message's header and body frames, skipped
+             * here) before the confirm of an unroutable message. */
+            if (f.payload.method.id == AMQP_BASIC_RETURN_METHOD)
+                returned = true;
             if (f.payload.method.id == AMQP_BASIC_ACK_METHOD)
-                return 0;
+                return returned ? TASK_EUNROUTABLE : 0;
             if (f.payload.method.id == AMQP_BASIC_NACK_METHOD)
                 return TASK_ENACK;
         }
@@ -127,7 +134,7 @@ int cmd_dead(const struct globals *g, int argc, char **argv)
                 task__conn_ack(cn, CH_GET, tag, false);
                 moved++;
             } else {
-                rc = ctl_error("re-publish %ld: %s", i, task_strerror(prc));
+                rc = ctl_error("re-publish %ld to queue '%s': %s", i, from, task_strerror(prc));
             }
         }
         json_object_array_add(list, o);

@@ -365,15 +365,15 @@ int task__conn_consume(struct task__conn *c, uint16_t ch, const char *queue, boo
     return 0;
 }
 
-int task__conn_publish(struct task__conn *c, uint16_t ch, const char *exchange, const char *rk,
-                       const amqp_basic_properties_t *props, const void *body, size_t len,
-                       uint64_t *seq)
+static int publish(struct task__conn *c, uint16_t ch, const char *exchange, const char *rk,
+                   bool mandatory, const amqp_basic_properties_t *props, const void *body,
+                   size_t len, uint64_t *seq)
 {
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "publish: connection lost");
     amqp_bytes_t b = {.len = len, .bytes = (void *)body};
     int status = amqp_basic_publish(c->st, ch, amqp_cstring_bytes(exchange),
-                                    amqp_cstring_bytes(rk), 0, 0, props, b);
+                                    amqp_cstring_bytes(rk), mandatory, 0, props, b);
     if (status != AMQP_STATUS_OK)
         return fail_status(c, status, "publish");
     if (ch < 8) {
@@ -382,6 +382,20 @@ int task__conn_publish(struct task__conn *c, uint16_t ch, const char *exchange, 
             *seq = c->pub_seq[ch];
     }
     return 0;
+}
+
+int task__conn_publish(struct task__conn *c, uint16_t ch, const char *exchange, const char *rk,
+                       const amqp_basic_properties_t *props, const void *body, size_t len,
+                       uint64_t *seq)
+{
+    return publish(c, ch, exchange, rk, false, props, body, len, seq);
+}
+
+int task__conn_publish_mandatory(struct task__conn *c, uint16_t ch, const char *exchange,
+                                 const char *rk, const amqp_basic_properties_t *props,
+                                 const void *body, size_t len, uint64_t *seq)
+{
+    return publish(c, ch, exchange, rk, true, props, body, len, seq);
 }
 
 int task__conn_ack(struct task__conn *c, uint16_t ch, uint64_t tag, bool multiple)

@@ -93,6 +93,11 @@ int task__conn_consume(struct task__conn *c, uint16_t ch, const char *queue, boo
 int task__conn_publish(struct task__conn *c, uint16_t ch, const char *exchange, const char *rk,
                        const amqp_basic_properties_t *props, const void *body, size_t len,
                        uint64_t *seq);
+/* The same with the mandatory flag: a message no queue takes comes back as basic.return (before
+ * its confirm), instead of being confirmed and dropped. */
+int task__conn_publish_mandatory(struct task__conn *c, uint16_t ch, const char *exchange,
+                                 const char *rk, const amqp_basic_properties_t *props,
+                                 const void *body, size_t len, uint64_t *seq);
 int task__conn_ack(struct task__conn *c, uint16_t ch, uint64_t tag, bool multiple);
 int task__conn_reject(struct task__conn *c, uint16_t ch, uint64_t tag, bool requeue);
 

@@ -30,7 +30,8 @@ extern "C" {
     X(EIO,         -13, "input/output error")                              \
     X(ECANCELLED,  -14, "cancelled")                                       \
     X(EHTTP,       -15, "HTTP transfer failed")                            \
-    X(ELOAD,       -16, "cannot load module")
+    X(ELOAD,       -16, "cannot load module")                             \
+    X(EUNROUTABLE, -17, "no queue took the message (it was returned)")
 
 enum task_errno {
 #define TASK_X_ENUM(name, val, msg) TASK_##name = (val),
