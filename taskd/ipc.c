@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "internal.h"
 #include "ipc.h"
+#include "task_limits.h"
 
 static int write_all(int fd, const char *p, size_t n)
 {
@@ -66,6 +67,22 @@ int ipc_fill(int fd, struct ipc_buf *b)
     return (int)r;
 }
 
+/* A frame is one whole JSON value: a value that ends early ("{}x") or a bare number that only
+ * the end of input completes ("12") is as broken as a frame that is not JSON at all. */
+static json_object *ipc_parse(const char *p, size_t n)
+{
+    json_tokener *tok = json_tokener_new_ex(TASK__IPC_MAX_DEPTH);
+    if (tok == NULL)
+        return NULL;
+    json_object *o = json_tokener_parse_ex(tok, p, (int)n);
+    if (o != NULL && json_tokener_get_parse_end(tok) != n) {
+        json_object_put(o);
+        o = NULL;
+    }
+    json_tokener_free(tok);
+    return o;
+}
+
 json_object *ipc_next(struct ipc_buf *b, int *bad)
 {
     *bad = 0;
@@ -80,11 +97,9 @@ json_object *ipc_next(struct ipc_buf *b, int *bad)
     }
     if (b->len < 4 + (size_t)n)
         return NULL;
-    json_tokener *tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH * 64);
-    json_object *o = tok ? json_tokener_parse_ex(tok, b->p + 4, (int)n) : NULL;
+    json_object *o = ipc_parse(b->p + 4, n);
     if (o == NULL)
         *bad = 1;
-    json_tokener_free(tok);
     memmove(b->p, b->p + 4 + n, b->len - 4 - n);
     b->len -= 4 + (size_t)n;
     return o;
@@ -126,9 +141,7 @@ json_object *ipc_recv(int fd)
         free(p);
         return NULL;
     }
-    json_tokener *tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH * 64);
-    json_object *o = tok ? json_tokener_parse_ex(tok, p, (int)n) : NULL;
-    json_tokener_free(tok);
+    json_object *o = ipc_parse(p, n);
     free(p);
     return o;
 }

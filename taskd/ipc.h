@@ -9,7 +9,11 @@
 #include <stddef.h>
 #include <json-c/json.h>
 
-#define IPC_MAX_FRAME (1u << 30)
+#include "task_limits.h"
+
+/* The largest frame either side reads: a task body at worker.max_message_size's cap, plus its
+ * fields (task_limits.h). */
+#define IPC_MAX_FRAME TASK__IPC_MAX_FRAME
 
 /* Write one frame (blocking, retries on EINTR). Returns 0 or -errno. */
 int ipc_send(int fd, json_object *o);

@@ -351,49 +351,79 @@ static bool plausible(const char *p, size_t n)
     return true;
 }
 
-static void answer(struct mhttp *h, struct client *c, double now)
+/* The next token of the request line, separated by blanks; its length, 0 at the line's end. */
+static size_t token(const char **p, const char *end, const char **tok)
 {
-    char method[17] = "", target[1024] = "", version[16] = "";
-    if (sscanf(c->req, "%16s %1023s %15s", method, target, version) != 3 ||
-        strncmp(version, "HTTP/1.", 7) != 0) {
-        reply(c, 400, "Bad Request", NULL, "bad request\n", false, now);
+    while (*p < end && (**p == ' ' || **p == '\t'))
+        (*p)++;
+    *tok = *p;
+    while (*p < end && **p != ' ' && **p != '\t')
+        (*p)++;
+    return (size_t)(*p - *tok);
+}
+
+int mhttp_parse_head(const char *p, size_t n, size_t max, struct mhttp_req *out)
+{
+    *out = (struct mhttp_req){0};
+    if (memchr(p, '\0', n) != NULL || !plausible(p, n))
+        return out->status = 400;
+    bool complete = memmem(p, n, "\r\n\r\n", 4) != NULL || memmem(p, n, "\n\n", 2) != NULL;
+    if (!complete)
+        return out->status = n >= max ? 431 : 0;
+    /* plausible() has seen the whole first line: printable ASCII and blanks only. */
+    const char *eol = memchr(p, '\n', n);
+    const char *end = eol != NULL && eol > p && eol[-1] == '\r' ? eol - 1 : eol;
+    const char *method, *target, *version, *extra;
+    size_t ml = token(&p, end, &method), tl = token(&p, end, &target);
+    size_t vl = token(&p, end, &version);
+    if (ml == 0 || ml > 16 || tl == 0 || tl > 1023 || vl < 8 || vl > 15 ||
+        strncmp(version, "HTTP/1.", 7) != 0 || token(&p, end, &extra) != 0)
+        return out->status = 400;
+    out->head = ml == 4 && memcmp(method, "HEAD", 4) == 0;
+    if (!out->head && !(ml == 3 && memcmp(method, "GET", 3) == 0))
+        return out->status = 405;
+    size_t plen = 0;
+    while (plen < tl && target[plen] != '?')
+        plen++;
+    if (plen != 8 || memcmp(target, "/metrics", 8) != 0)
+        return out->status = 404;
+    return out->status = 200;
+}
+
+static void answer(struct mhttp *h, struct client *c, const struct mhttp_req *rq, double now)
+{
+    switch (rq->status) {
+    case 200:
+        break;
+    case 404:
+        reply(c, 404, "Not Found", NULL, "not found; try /metrics\n", rq->head, now);
         return;
-    }
-    bool head = strcmp(method, "HEAD") == 0;
-    if (!head && strcmp(method, "GET") != 0) {
+    case 405:
         reply(c, 405, "Method Not Allowed", NULL, "only GET and HEAD\n", false, now);
         return;
-    }
-    size_t plen = strcspn(target, "?");
-    if (plen != 8 || strncmp(target, "/metrics", 8) != 0) {
-        reply(c, 404, "Not Found", NULL, "not found; try /metrics\n", head, now);
+    case 431:
+        reply(c, 431, "Request Header Fields Too Large", NULL, "request too large\n", false,
+              now);
+        return;
+    default:
+        reply(c, 400, "Bad Request", NULL, "bad request\n", false, now);
         return;
     }
     struct mbuf body = {0};
     h->render(h->ud, &body);
     if (body.oom)
-        reply(c, 500, "Internal Server Error", NULL, "out of memory\n", head, now);
+        reply(c, 500, "Internal Server Error", NULL, "out of memory\n", rq->head, now);
     else
-        reply(c, 200, "OK", &body, NULL, head, now);
+        reply(c, 200, "OK", &body, NULL, rq->head, now);
     mbuf_free(&body);
-}
-
-static bool head_complete(const struct client *c)
-{
-    return strstr(c->req, "\r\n\r\n") != NULL || strstr(c->req, "\n\n") != NULL;
 }
 
 static void on_readable(struct mhttp *h, struct client *c, double now)
 {
     for (;;) {
         size_t room = MAX_REQUEST - c->nreq;
-        if (room == 0) {
-            reply(c, 431, "Request Header Fields Too Large", NULL, "request too large\n",
-                  false, now);
-            return;
-        }
-        ssize_t r = recv(c->fd, c->req + c->nreq, room, 0);
-        if (r == 0) {
+        ssize_t r = room == 0 ? 0 : recv(c->fd, c->req + c->nreq, room, 0);
+        if (room > 0 && r == 0) {
             drop(c, "eof_before_request");
             return;
         }
@@ -405,15 +435,11 @@ static void on_readable(struct mhttp *h, struct client *c, double now)
             drop(c, "recv_failed");
             return;
         }
-        size_t had = c->nreq;
         c->nreq += (size_t)r;
         c->req[c->nreq] = '\0';
-        if (memchr(c->req + had, '\0', (size_t)r) != NULL || !plausible(c->req, c->nreq)) {
-            reply(c, 400, "Bad Request", NULL, "bad request\n", false, now);
-            return;
-        }
-        if (head_complete(c)) {
-            answer(h, c, now);
+        struct mhttp_req rq;
+        if (mhttp_parse_head(c->req, c->nreq, MAX_REQUEST, &rq) != 0) {
+            answer(h, c, &rq, now);
             return;
         }
     }

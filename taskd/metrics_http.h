@@ -27,6 +27,19 @@ void mbuf_free(struct mbuf *b);
 /* Append `value` escaped as a label value of the text format (backslash, quote, newline). */
 void mbuf_label_value(struct mbuf *out, const char *value);
 
+/*
+ * mhttp_parse_head - what to answer to the request head received so far (`n` bytes of `p`,
+ * borrowed, need not end in NUL); `max` is the most a head may take. Pure: no I/O, no state.
+ * Returns 0 while the head is incomplete and still plausible; else the status to answer, also in
+ * out->status: 200 (GET or HEAD /metrics, out->head for HEAD), 400 (junk, a NUL, a malformed
+ * request line), 404 (another path), 405 (another method), 431 (no end of head within `max`).
+ */
+struct mhttp_req {
+    int status;
+    bool head;
+};
+int mhttp_parse_head(const char *p, size_t n, size_t max, struct mhttp_req *out);
+
 /* Fills `out` with the body of a 200 answer to GET /metrics. */
 typedef void (*mhttp_render_fn)(void *ud, struct mbuf *out);
 

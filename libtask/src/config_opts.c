@@ -4,6 +4,7 @@
 #include <string.h>
 #include <task/config.h>
 #include "config_opts.h"
+#include "task_limits.h"
 
 #define OFF(f) offsetof(task_config, f)
 
@@ -31,10 +32,13 @@ static const struct task__opt opts[] = {
      "task modules (.so) to load"},
     {"worker.dead_queue", OPT_STRING, OFF(dead_queue), "taskd.dead", 0, 0, NULL, false, NULL,
      "durable quarantine queue for bad messages"},
-    {"worker.max_message_size", OPT_INT, OFF(max_message_bytes), "16777216", 1024, 1073741824,
-     NULL, true, NULL, "bodies larger than this (bytes) are quarantined"},
-    {"worker.json_max_depth", OPT_INT, OFF(json_max_depth), "64", 2, 10000, NULL, true, NULL,
-     "JSON nested deeper than this is quarantined"},
+    /* Defaults and caps come from task_limits.h: a worker must never accept what a lookup
+     * cannot read. (The size default is spelled out: the option table holds text.) */
+    {"worker.max_message_size", OPT_INT, OFF(max_message_bytes), "16777216", 1024,
+     TASK__MAX_MESSAGE_BYTES_CAP, NULL, true, NULL,
+     "bodies larger than this (bytes) are quarantined"},
+    {"worker.json_max_depth", OPT_INT, OFF(json_max_depth), TASK__STR(TASK__JSON_MAX_DEPTH), 2,
+     TASK__JSON_MAX_DEPTH, NULL, true, NULL, "JSON nested deeper than this is quarantined"},
     {"worker.shutdown_grace", OPT_SECONDS, OFF(shutdown_grace_s), "30", 0, 86400, NULL, true,
      NULL, "warm shutdown limit"},
     {"worker.hostname", OPT_STRING, OFF(hostname), "", 0, 0, NULL, false, NULL,
