@@ -80,6 +80,28 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
     return rc;
 }
 
+/* Publish FAILURE for the task signature `sig` would have started (if it names an id someone
+ * can wait for), tied to the job's ack. */
+static int fail_signature(struct worker *w, struct job *job, json_object *sig, const char *type,
+                          const char *module, const char *text)
+{
+    const char *id = opt_str(sig, "task_id");
+    json_object *v;
+    if (id == NULL || !json_object_object_get_ex(sig, "task", &v) ||
+        !json_object_is_type(v, json_type_string))
+        return 0; /* nobody can wait for a task without an id */
+    struct task__msg m = {
+        .task = (char *)json_object_get_string(v), .id = (char *)id,
+        .correlation_id = (char *)id, .group_index = -1,
+        .reply_to = (char *)(opt_str(sig, "reply_to") ? opt_str(sig, "reply_to")
+                                                      : job->m.reply_to),
+    };
+    json_object *exc = task__exc_new(type, text, module);
+    int rc = pub_result(w, job, &m, "FAILURE", exc, NULL, 1);
+    json_object_put(exc);
+    return rc;
+}
+
 /* Send signature `sig` with `first` prepended to its args, tied to the job's ack. */
 static void send_signature(struct worker *w, struct job *job, json_object *sig, json_object *first,
                            json_object *chain_rest, const char *why)
@@ -89,8 +111,23 @@ static void send_signature(struct worker *w, struct job *job, json_object *sig, 
     int rc = canvas_encode(w, job, sig, first, chain_rest, why, &wire, &target);
     if (rc == TASK_EINVAL)
         return; /* logged: a signature we cannot run would fail the same way on every retry */
+    if (rc == TASK_EBROKER && task__conn_alive(w->conn)) {
+        /* The broker refused its queue (406: other arguments, 403): it would refuse it again on
+         * every redelivery. The follow-up (and the chain after it) fails, with the reason. */
+        char text[400];
+        snprintf(text, sizeof(text), "queue '%s' refused by the broker: %s", target ? target : "?",
+                 task__conn_errmsg(w->conn));
+        task__conn_clear_error(w->conn);
+        log_event(LV_ERROR, rc, "canvas_refused", "task_id=%s why=%s detail=\"%s\"", job->m.id,
+                  why, text);
+        (void)fail_signature(w, job, sig, "QueueRefused", "taskd.errors", text);
+        for (size_t i = 0; chain_rest && i < json_object_array_length(chain_rest); i++)
+            (void)fail_signature(w, job, json_object_array_get_idx(chain_rest, i), "QueueRefused",
+                                 "taskd.errors", text);
+        return;
+    }
     if (rc == 0) {
-        rc = pub_send(w, job, "", target, &wire.props, wire.body, wire.body_len);
+        rc = pub_send_mandatory(w, job, "", target, &wire.props, wire.body, wire.body_len);
         task__wire_free(&wire);
     }
     if (rc != 0) {
@@ -130,11 +167,7 @@ void canvas_on_failure(struct worker *w, struct job *job)
 int canvas_chord_error(struct worker *w, struct job *job, const char *member_id,
                        json_object *member_exc)
 {
-    json_object *sig = job->m.chord, *v;
-    const char *id = opt_str(sig, "task_id");
-    if (id == NULL || !json_object_object_get_ex(sig, "task", &v) ||
-        !json_object_is_type(v, json_type_string))
-        return 0; /* nobody can wait for a callback without an id */
+    json_object *v;
     const char *type = "", *text = "";
     if (json_object_object_get_ex(member_exc, "exc_type", &v) &&
         json_object_is_type(v, json_type_string))
@@ -147,14 +180,5 @@ int canvas_chord_error(struct worker *w, struct job *job, const char *member_id,
     }
     char msg[1200];
     snprintf(msg, sizeof(msg), "Dependency %s raised %s('%s')", member_id, type, text);
-    struct task__msg cb = {
-        .task = (char *)json_object_get_string(json_object_object_get(sig, "task")),
-        .id = (char *)id, .correlation_id = (char *)id, .group_index = -1,
-        .reply_to = (char *)(opt_str(sig, "reply_to") ? opt_str(sig, "reply_to")
-                                                      : job->m.reply_to),
-    };
-    json_object *exc = task__exc_new("ChordError", msg, "celery.exceptions");
-    int rc = pub_result(w, job, &cb, "FAILURE", exc, NULL, 1);
-    json_object_put(exc);
-    return rc;
+    return fail_signature(w, job, job->m.chord, "ChordError", "celery.exceptions", msg);
 }

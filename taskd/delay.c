@@ -48,7 +48,7 @@ static int declare_level(struct worker *w, int level)
         level_name(level - 1, next, sizeof(next));
     else
         snprintf(next, sizeof(next), "%s", DELAY_DELIVERY_EXCHANGE);
-    amqp_exchange_declare(st, CH_PUBLISH, amqp_cstring_bytes(name), amqp_cstring_bytes("topic"),
+    amqp_exchange_declare(st, CH_DECLARE, amqp_cstring_bytes(name), amqp_cstring_bytes("topic"),
                           0, 1, 0, 0, amqp_empty_table);
     int rc = check(w, "declare delay exchange");
     amqp_table_entry_t e[2] = {
@@ -59,16 +59,16 @@ static int declare_level(struct worker *w, int level)
     };
     amqp_table_t args = {.num_entries = 2, .entries = e};
     if (rc == 0)
-        rc = task__conn_declare_queue(w->conn, CH_PUBLISH, name, true, false, false, args);
+        rc = task__conn_declare_queue(w->conn, CH_DECLARE, name, true, false, false, args);
     if (rc == 0) {
         pattern(level, '1', pat, sizeof(pat));
-        amqp_queue_bind(st, CH_PUBLISH, amqp_cstring_bytes(name), amqp_cstring_bytes(name),
+        amqp_queue_bind(st, CH_DECLARE, amqp_cstring_bytes(name), amqp_cstring_bytes(name),
                         amqp_cstring_bytes(pat), amqp_empty_table);
         rc = check(w, "bind delay queue");
     }
     if (rc == 0) {
         pattern(level, '0', pat, sizeof(pat));
-        amqp_exchange_bind(st, CH_PUBLISH, amqp_cstring_bytes(next), amqp_cstring_bytes(name),
+        amqp_exchange_bind(st, CH_DECLARE, amqp_cstring_bytes(next), amqp_cstring_bytes(name),
                            amqp_cstring_bytes(pat), amqp_empty_table);
         rc = check(w, "bind delay exchange");
     }
@@ -79,7 +79,7 @@ int delay_declare(struct worker *w)
 {
     if (w->delay_ready)
         return 0;
-    amqp_exchange_declare(task__conn_amqp(w->conn), CH_PUBLISH,
+    amqp_exchange_declare(task__conn_amqp(w->conn), CH_DECLARE,
                           amqp_cstring_bytes(DELAY_DELIVERY_EXCHANGE), amqp_cstring_bytes("topic"),
                           0, 1, 0, 0, amqp_empty_table);
     int rc = check(w, "declare " DELAY_DELIVERY_EXCHANGE);
@@ -87,6 +87,8 @@ int delay_declare(struct worker *w)
         rc = declare_level(w, level);
     if (rc != 0) {
         log_event(LV_ERROR, rc, "delay_setup_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
+        if (rc == TASK_EBROKER && worker_declare_refused(w) != 0)
+            return TASK_ECLOSED;
         return rc;
     }
     w->delay_ready = true;
@@ -96,7 +98,7 @@ int delay_declare(struct worker *w)
 int delay_bind_queue(struct worker *w, const char *queue)
 {
     amqp_connection_state_t st = task__conn_amqp(w->conn);
-    amqp_exchange_declare(st, CH_PUBLISH, amqp_cstring_bytes(DELAY_DELIVERY_EXCHANGE),
+    amqp_exchange_declare(st, CH_DECLARE, amqp_cstring_bytes(DELAY_DELIVERY_EXCHANGE),
                           amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
     int rc = check(w, "declare " DELAY_DELIVERY_EXCHANGE);
     char key[512];
@@ -105,7 +107,7 @@ int delay_bind_queue(struct worker *w, const char *queue)
     for (char *p = key; p < key + 2 * DELAY_LEVELS; p += 2)
         *p = '*';
     if (rc == 0) {
-        amqp_queue_bind(st, CH_PUBLISH, amqp_cstring_bytes(queue),
+        amqp_queue_bind(st, CH_DECLARE, amqp_cstring_bytes(queue),
                         amqp_cstring_bytes(DELAY_DELIVERY_EXCHANGE), amqp_cstring_bytes(key),
                         amqp_empty_table);
         rc = check(w, "bind queue to " DELAY_DELIVERY_EXCHANGE);
@@ -131,5 +133,5 @@ int delay_park(struct worker *w, struct job *job, const struct task__delivery *d
     p.delivery_mode = 2;
     char top[40];
     level_name(DELAY_LEVELS - 1, top, sizeof(top));
-    return pub_send(w, job, top, key, &p, d->msg.body.bytes, d->msg.body.len);
+    return pub_send_mandatory(w, job, top, key, &p, d->msg.body.bytes, d->msg.body.len);
 }

@@ -45,11 +45,15 @@ void job_finish(struct worker *w, struct job *job)
     job_settle(w, job);
 }
 
-int pub_send(struct worker *w, struct job *job, const char *exchange, const char *rk,
-             const amqp_basic_properties_t *props, const void *body, size_t len)
+static int send_tracked(struct worker *w, struct job *job, bool mandatory, const char *exchange,
+                        const char *rk, const amqp_basic_properties_t *props, const void *body,
+                        size_t len)
 {
     uint64_t seq = 0;
-    int rc = task__conn_publish(w->conn, CH_PUBLISH, exchange, rk, props, body, len, &seq);
+    int rc = mandatory ? task__conn_publish_mandatory(w->conn, CH_PUBLISH, exchange, rk, props,
+                                                      body, len, &seq)
+                       : task__conn_publish(w->conn, CH_PUBLISH, exchange, rk, props, body, len,
+                                            &seq);
     if (rc != 0)
         return rc;
     rc = pend_push(w, seq, job, NULL, 0);
@@ -58,6 +62,24 @@ int pub_send(struct worker *w, struct job *job, const char *exchange, const char
     if (job != NULL)
         job->waits++;
     return 0;
+}
+
+int pub_send(struct worker *w, struct job *job, const char *exchange, const char *rk,
+             const amqp_basic_properties_t *props, const void *body, size_t len)
+{
+    return send_tracked(w, job, false, exchange, rk, props, body, len);
+}
+
+int pub_send_mandatory(struct worker *w, struct job *job, const char *exchange, const char *rk,
+                       const amqp_basic_properties_t *props, const void *body, size_t len)
+{
+    return send_tracked(w, job, true, exchange, rk, props, body, len);
+}
+
+void pub_on_return(struct worker *w)
+{
+    log_event(LV_WARN, 0, "publish_returned", "detail=\"no queue took a mandatory message\"");
+    w->returned = true;
 }
 
 static void settle_job(struct worker *w, struct job *job, bool nack)
@@ -87,6 +109,10 @@ static void settle_one(struct worker *w, struct pending *p, bool nack)
 
 void pub_on_confirm(struct worker *w, uint64_t tag, bool multiple, bool nack)
 {
+    /* The broker confirms a returned message right after its basic.return. A multiple confirm
+     * may cover others too; they are requeued with it, which at worst runs them again. */
+    nack = nack || w->returned;
+    w->returned = false;
     if (nack)
         log_event(LV_WARN, 0, "publish_nacked", "seq=%llu multiple=%d", (unsigned long long)tag,
                   (int)multiple);

@@ -89,7 +89,7 @@ void quarantine(struct worker *w, struct task__delivery *d, const struct task__m
         return;
     }
     build_props(d, &props, entries, why, d->queue ? d->queue : d->routing_key);
-    int rc = pub_send(w, job, "", w->cfg->dead_queue, &props, d->msg.body.bytes,
+    int rc = pub_send_mandatory(w, job, "", w->cfg->dead_queue, &props, d->msg.body.bytes,
                       d->msg.body.len);
     if (entries != stack)
         free(entries); /* pub_send has serialised the frame */

@@ -99,7 +99,7 @@ static void republish_retry(struct worker *w, struct job *job, double delay_s,
     task_error err = {0};
     int rc = task__msg_encode(&again, &wire, &err);
     if (rc == 0) {
-        rc = pub_send(w, job, "", job->d.queue, &wire.props, wire.body, wire.body_len);
+        rc = pub_send_mandatory(w, job, "", job->d.queue, &wire.props, wire.body, wire.body_len);
         task__wire_free(&wire);
     }
     if (rc != 0) {

@@ -97,6 +97,8 @@ static int connect_broker(struct worker *w)
     if (rc == 0)
         rc = task__conn_confirm_select(w->conn, CH_PUBLISH);
     if (rc == 0)
+        rc = task__conn_channel_open(w->conn, CH_DECLARE);
+    if (rc == 0)
         rc = consumer_start(w);
     if (rc == 0)
         rc = control_start(w);
@@ -150,6 +152,7 @@ static void drop_session(struct worker *w)
     w->ntags = 0;
     w->inflight = 0;
     w->delay_ready = false;
+    w->returned = false;
     w->chord_ready = false;
     task__topo_forget(&w->topo);
     task__conn_close(w->conn);
@@ -180,9 +183,32 @@ static void start_draining(struct worker *w)
               w->cfg->shutdown_grace_s);
 }
 
+int worker_declare_refused(struct worker *w)
+{
+    uint16_t code = task__conn_answer_refusal(w->conn, CH_DECLARE);
+    if (code == 0 || !task__conn_alive(w->conn))
+        return task__conn_alive(w->conn) ? 0 : TASK_ECLOSED;
+    char why[300];
+    snprintf(why, sizeof(why), "%s", task__conn_errmsg(w->conn));
+    task__conn_clear_error(w->conn);
+    int rc = task__conn_channel_open(w->conn, CH_DECLARE);
+    log_event(rc == 0 ? LV_WARN : LV_ERROR, rc, "declare_refused", "code=%u detail=\"%s\"",
+              (unsigned)code, why);
+    return rc;
+}
+
 int worker_ensure_queue(struct worker *w, const char *queue)
 {
-    return task__topo_declare(&w->topo, w->conn, CH_PUBLISH, queue);
+    int rc = task__topo_declare(&w->topo, w->conn, CH_DECLARE, queue);
+    if (rc == TASK_EBROKER && task__conn_alive(w->conn)) {
+        char why[300];
+        snprintf(why, sizeof(why), "%s", task__conn_errmsg(w->conn));
+        int rc2 = worker_declare_refused(w);
+        if (rc2 != 0)
+            return rc2;
+        task__conn_fail(w->conn, TASK_EBROKER, "%s", why); /* the caller names the reason */
+    }
+    return rc;
 }
 
 void worker_request_shutdown(struct worker *w)
@@ -265,6 +291,11 @@ static void on_frame(struct worker *w, amqp_frame_t *f)
         consumer_on_delivery(w, &d);
         return;
     }
+    case AMQP_BASIC_RETURN_METHOD:
+        /* Its header and body frames follow; on_frame skips them. */
+        if (f->channel == CH_PUBLISH)
+            pub_on_return(w);
+        return;
     case AMQP_BASIC_ACK_METHOD: {
         const amqp_basic_ack_t *a = f->payload.method.decoded;
         pub_on_confirm(w, a->delivery_tag, a->multiple, false);

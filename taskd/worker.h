@@ -21,6 +21,9 @@
 
 #define CH_CONSUME 1
 #define CH_PUBLISH 2
+/* Declares made while running (canvas targets, the delay cascade): a refusal closes this channel,
+ * not the publish channel, and it is answered and reopened at once (worker_ensure_queue). */
+#define CH_DECLARE 7
 
 enum worker_state { W_RUNNING, W_DRAINING, W_STOPPED };
 
@@ -117,6 +120,7 @@ struct worker {
     struct pool pool;
     struct task__replies revoked; /* revoked task ids (pidbox revoke) */
     bool delay_ready;       /* the delay cascade is declared on this connection */
+    bool returned;          /* a basic.return came: the next confirm counts as a nack */
     bool chord_ready;       /* the chord channel (tx mode) is open on this connection */
     struct task__topo topo; /* queue arguments, routes, queues declared on this connection */
     struct bucket *buckets; /* rate limits, by task name */
@@ -142,6 +146,12 @@ void worker_free(struct worker *w);
 /* publisher.c: publish on CH_PUBLISH, tying the confirm to `job` (may be NULL). */
 int pub_send(struct worker *w, struct job *job, const char *exchange, const char *rk,
              const amqp_basic_properties_t *props, const void *body, size_t len);
+/* The same, mandatory: for a message the task's fate depends on (retry, follow-up, parking,
+ * quarantine). If no queue takes it, the broker returns it and the job is requeued, not acked. */
+int pub_send_mandatory(struct worker *w, struct job *job, const char *exchange, const char *rk,
+                       const amqp_basic_properties_t *props, const void *body, size_t len);
+/* basic.return on CH_PUBLISH: the next confirm covers a message no queue took. */
+void pub_on_return(struct worker *w);
 /* Publish the batched results-stream records (call once per loop turn). */
 void pub_flush_stream(struct worker *w);
 /* Forget a batch whose connection is gone. */
@@ -198,8 +208,12 @@ void revoked_add(struct worker *w, const char *id);
 bool revoked_has(struct worker *w, const char *id);
 json_object *revoked_list(struct worker *w);
 /* Declare `queue` as Celery declares task queues, once per connection: a message published to
- * a queue that does not exist yet would be dropped by the broker. */
+ * a queue that does not exist yet would be dropped by the broker. On CH_DECLARE: a refusal
+ * (TASK_EBROKER, the broker's reason in the conn's error) is answered and the channel reopened,
+ * so the worker goes on. */
 int worker_ensure_queue(struct worker *w, const char *queue);
+/* Reopen CH_DECLARE after a refusal (answered). 0 or the connection's error. */
+int worker_declare_refused(struct worker *w);
 /* Begin a warm shutdown (as the first SIGTERM does). */
 void worker_request_shutdown(struct worker *w);
 

@@ -272,7 +272,7 @@ int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name
 
 /* After a failed call on `ch`: if the broker closed the channel, answer with close-ok and
  * return the reply code (404, 406...); else 0. */
-static uint16_t answer_refusal(struct task__conn *c, uint16_t ch)
+uint16_t task__conn_answer_refusal(struct task__conn *c, uint16_t ch)
 {
     amqp_rpc_reply_t r = amqp_get_rpc_reply(c->st);
     if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || r.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
@@ -294,7 +294,7 @@ int task__conn_declare_probe(struct task__conn *c, uint16_t ch, const char *name
     snprintf(what, sizeof(what), "declare queue %s", name);
     int rc = task__conn_check(c, amqp_get_rpc_reply(c->st), what);
     if (rc != 0) {
-        *refused = answer_refusal(c, ch);
+        *refused = task__conn_answer_refusal(c, ch);
         return rc;
     }
     if (ok != NULL && got != NULL)
@@ -309,7 +309,7 @@ int task__conn_consume_probe(struct task__conn *c, uint16_t ch, const char *queu
     bool asked = c->alive;
     int rc = task__conn_consume(c, ch, queue, false, args, tag_out);
     if (rc != 0 && asked)
-        *refused = answer_refusal(c, ch);
+        *refused = task__conn_answer_refusal(c, ch);
     return rc;
 }
 

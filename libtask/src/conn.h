@@ -79,6 +79,9 @@ int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name
 int task__conn_declare_probe(struct task__conn *c, uint16_t ch, const char *name, bool passive,
                              amqp_table_t args, amqp_queue_declare_ok_t *ok,
                              uint16_t *refused);
+/* After a failed call on `ch`: when the broker closed the channel (a refusal: 403, 404, 406),
+ * answer it (close-ok) and return the reply code, so `ch` can be opened again; else 0. */
+uint16_t task__conn_answer_refusal(struct task__conn *c, uint16_t ch);
 /* queue.declare (durable) with no-wait: the broker answers only with a channel close. */
 int task__conn_declare_nowait(struct task__conn *c, uint16_t ch, const char *name,
                               amqp_table_t args);
