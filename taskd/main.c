@@ -1,6 +1,7 @@
 /* main.c - taskd: parse options, load config and task modules, run the worker. */
 #include <dlfcn.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,14 @@
 #include "worker.h"
 
 #define TASKD_EXIT_FATAL 2 /* bad config or module: restarting will not help */
+#define TASKD_EXIT_COLD 3  /* stopped cold: running tasks were killed (their messages requeued) */
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: taskd [--config FILE] [--broker URL]... [-Q q1,q2] [-c PROCS] [--threads N]\n"
             "             [--module PATH.so]... [--hostname NAME] [--loglevel LEVEL] [-E]\n"
-            "             [--metrics [HOST:]PORT]\n"
+            "             [--metrics [HOST:]PORT] [--allow-insecure-files]\n"
             "Runs a worker: consumes the task queues, runs the tasks the modules register and\n"
             "publishes their results. --metrics serves Prometheus metrics at\n"
             "http://HOST:PORT/metrics (HOST defaults to 127.0.0.1). See taskd(8).\n");
@@ -24,6 +26,7 @@ static void usage(FILE *out)
 
 struct flags {
     const char *config;
+    bool allow_insecure;      /* --allow-insecure-files, or its environment variable */
     char brokers[4096];
     char modules[4096];
     struct {
@@ -42,6 +45,15 @@ static void append(char *list, size_t size, const char *item)
 static int load_modules(const task_config *cfg)
 {
     for (int i = 0; i < cfg->modules.n; i++) {
+        /* A module runs as taskd: it must be no one else's to change. A bare name is found by
+         * the dynamic linker in the system's library paths, which are root's. */
+        task_error err = {0};
+        if (!cfg->allow_insecure_files && strchr(cfg->modules.v[i], '/') != NULL &&
+            task_config_file_trusted(cfg->modules.v[i], &err) != 0) {
+            fprintf(stderr, "taskd: module %s (--allow-insecure-files loads it anyway)\n",
+                    err.msg);
+            return -1;
+        }
         int before = task_registry_count();
         void *h = dlopen(cfg->modules.v[i], RTLD_NOW | RTLD_LOCAL);
         if (h == NULL) {
@@ -63,7 +75,10 @@ static task_config *build_config(const struct flags *fl, task_error *err)
         snprintf(err->msg, sizeof(err->msg), "out of memory");
         return NULL;
     }
-    int rc = task_config_load_default(cfg, "taskd.conf", fl->config, err);
+    unsigned how = TASK_CONFIG_NO_CWD | TASK_CONFIG_CHECK_EXPLICIT;
+    if (fl->allow_insecure)
+        how |= TASK_CONFIG_ALLOW_INSECURE;
+    int rc = task_config_load_default_ex(cfg, "taskd.conf", fl->config, how, err);
     for (int i = 0; rc == 0 && i < fl->nlater; i++)
         rc = task_config_set(cfg, fl->later[i].path, fl->later[i].value, fl->later[i].origin, err);
     if (rc == 0 && fl->brokers[0])
@@ -83,6 +98,27 @@ static task_config *build_config(const struct flags *fl, task_error *err)
     return cfg;
 }
 
+/* Config files are checked before they are read, so whether to check them cannot come from
+ * one: only the flag or TASKD_WORKER_ALLOW_INSECURE_FILES (parsed as the option would be). */
+static int allow_insecure_from_env(struct flags *fl, task_error *err)
+{
+    const char *v = getenv("TASKD_WORKER_ALLOW_INSECURE_FILES");
+    if (v == NULL || fl->allow_insecure)
+        return 0;
+    task_config *tmp = task_config_new();
+    if (tmp == NULL) {
+        err->code = TASK_ENOMEM;
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        return TASK_ENOMEM;
+    }
+    int rc = task_config_set(tmp, "worker.allow_insecure_files", v,
+                             "TASKD_WORKER_ALLOW_INSECURE_FILES", err);
+    if (rc == 0)
+        fl->allow_insecure = tmp->allow_insecure_files;
+    task_config_free(tmp);
+    return rc;
+}
+
 static task_config *reload_config(void *ud, task_error *err)
 {
     return build_config(ud, err);
@@ -97,6 +133,7 @@ int main(int argc, char **argv)
         {"hostname", required_argument, NULL, 'n'}, {"loglevel", required_argument, NULL, 'l'},
         {"events", no_argument, NULL, 'E'},         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},        {"metrics", required_argument, NULL, 'M'},
+        {"allow-insecure-files", no_argument, NULL, 'I'},
         {NULL, 0, NULL, 0},
     };
     static struct flags fl;
@@ -114,6 +151,12 @@ int main(int argc, char **argv)
         case 'l': path = "worker.log_level"; origin = "--loglevel"; break;
         case 'E': path = "worker.send_events"; origin = "-E"; optarg = (char *)"true"; break;
         case 'M': path = "worker.metrics_listen"; origin = "--metrics"; break;
+        case 'I':
+            path = "worker.allow_insecure_files";
+            origin = "--allow-insecure-files";
+            optarg = (char *)"true";
+            fl.allow_insecure = true;
+            break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("taskd 0.1.0\n"); return 0;
         default: usage(stderr); return TASKD_EXIT_FATAL;
@@ -132,6 +175,10 @@ int main(int argc, char **argv)
     }
 
     task_error err = {0};
+    if (allow_insecure_from_env(&fl, &err) != 0) {
+        fprintf(stderr, "taskd: %s\n", err.msg);
+        return TASKD_EXIT_FATAL;
+    }
     task_config *cfg = build_config(&fl, &err);
     if (cfg == NULL) {
         fprintf(stderr, "taskd: %s\n", err.msg);
@@ -148,9 +195,15 @@ int main(int argc, char **argv)
     w.reload_ud = &fl;
     if (rc == 0)
         rc = worker_run(&w);
+    /* A drain that ended in time leaves the worker draining; only a cold stop (second signal,
+     * grace period over) reaches W_STOPPED. A supervisor (systemd) must tell them apart:
+     * killed tasks ran partly. */
+    bool cold = rc == 0 && w.state == W_STOPPED;
     worker_free(&w);
     task_config_free(cfg);
     if (rc == TASK_ECONFIG)
         return TASKD_EXIT_FATAL; /* e.g. the metrics address is malformed or taken */
+    if (cold)
+        return TASKD_EXIT_COLD;
     return rc == 0 ? 0 : 1;
 }

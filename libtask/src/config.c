@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <task/config.h>
 #include "config_opts.h"
@@ -375,25 +376,81 @@ out:
     return rc;
 }
 
-int task_config_load_default(task_config *cfg, const char *name, const char *explicit_path,
-                             task_error *err)
+/* Why `st` (of a file, or of its directory when `dir`) lets someone other than root and us
+ * change what we read; NULL if nobody else can. A directory with the sticky bit (/tmp) only
+ * lets others add files, not replace ours. */
+static const char *untrusted_why(const struct stat *st, bool dir)
+{
+    if (st->st_uid != 0 && st->st_uid != geteuid())
+        return dir ? "its directory is owned by another user" : "owned by another user";
+    if ((st->st_mode & (S_IWGRP | S_IWOTH)) == 0)
+        return NULL;
+    if (dir && (st->st_mode & S_ISVTX))
+        return NULL;
+    return dir ? "its directory is writable by group or others"
+               : "writable by group or others";
+}
+
+int task_config_file_trusted(const char *path, task_error *err)
+{
+    if (path == NULL)
+        return task__fail(err, TASK_EINVAL, "task_config_file_trusted: no path");
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return task__fail(err, TASK_EIO, "%s: cannot examine: %s", path, strerror(errno));
+    const char *why = untrusted_why(&st, false);
+    if (why == NULL) {
+        char dir[4096];
+        const char *slash = strrchr(path, '/');
+        if (slash == NULL)
+            snprintf(dir, sizeof(dir), ".");
+        else if (slash == path)
+            snprintf(dir, sizeof(dir), "/");
+        else
+            snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+        if (stat(dir, &st) != 0)
+            return task__fail(err, TASK_EIO, "%s: cannot examine its directory: %s", path,
+                              strerror(errno));
+        why = untrusted_why(&st, true);
+    }
+    if (why != NULL)
+        return task__fail(err, TASK_ECONFIG, "%s: refused: %s", path, why);
+    return 0;
+}
+
+int task_config_load_default_ex(task_config *cfg, const char *name, const char *explicit_path,
+                                unsigned flags, task_error *err)
 {
     char sys[512];
     snprintf(sys, sizeof(sys), "/etc/taskd/%s", name);
     const char *implicit[] = {sys, name};
-    for (int i = 0; i < 2; i++) {
+    int nimplicit = (flags & TASK_CONFIG_NO_CWD) ? 1 : 2;
+    bool check = !(flags & TASK_CONFIG_ALLOW_INSECURE);
+    for (int i = 0; i < nimplicit; i++) {
         if (access(implicit[i], F_OK) != 0)
             continue;
-        int rc = task_config_load_file(cfg, implicit[i], err);
+        int rc = check ? task_config_file_trusted(implicit[i], err) : 0;
+        if (rc == 0)
+            rc = task_config_load_file(cfg, implicit[i], err);
         if (rc != 0)
             return rc;
     }
     if (explicit_path != NULL) {
-        int rc = task_config_load_file(cfg, explicit_path, err);
+        int rc = check && (flags & TASK_CONFIG_CHECK_EXPLICIT)
+                     ? task_config_file_trusted(explicit_path, err)
+                     : 0;
+        if (rc == 0)
+            rc = task_config_load_file(cfg, explicit_path, err);
         if (rc != 0)
             return rc;
     }
     return task_config_load_env(cfg, err);
+}
+
+int task_config_load_default(task_config *cfg, const char *name, const char *explicit_path,
+                             task_error *err)
+{
+    return task_config_load_default_ex(cfg, name, explicit_path, 0, err);
 }
 
 static bool same_value(const struct task__opt *o, const task_config *a, const task_config *b)

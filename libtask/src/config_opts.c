@@ -55,6 +55,8 @@ static const struct task__opt opts[] = {
      "publish task events (received, started, succeeded, ...) to celeryev"},
     {"worker.metrics_listen", OPT_STRING, OFF(metrics_listen), "", 0, 0, NULL, false, NULL,
      "serve Prometheus metrics over HTTP on [HOST:]PORT; empty = off"},
+    {"worker.allow_insecure_files", OPT_BOOL, OFF(allow_insecure_files), "false", 0, 0, NULL,
+     false, NULL, "load modules and config files that group or others may write"},
     {"tasks.max_retries", OPT_INT, OFF(max_retries), "3", -1, 1000000, NULL, true, NULL,
      "default retry limit; -1 = unlimited"},
     {"tasks.time_limit", OPT_SECONDS, OFF(time_limit_s), "0", 0, 31536000, NULL, true, NULL,

@@ -1,8 +1,9 @@
 /*
  * task/config.h - configuration shared by taskd, taskctl and libtask clients.
  *
- * Sources, later ones win: built-in defaults, /etc/taskd/taskd.conf, ./taskd.conf, the file given
- * with --config, TASKD_* environment variables, command-line flags (task_config_set()).
+ * Sources, later ones win: built-in defaults, /etc/taskd/<file>, ./<file> (taskctl and clients
+ * only: taskd never reads its working directory), the file given with --config, TASKD_*
+ * environment variables, command-line flags (task_config_set()).
  * Files are libconfig syntax; every option is declared once, in libtask's option table, and
  * documented in config/taskd.conf. Every error names the file and line (or the environment
  * variable) and the option, e.g. "taskd.conf:12: worker.pool_size: 5000 is out of range 0..1024".
@@ -51,6 +52,8 @@ typedef struct task_config {
     bool requeue_on_crash;        /* worker.requeue_on_crash: requeue once instead of FAILURE */
     bool send_events;             /* worker.send_events: task events on celeryev (taskd -E) */
     char *metrics_listen;         /* worker.metrics_listen: "[HOST:]PORT" for /metrics; "" = off */
+    bool allow_insecure_files;    /* worker.allow_insecure_files: load modules (and config files)
+                                   * that others than root and us may change */
 
     /* task defaults (a task's TASK() options override them) */
     int max_retries;              /* tasks.max_retries */
@@ -100,11 +103,37 @@ TASK_API int task_config_set(task_config *cfg, const char *path, const char *val
 
 /*
  * task_config_load_default - the standard sequence: /etc/taskd/<name>, ./<name> (each only if it
- * exists), then `explicit_path` (must exist, when not NULL), then the environment. `name` is
- * "taskd.conf" or "taskctl.conf".
+ * exists, and only if task_config_file_trusted() accepts it), then `explicit_path` (must exist,
+ * when not NULL), then the environment. `name` is "taskd.conf" or "taskctl.conf".
+ * Same as task_config_load_default_ex() with flags 0.
  */
 TASK_API int task_config_load_default(task_config *cfg, const char *name,
                                       const char *explicit_path, task_error *err);
+
+/* Flags of task_config_load_default_ex(). */
+#define TASK_CONFIG_NO_CWD 0x1         /* skip ./<name>: a daemon's working directory is not its
+                                        * own to trust (taskd) */
+#define TASK_CONFIG_CHECK_EXPLICIT 0x2 /* `explicit_path` must pass task_config_file_trusted() */
+#define TASK_CONFIG_ALLOW_INSECURE 0x4 /* check no file (--allow-insecure-files) */
+
+/*
+ * task_config_load_default_ex - task_config_load_default() with `flags` (TASK_CONFIG_*).
+ * A file that fails its check is TASK_ECONFIG ("PATH: refused: writable by group or others").
+ * Since: 0.2.
+ */
+TASK_API int task_config_load_default_ex(task_config *cfg, const char *name,
+                                         const char *explicit_path, unsigned flags,
+                                         task_error *err);
+
+/*
+ * task_config_file_trusted - may only root and the effective user change `path` (borrowed)?
+ * Returns 0 when the file is owned by root or the effective user, is not writable by group or
+ * others, and its directory is owned by root or us and not writable by group or others (a
+ * sticky directory such as /tmp is fine: others cannot replace our file there). Otherwise
+ * TASK_ECONFIG with "PATH: refused: <why>" in err, or TASK_EIO when it cannot be examined.
+ * Symbolic links are followed: the check is on the file that would be read. Since: 0.2.
+ */
+TASK_API int task_config_file_trusted(const char *path, task_error *err);
 
 #ifdef __cplusplus
 }
