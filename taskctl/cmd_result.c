@@ -25,20 +25,28 @@ int cmd_result(const struct globals *g, int argc, char **argv)
     int rc = task_lookup(cl, id, since, &st, &res);
     if (rc != 0) {
         rc = ctl_error("result %s: %s", id, task_client_errmsg(cl));
-    } else if (g->json) {
+        goto out;
+    }
+    if (g->json) {
         json_object *o = json_object_new_object();
         json_object_object_add(o, "id", json_object_new_string(id));
         json_object_object_add(o, "state", json_object_new_string(task_state_name(st)));
         json_object_object_add(o, "result", json_object_get(res));
         ctl_print_json(o);
         json_object_put(o);
-        rc = st == TASK_STATE_PENDING ? EXIT_UNKNOWN : EXIT_OK;
     } else {
         printf("%s\n", task_state_name(st));
         if (res != NULL)
             ctl_print_json(res);
-        rc = st == TASK_STATE_PENDING ? EXIT_UNKNOWN : EXIT_OK;
     }
+    /* The exit codes of wait and call (taskctl(1)): a script need not parse the state. */
+    if (st == TASK_STATE_PENDING)
+        rc = EXIT_UNKNOWN;
+    else if (st == TASK_STATE_FAILURE || st == TASK_STATE_REVOKED)
+        rc = ctl_report_failed(id, st, res);
+    else
+        rc = EXIT_OK;
+out:
     json_object_put(res);
     task_client_free(cl);
     return rc;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include "common.h"
 #include "conn.h"
+#include "jsonarg.h"
 
 int ctl_error(const char *fmt, ...)
 {
@@ -97,17 +98,10 @@ task_client *ctl_connect(const struct globals *g)
 
 json_object *ctl_parse_json(const char *what, const char *text, json_type want)
 {
-    enum json_tokener_error jerr;
-    json_object *o = json_tokener_parse_verbose(text, &jerr);
-    if (o == NULL && jerr != json_tokener_success) {
-        ctl_error("%s: not valid JSON: %s", what, json_tokener_error_desc(jerr));
-        return NULL;
-    }
-    if (!json_object_is_type(o, want)) {
-        ctl_error("%s: expected a JSON %s", what, want == json_type_array ? "array" : "object");
-        json_object_put(o);
-        return NULL;
-    }
+    char why[300];
+    json_object *o = ctl_json_arg(text, want, why, sizeof(why));
+    if (o == NULL)
+        ctl_error("%s: %s", what, why);
     return o;
 }
 
@@ -156,6 +150,11 @@ int ctl_report_final(const struct globals *g, const char *id, task_state st, jso
     }
     if (st == TASK_STATE_SUCCESS)
         return EXIT_OK;
+    return ctl_report_failed(id, st, res);
+}
+
+int ctl_report_failed(const char *id, task_state st, json_object *res)
+{
     char exc[1200];
     describe_exc(res, exc, sizeof(exc));
     fprintf(stderr, "taskctl: task %s %s: %s\n", id, task_state_name(st), exc);

@@ -44,6 +44,9 @@ void ctl_print_json(json_object *o);
 /* Report a final state: stdout gets the result (or {"id","state","result"} with --json),
  * stderr names a failure. Returns the exit code. */
 int ctl_report_final(const struct globals *g, const char *id, task_state st, json_object *res);
+/* Name a FAILURE or REVOKED state on stderr ("taskctl: task ID FAILURE: ValueError: bad");
+ * returns EXIT_TASK_FAILED. */
+int ctl_report_failed(const char *id, task_state st, json_object *res);
 
 struct task__conn;
 /* A raw connection for the operator commands (config, env and --broker as for the client). */
