@@ -248,7 +248,8 @@ static json_object *stats(const struct worker *w)
     json_object_object_add(o, "held", json_object_new_int64((int64_t)w->nheld));
     json_object_object_add(o, "unacked", json_object_new_int(w->inflight + (int)w->nheld));
     json_object *broker = json_object_new_object();
-    json_object_object_add(broker, "url", json_object_new_string(w->conn != NULL ? task__conn_where(w->conn) : ""));
+    const char *where = w->conn != NULL ? task__conn_where(w->conn) : "";
+    json_object_object_add(broker, "url", json_object_new_string(where));
     json_object_object_add(o, "broker", broker);
     json_object_object_add(o, "sw_ident", json_object_new_string("taskd"));
     return o;
@@ -270,7 +271,7 @@ static json_object *do_revoke(struct worker *w, json_object *args)
         one = id;
         done++;
     }
-    if (done < n) {
+    if (done < n || n == 0) { /* also a task_id that is missing, empty or of another type */
         log_event(LV_WARN, 0, "control_rejected", "method=revoke reason=bad_task_id ids=%zu",
                   n - done);
         metrics_control_rejected(w->metrics, CONTROL_BAD_ARGUMENTS);

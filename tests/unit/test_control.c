@@ -85,6 +85,7 @@ static void revoke_of_null_ids_revokes_nothing(void **state)
     deliver("{\"method\":\"revoke\",\"arguments\":null}");
     deliver("{\"method\":\"revoke\"}");
     assert_int_equal(w->revoked.count, 0);
+    assert_int_equal(stub_calls.control_rejected, 5);
     /* Good ids among junk are still revoked. */
     deliver("{\"method\":\"revoke\",\"arguments\":{\"task_id\":[\"a-1\",null,5,\"\",[],\"b-2\"],"
             "\"terminate\":true}}");
