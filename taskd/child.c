@@ -17,6 +17,8 @@
 #include "ctx.h"
 #include "internal.h"
 #include "ipc.h"
+#include "result_check.h"
+#include "task_limits.h"
 
 struct cjob {
     struct cjob *next;
@@ -148,6 +150,12 @@ static void run_job(struct child *c, int slot, json_object *req)
                       : task_fail(&ctx, "NotRegistered", "%s", name ? name : "");
     current_jid = 0;
     double runtime = task__now_mono() - t0;
+    /* The frame up must stay readable (the supervisor parses at TASK__IPC_MAX_DEPTH): a deeper
+     * result is refused here, as the supervisor would refuse it. */
+    char why[160];
+    if (outcome == TASK_OK && result_depth(result, TASK__RESULT_MAX_DEPTH) > TASK__RESULT_MAX_DEPTH)
+        outcome = task_fail(&ctx, "EncodeError", "%s",
+                            result_unstorable(result, 0, why, sizeof(why)));
     /* Past the soft limit when it returned: reported as SoftTimeLimitExceeded, as Celery does
      * for a task that does not stop in time. */
     bool soft_expired = ctx.soft_deadline > 0 && task__now_mono() >= ctx.soft_deadline;

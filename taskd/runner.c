@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include "log.h"
 #include "metrics.h"
-#include "task_limits.h"
+#include "result_check.h"
 #include "worker.h"
 
 /* Exception names a Python client can re-raise as the real class (module "builtins"). */
@@ -158,55 +158,9 @@ void runner_start(struct worker *w, struct job *job)
 }
 
 
-/* Nesting depth of `o` as json-c counts it ("[1]" is 1), stopping past `limit`. */
-static int depth_of(json_object *o, int limit)
-{
-    int d = 0;
-    if (limit < 0)
-        return 1;
-    if (json_object_is_type(o, json_type_array)) {
-        for (size_t i = 0; i < json_object_array_length(o) && d <= limit; i++) {
-            int k = depth_of(json_object_array_get_idx(o, i), limit - 1);
-            d = k > d ? k : d;
-        }
-        return d + 1;
-    }
-    if (json_object_is_type(o, json_type_object)) {
-        json_object_object_foreach(o, key, val) {
-            (void)key;
-            int k = depth_of(val, limit - 1);
-            d = k > d ? k : d;
-            if (d > limit)
-                break;
-        }
-        return d + 1;
-    }
-    return 0;
-}
-
-/* Why `result` cannot be stored where every reader can read it back, or NULL. The supervisor
- * checks once, here, so that task_wait() and task_lookup() see the same FAILURE. */
 static const char *unstorable(const struct worker *w, json_object *result, char *buf, size_t size)
 {
-    if (result == NULL)
-        return NULL;
-    if (depth_of(result, TASK__RESULT_MAX_DEPTH) > TASK__RESULT_MAX_DEPTH) {
-        snprintf(buf, size, "result nested deeper than %d levels", TASK__RESULT_MAX_DEPTH);
-        return buf;
-    }
-    size_t len = 0;
-    const char *text = task__json_str(result, &len);
-    /* The record around it adds a few hundred bytes; the broker's limit is the worker's. */
-    if (len + 4096 > (size_t)w->cfg->max_message_bytes) {
-        snprintf(buf, size, "result of %zu bytes exceeds worker.max_message_size %d", len,
-                 w->cfg->max_message_bytes);
-        return buf;
-    }
-    if (!task__utf8_valid(text, len)) {
-        snprintf(buf, size, "result is not valid UTF-8");
-        return buf;
-    }
-    return NULL;
+    return result_unstorable(result, (size_t)w->cfg->max_message_bytes, buf, size);
 }
 
 void runner_progress(struct worker *w, struct job *job, json_object *meta)

@@ -229,3 +229,37 @@ static int flaky(task_ctx *ctx, json_object *args, json_object *kwargs, json_obj
 }
 TASK(flaky, "test.flaky", .autoretry_for = "ConnectionError TimeoutError", .max_retries = 3,
      .retry_backoff = 0.1, .retry_backoff_max = 0.2);
+
+/* test.busy(seconds) -> seconds; sleeps without ever looking at task_cancelled(), as a task
+ * stuck in a library call would: the worker, not the task, must report its soft time limit. */
+static int busy(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
+{
+    (void)kwargs;
+    json_object *a = arg(args, 0);
+    if (nargs(args) != 1 || !is_number(a) || json_object_get_double(a) < 0)
+        return task_fail(ctx, "TypeError", "busy(seconds) takes one non-negative number");
+    sleep_s(json_object_get_double(a));
+    *result = json_object_get(a);
+    return TASK_OK;
+}
+TASK(busy, "test.busy");
+
+/* test.nest(depth) -> [[...[depth]...]], `depth` arrays deep (at most 10000). */
+static int nest(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
+{
+    (void)kwargs;
+    json_object *d = arg(args, 0);
+    if (nargs(args) != 1 || !is_int(d) || json_object_get_int64(d) < 1 ||
+        json_object_get_int64(d) > 10000)
+        return task_fail(ctx, "TypeError", "nest(depth) takes an integer in 1..10000");
+    int64_t depth = json_object_get_int64(d);
+    json_object *o = json_object_new_int64(depth);
+    for (int64_t i = 0; i < depth; i++) {
+        json_object *a = json_object_new_array();
+        json_object_array_add(a, o);
+        o = a;
+    }
+    *result = o;
+    return TASK_OK;
+}
+TASK(nest, "test.nest");
