@@ -34,13 +34,13 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
     json_object *v;
     if (!json_object_object_get_ex(sig, "task", &v) || !json_object_is_type(v, json_type_string)) {
         log_event(LV_WARN, 0, "canvas_skipped", "task_id=%s reason=\"%s signature without a "
-                  "task name\"", job->m.id, why);
+                  "task name\"", log_v(job->m.id), why);
         return TASK_EINVAL;
     }
     const char *name = json_object_get_string(v);
     if (json_object_object_get_ex(sig, "subtask_type", &v) && v != NULL) {
-        log_event(LV_WARN, 0, "canvas_unsupported", "task_id=%s subtask_type=%s", job->m.id,
-                  json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "?");
+        log_event(LV_WARN, 0, "canvas_unsupported", "task_id=%s subtask_type=%s", log_v(job->m.id),
+                  log_v(json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "?"));
         return TASK_EINVAL;
     }
     bool immutable = json_object_object_get_ex(sig, "immutable", &v) && json_object_get_boolean(v);
@@ -118,8 +118,8 @@ static void send_signature(struct worker *w, struct job *job, json_object *sig, 
         snprintf(text, sizeof(text), "queue '%s' refused by the broker: %s", target ? target : "?",
                  task__conn_errmsg(w->conn));
         task__conn_clear_error(w->conn);
-        log_event(LV_ERROR, rc, "canvas_refused", "task_id=%s why=%s detail=\"%s\"", job->m.id,
-                  why, text);
+        log_event(LV_ERROR, rc, "canvas_refused", "task_id=%s why=%s detail=%s", log_v(job->m.id),
+                  why, log_v(text));
         (void)fail_signature(w, job, sig, "QueueRefused", "taskd.errors", text);
         for (size_t i = 0; chain_rest && i < json_object_array_length(chain_rest); i++)
             (void)fail_signature(w, job, json_object_array_get_idx(chain_rest, i), "QueueRefused",
@@ -132,10 +132,10 @@ static void send_signature(struct worker *w, struct job *job, json_object *sig, 
     }
     if (rc != 0) {
         job->nacked = true; /* requeue the parent rather than lose the follow-up */
-        log_event(LV_ERROR, rc, "canvas_publish_failed", "task_id=%s why=%s", job->m.id, why);
+        log_event(LV_ERROR, rc, "canvas_publish_failed", "task_id=%s why=%s", log_v(job->m.id), why);
     } else {
-        log_event(LV_DEBUG, 0, "canvas_sent", "task_id=%s why=%s queue=%s", job->m.id, why,
-                  target);
+        log_event(LV_DEBUG, 0, "canvas_sent", "task_id=%s why=%s queue=%s", log_v(job->m.id), why,
+                  log_v(target));
     }
 }
 

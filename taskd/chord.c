@@ -205,7 +205,7 @@ static int fire(struct worker *w, struct job *job, json_object **parts, int size
     }
     json_object_put(results);
     log_event(rc == 0 ? LV_INFO : LV_ERROR, rc, "chord_done", "group=%s size=%d outcome=%s",
-              m->group, size, failed == NULL ? "callback" : "ChordError");
+              log_v(m->group), size, failed == NULL ? "callback" : "ChordError");
     return rc;
 }
 
@@ -231,7 +231,7 @@ static int collect(struct worker *w, struct job *job, const char *queue, int siz
         rc = drop_duplicates(w, &t);
     if (have < size)
         log_event(LV_INFO, rc, "chord_duplicates_dropped", "group=%s distinct=%d size=%d "
-                  "duplicates=%d", job->m.group, have, size, t.ndup);
+                  "duplicates=%d", log_v(job->m.group), have, size, t.ndup);
     for (int i = 0; i < size; i++)
         json_object_put(parts[i]);
     free(parts);
@@ -274,7 +274,7 @@ int chord_part_done(struct worker *w, struct job *job, const char *status, json_
     rc = task__conn_declare_queue(w->conn, CH_CHORD, lock, false, true, true, amqp_empty_table);
     if (rc != 0) { /* 405: another worker holds the lock and completes the chord */
         chord_channel_reset(w);
-        log_event(LV_DEBUG, 0, "chord_lock_busy", "group=%s", m->group);
+        log_event(LV_DEBUG, 0, "chord_lock_busy", "group=%s", log_v(m->group));
         return 0;
     }
     rc = collect(w, job, queue, size);

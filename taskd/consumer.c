@@ -120,12 +120,12 @@ static void park(struct worker *w, struct task__delivery *d, const struct task__
     }
     int rc = delay_park(w, job, d, m->eta);
     if (rc != 0) {
-        log_event(LV_WARN, rc, "delay_failed", "task_id=%s action=hold", m->id);
+        log_event(LV_WARN, rc, "delay_failed", "task_id=%s action=hold", log_v(m->id));
         job->nacked = true;
     } else {
         w->n_delayed++;
-        log_event(LV_DEBUG, 0, "task_delayed", "task=%s task_id=%s eta_in_s=%.3f", m->task,
-                  m->id, m->eta - task__now_wall());
+        log_event(LV_DEBUG, 0, "task_delayed", "task=%s task_id=%s eta_in_s=%.3f", log_v(m->task),
+                  log_v(m->id), m->eta - task__now_wall());
     }
     job_finish(w, job);
 }

@@ -289,7 +289,7 @@ static void child_died(struct worker *w, int i, int status)
              * goes back for another run, unacked, and no failure is recorded for it. */
             if (!p->cold)
                 log_event(LV_WARN, 0, "task_requeued", "task=%s task_id=%s reason=neighbour_lost",
-                          job->m.task, job->m.id);
+                          log_v(job->m.task), log_v(job->m.id));
             job->nacked = true;
             job_finish(w, job);
         } else {
@@ -337,7 +337,7 @@ void pool_check_limits(struct worker *w)
             if (j->hard_deadline > 0 && now >= j->hard_deadline && !j->timed_out) {
                 j->timed_out = true;
                 log_event(LV_WARN, 0, "time_limit_exceeded", "task=%s task_id=%s pid=%d "
-                          "action=kill", j->m.task, j->m.id, (int)c->pid);
+                          "action=kill", log_v(j->m.task), log_v(j->m.id), (int)c->pid);
                 kill(c->pid, SIGKILL);
             }
         }
@@ -448,7 +448,7 @@ void pool_revoke(struct worker *w, const char *id, bool terminate)
             /* Threads cannot be killed one by one: the child goes, and its other jobs are
              * requeued (child_died), not failed. */
             j->terminated = true;
-            log_event(LV_INFO, 0, "task_terminate", "task_id=%s pid=%d", id, (int)c->pid);
+            log_event(LV_INFO, 0, "task_terminate", "task_id=%s pid=%d", log_v(id), (int)c->pid);
             kill(c->pid, SIGKILL);
         }
     }

@@ -212,8 +212,8 @@ static int publish_state(struct worker *w, struct job *job, const struct task__m
     task_error err = {0};
     int rc = task__result_encode(&r, &rw, &err);
     if (rc != 0) {
-        log_event(LV_ERROR, rc, "result_encode_failed", "task_id=%s detail=\"%s\"", m->id,
-                  err.msg);
+        log_event(LV_ERROR, rc, "result_encode_failed", "task_id=%s detail=%s", log_v(m->id),
+                  log_v(err.msg));
         return rc;
     }
     /* The caller's reply queue for task_wait()/AsyncResult.get(), and the results stream for

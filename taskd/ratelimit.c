@@ -58,8 +58,8 @@ static struct bucket *bucket_for(struct worker *w, const char *name, bool create
     const task_def *def = task_registry_find(name);
     b->rate = def && def->rate_limit ? rate_parse(def->rate_limit) : 0;
     if (b->rate < 0) {
-        log_event(LV_WARN, 0, "rate_limit_invalid", "task=%s rate_limit=\"%s\" action=ignored",
-                  name, def->rate_limit);
+        log_event(LV_WARN, 0, "rate_limit_invalid", "task=%s rate_limit=%s action=ignored",
+                  log_v(name), log_v(def->rate_limit));
         b->rate = 0;
     }
     return b;
@@ -72,7 +72,7 @@ int rate_set(struct worker *w, const char *name, const char *limit)
     if (b == NULL)
         return -1;
     b->rate = rate;
-    log_event(LV_INFO, 0, "rate_limit_set", "task=%s rate_limit=\"%s\"", name, limit);
+    log_event(LV_INFO, 0, "rate_limit_set", "task=%s rate_limit=%s", log_v(name), log_v(limit));
     return 0;
 }
 
