@@ -4,6 +4,11 @@
  * A task_client owns one AMQP connection (publisher confirms on) and one reply queue, declared by
  * the client, on which the workers publish every state change of the tasks it sent (Celery's rpc
  * result format). A client is not thread-safe: use one per thread. It starts no threads.
+ *
+ * Replies that arrive before anyone waits for them are kept for a later task_wait(), up to the
+ * last 65536 tasks (by the time of their latest state); past that the oldest are dropped, so a
+ * long-lived client that never waits stays bounded. A task_wait() for a dropped id times out:
+ * task_lookup() still finds its result in the results stream.
  */
 #ifndef TASK_CLIENT_H
 #define TASK_CLIENT_H
