@@ -40,7 +40,8 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
     const char *name = json_object_get_string(v);
     if (json_object_object_get_ex(sig, "subtask_type", &v) && v != NULL) {
         log_event(LV_WARN, 0, "canvas_unsupported", "task_id=%s subtask_type=%s", log_v(job->m.id),
-                  log_v(json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "?"));
+                  log_v(json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+                                                                 : "?"));
         return TASK_EINVAL;
     }
     bool immutable = json_object_object_get_ex(sig, "immutable", &v) && json_object_get_boolean(v);
@@ -132,7 +133,8 @@ static void send_signature(struct worker *w, struct job *job, json_object *sig, 
     }
     if (rc != 0) {
         job->nacked = true; /* requeue the parent rather than lose the follow-up */
-        log_event(LV_ERROR, rc, "canvas_publish_failed", "task_id=%s why=%s", log_v(job->m.id), why);
+        log_event(LV_ERROR, rc, "canvas_publish_failed", "task_id=%s why=%s", log_v(job->m.id),
+                  why);
     } else {
         log_event(LV_DEBUG, 0, "canvas_sent", "task_id=%s why=%s queue=%s", log_v(job->m.id), why,
                   log_v(target));

@@ -238,7 +238,8 @@ static json_object *stats(const struct worker *w)
     for (int i = 0; i < w->pool.n; i++)
         if (w->pool.ch[i].pid > 0)
             json_object_array_add(procs, json_object_new_int(w->pool.ch[i].pid));
-    json_object_object_add(pool, "max-concurrency", json_object_new_int(w->pool.n * w->pool.threads));
+    json_object_object_add(pool, "max-concurrency",
+                           json_object_new_int(w->pool.n * w->pool.threads));
     json_object_object_add(pool, "processes", procs);
     json_object_object_add(pool, "threads", json_object_new_int(w->pool.threads));
     json_object_object_add(pool, "running", json_object_new_int(pool_running(w)));

@@ -69,7 +69,10 @@ void log_event(enum log_level lv, int err, const char *event, const char *fmt, .
 static size_t printable_seq(const unsigned char *p)
 {
     unsigned c = p[0];
-    size_t n = c >= 0xf0 && c < 0xf8 ? 4 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xc0 && c < 0xe0 ? 2 : 0;
+    size_t n = c >= 0xf0 && c < 0xf8   ? 4
+               : c >= 0xe0 && c < 0xf0 ? 3
+               : c >= 0xc0 && c < 0xe0 ? 2
+                                       : 0;
     for (size_t k = 1; k < n; k++)
         if (p[k] == '\0')
             return 0;

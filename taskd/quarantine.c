@@ -95,7 +95,8 @@ void quarantine(struct worker *w, struct task__delivery *d, const struct task__m
         free(entries); /* pub_send has serialised the frame */
     log_event(rc == 0 ? LV_WARN : LV_ERROR, rc, "message_quarantined",
               "reason=%s queue=%s dead_queue=%s task=%s task_id=%s detail=%s",
-              task__bad_slug(reason), log_v(d->queue ? d->queue : d->routing_key), w->cfg->dead_queue,
+              task__bad_slug(reason), log_v(d->queue ? d->queue : d->routing_key),
+              w->cfg->dead_queue,
               log_v(partial && partial->task ? partial->task : "-"),
               log_v(partial && partial->id ? partial->id : "-"), log_v(detail));
     if (rc != 0) {

@@ -120,8 +120,8 @@ static void republish_retry(struct worker *w, struct job *job, double delay_s,
     json_object *ev = json_object_new_object();
     json_object_object_add(ev, "exception", json_object_new_string(repr));
     events_task(w, "task-retried", job, ev);
-    log_event(LV_INFO, 0, "task_retry", "task=%s task_id=%s retries=%d delay_s=%.3f", log_v(m->task),
-              log_v(m->id), again.retries, delay_s);
+    log_event(LV_INFO, 0, "task_retry", "task=%s task_id=%s retries=%d delay_s=%.3f",
+              log_v(m->task), log_v(m->id), again.retries, delay_s);
 }
 
 struct job *job_new(struct worker *w, uint64_t dtag)
@@ -167,7 +167,8 @@ void runner_progress(struct worker *w, struct job *job, json_object *meta)
 {
     char why[160];
     if (unstorable(w, meta, why, sizeof(why)) != NULL) {
-        log_event(LV_WARN, 0, "progress_dropped", "task_id=%s reason=\"%s\"", log_v(job->m.id), why);
+        log_event(LV_WARN, 0, "progress_dropped", "task_id=%s reason=\"%s\"", log_v(job->m.id),
+                  why);
         return;
     }
     (void)pub_result(w, NULL, &job->m, "PROGRESS", meta, NULL, 0);
@@ -238,8 +239,8 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
         events_task(w, "task-succeeded", job, ev);
         w->n_succeeded++;
         metrics_outcome(w->metrics, m->task, MO_SUCCEEDED);
-        log_event(LV_DEBUG, 0, "task_succeeded", "task=%s task_id=%s runtime_s=%.6f", log_v(m->task),
-                  log_v(m->id), runtime);
+        log_event(LV_DEBUG, 0, "task_succeeded", "task=%s task_id=%s runtime_s=%.6f",
+                  log_v(m->task), log_v(m->id), runtime);
     } else if (outcome == TASK_RETRY && (max_retries < 0 || m->retries < max_retries)) {
         double in = json_object_object_get_ex(reply, "retry_in", &v) ? json_object_get_double(v) : -1;
         republish_retry(w, job, in >= 0 ? in : backoff_s(job->def, m->retries), exc_type,
@@ -273,7 +274,8 @@ void runner_revoked(struct worker *w, struct job *job, const char *why)
     json_object_object_add(ev, "expired", json_object_new_boolean(strcmp(why, "expired") == 0));
     events_task(w, "task-revoked", job, ev);
     metrics_outcome(w->metrics, m->task, MO_REVOKED);
-    log_event(LV_INFO, 0, "task_discarded", "task=%s task_id=%s reason=%s", log_v(m->task), log_v(m->id), why);
+    log_event(LV_INFO, 0, "task_discarded", "task=%s task_id=%s reason=%s", log_v(m->task),
+              log_v(m->id), why);
     job_finish(w, job);
 }
 
@@ -298,8 +300,8 @@ void runner_lost(struct worker *w, struct job *job)
         publish_failure(w, job, m, "TimeLimitExceeded", msg, dc);
     } else if (w->cfg->requeue_on_crash && dc < 2) {
         /* Once only: the redelivered copy that kills a child again fails for good. */
-        log_event(LV_WARN, 0, "task_requeued", "task=%s task_id=%s reason=worker_lost", log_v(m->task),
-                  log_v(m->id));
+        log_event(LV_WARN, 0, "task_requeued", "task=%s task_id=%s reason=worker_lost",
+                  log_v(m->task), log_v(m->id));
         job->nacked = true;
     } else {
         publish_failure(w, job, m, "WorkerLostError",

@@ -115,7 +115,8 @@ void task__client_on_stream(task_client *c, const amqp_frame_t *f)
     struct task__stream_read *s = c->stream;
     /* A delivery to an earlier read's consumer, sent before the broker saw its cancel: acked
      * along with the next. */
-    if (s == NULL || s->tag == NULL || d.consumer_tag == NULL || strcmp(d.consumer_tag, s->tag) != 0)
+    if (s == NULL || s->tag == NULL || d.consumer_tag == NULL ||
+        strcmp(d.consumer_tag, s->tag) != 0)
         goto out;
     /* Ack well before the window runs dry: a stream consumer out of credit stalls for tens of
      * milliseconds before the broker reads on (measured, RabbitMQ 3.10). */

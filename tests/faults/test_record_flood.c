@@ -138,10 +138,22 @@ struct kind {
 #define RK ",\"reply_to\":{\"exchange\":\"reply.celery.pidbox\",\"routing_key\":\"junk.rk\"}"
 #define T ",\"ticket\":\"t-1\""
 
-static void p_method_null(struct buf *b, const char *h) { put(b, "{\"method\":null" RK T "}"); }
-static void p_method_num(struct buf *b, const char *h) { put(b, "{\"method\":5,\"arguments\":{}}"); }
-static void p_method_arr(struct buf *b, const char *h) { put(b, "{\"method\":[\"ping\"]" RK T "}"); }
-static void p_no_method(struct buf *b, const char *h) { put(b, "{\"arguments\":{}" RK T "}"); }
+static void p_method_null(struct buf *b, const char *h)
+{
+    put(b, "{\"method\":null" RK T "}");
+}
+static void p_method_num(struct buf *b, const char *h)
+{
+    put(b, "{\"method\":5,\"arguments\":{}}");
+}
+static void p_method_arr(struct buf *b, const char *h)
+{
+    put(b, "{\"method\":[\"ping\"]" RK T "}");
+}
+static void p_no_method(struct buf *b, const char *h)
+{
+    put(b, "{\"arguments\":{}" RK T "}");
+}
 static void p_dest_null(struct buf *b, const char *h)
 {
     put(b, "{\"method\":\"ping\",\"destination\":[null]" RK T "}");
@@ -158,7 +170,10 @@ static void p_args_arr(struct buf *b, const char *h)
 {
     put(b, "{\"method\":\"revoke\",\"arguments\":[\"x\"]}");
 }
-static void p_args_num(struct buf *b, const char *h) { put(b, "{\"method\":\"stats\",\"arguments\":5}"); }
+static void p_args_num(struct buf *b, const char *h)
+{
+    put(b, "{\"method\":\"stats\",\"arguments\":5}");
+}
 static void p_revoke_null(struct buf *b, const char *h)
 {
     put(b, "{\"method\":\"revoke\",\"arguments\":{\"task_id\":[null]}}");
@@ -180,7 +195,10 @@ static void p_reply_str(struct buf *b, const char *h)
 {
     put(b, "{\"method\":\"ping\",\"reply_to\":\"junk.rk\"" T "}");
 }
-static void p_reply_empty(struct buf *b, const char *h) { put(b, "{\"method\":\"ping\",\"reply_to\":{}" T "}"); }
+static void p_reply_empty(struct buf *b, const char *h)
+{
+    put(b, "{\"method\":\"ping\",\"reply_to\":{}" T "}");
+}
 static void p_rk_null(struct buf *b, const char *h)
 {
     put(b, "{\"method\":\"ping\",\"reply_to\":{\"routing_key\":null}" T "}");
@@ -195,17 +213,32 @@ static void p_deep(struct buf *b, const char *h)
     put_deep(b, "null");
     put(b, "}}");
 }
-static void p_utf8(struct buf *b, const char *h) { put(b, "{\"method\":\"pi\xff\xfeng\"}"); }
+static void p_utf8(struct buf *b, const char *h)
+{
+    put(b, "{\"method\":\"pi\xff\xfeng\"}");
+}
 static void p_huge(struct buf *b, const char *h)
 {
     put(b, "{\"method\":\"");
     put_huge(b, 'm');
     put(b, "\"}");
 }
-static void p_not_json(struct buf *b, const char *h) { put(b, "not json {\"method\":"); }
-static void p_empty(struct buf *b, const char *h) { (void)b; }
-static void p_array(struct buf *b, const char *h) { put(b, "[\"ping\",null]"); }
-static void p_null(struct buf *b, const char *h) { put(b, "null"); }
+static void p_not_json(struct buf *b, const char *h)
+{
+    put(b, "not json {\"method\":");
+}
+static void p_empty(struct buf *b, const char *h)
+{
+    (void)b;
+}
+static void p_array(struct buf *b, const char *h)
+{
+    put(b, "[\"ping\",null]");
+}
+static void p_null(struct buf *b, const char *h)
+{
+    put(b, "null");
+}
 static void p_forged(struct buf *b, const char *h)
 {
     put(b, "{\"method\":\"evil\\nts=0 level=error event=forged x\\\"=\\\\\"}");
@@ -230,34 +263,70 @@ static const struct kind pidbox_kinds[] = {
 
 /* Records for a stream; `s` is an id the record is about (results: the looked-up id, so the
  * lookup's byte scan lets the record through to the parser). */
-static void r_marker_null(struct buf *b, const char *s) { put(b, "{\"taskd_marker\": null, \"x\": \"%s\"}", s); }
-static void r_marker_num(struct buf *b, const char *s) { put(b, "[{\"taskd_marker\": 5}, \"%s\"]", s); }
+static void r_marker_null(struct buf *b, const char *s)
+{
+    put(b, "{\"taskd_marker\": null, \"x\": \"%s\"}", s);
+}
+static void r_marker_num(struct buf *b, const char *s)
+{
+    put(b, "[{\"taskd_marker\": 5}, \"%s\"]", s);
+}
 static void r_id_null(struct buf *b, const char *s)
 {
     put(b, "{\"task_id\": null, \"status\": \"SUCCESS\", \"result\": 1, \"x\": \"%s\"}", s);
 }
-static void r_id_num(struct buf *b, const char *s) { put(b, "{\"task_id\": 5, \"x\": \"%s\"}", s); }
-static void r_id_arr(struct buf *b, const char *s) { put(b, "{\"task_id\": [\"%s\"], \"status\": \"SUCCESS\"}", s); }
-static void r_status_null(struct buf *b, const char *s) { put(b, "{\"task_id\": \"%s\", \"status\": null}", s); }
-static void r_status_num(struct buf *b, const char *s) { put(b, "{\"task_id\": \"%s\", \"status\": 3}", s); }
-static void r_array_junk(struct buf *b, const char *s) { put(b, "[null, 1, \"%s\", [], {\"task_id\": null}]", s); }
+static void r_id_num(struct buf *b, const char *s)
+{
+    put(b, "{\"task_id\": 5, \"x\": \"%s\"}", s);
+}
+static void r_id_arr(struct buf *b, const char *s)
+{
+    put(b, "{\"task_id\": [\"%s\"], \"status\": \"SUCCESS\"}", s);
+}
+static void r_status_null(struct buf *b, const char *s)
+{
+    put(b, "{\"task_id\": \"%s\", \"status\": null}", s);
+}
+static void r_status_num(struct buf *b, const char *s)
+{
+    put(b, "{\"task_id\": \"%s\", \"status\": 3}", s);
+}
+static void r_array_junk(struct buf *b, const char *s)
+{
+    put(b, "[null, 1, \"%s\", [], {\"task_id\": null}]", s);
+}
 static void r_deep(struct buf *b, const char *s)
 {
     char inner[100];
     snprintf(inner, sizeof(inner), "\"%s\"", s);
     put_deep(b, inner);
 }
-static void r_utf8(struct buf *b, const char *s) { put(b, "{\"task_id\": \"%s\xff\"}", s); }
+static void r_utf8(struct buf *b, const char *s)
+{
+    put(b, "{\"task_id\": \"%s\xff\"}", s);
+}
 static void r_huge(struct buf *b, const char *s)
 {
     put(b, "{\"task_id\": \"");
     put_huge(b, 'i');
     put(b, "\", \"x\": \"%s\"}", s);
 }
-static void r_not_json(struct buf *b, const char *s) { put(b, "%s not json", s); }
-static void r_null(struct buf *b, const char *s) { put(b, "null"); }
-static void r_string(struct buf *b, const char *s) { put(b, "\"%s\"", s); }
-static void r_empty(struct buf *b, const char *s) { (void)b; }
+static void r_not_json(struct buf *b, const char *s)
+{
+    put(b, "%s not json", s);
+}
+static void r_null(struct buf *b, const char *s)
+{
+    put(b, "null");
+}
+static void r_string(struct buf *b, const char *s)
+{
+    put(b, "\"%s\"", s);
+}
+static void r_empty(struct buf *b, const char *s)
+{
+    (void)b;
+}
 
 static const struct kind record_kinds[] = {
     {"marker_null", true, r_marker_null}, {"marker_num", true, r_marker_num},
