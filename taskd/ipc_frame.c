@@ -97,18 +97,19 @@ int ipc_down_read(json_object *o, struct ipc_down *out, char *why, size_t why_si
     memset(out, 0, sizeof(*out));
     if (!json_object_is_type(o, json_type_object))
         return bad(why, why_size, "frame: expected an object");
+    /* The kind is checked first: a reason names only kinds we know, never the peer's text
+     * (a reason gets logged; found by fuzz_ipc with a newline in the kind). */
     const char *kind = kind_of(o, "job");
     if (kind == NULL)
         return bad(why, why_size, "frame: kind: expected a string");
-    if (!get_int(o, "jid", 1, INT64_MAX, &out->jid))
-        return bad(why, why_size, "%s frame: jid: expected a positive integer", kind);
-    if (strcmp(kind, "cancel") == 0) {
-        out->kind = IPC_DOWN_CANCEL;
-        return 0;
-    }
-    if (strcmp(kind, "job") != 0)
+    if (strcmp(kind, "cancel") != 0 && strcmp(kind, "job") != 0)
         return bad(why, why_size, "frame: kind: unknown kind");
-    out->kind = IPC_DOWN_JOB;
+    out->kind = strcmp(kind, "cancel") == 0 ? IPC_DOWN_CANCEL : IPC_DOWN_JOB;
+    if (!get_int(o, "jid", 1, INT64_MAX, &out->jid))
+        return bad(why, why_size, "%s frame: jid: expected a positive integer",
+                   out->kind == IPC_DOWN_CANCEL ? "cancel" : "job");
+    if (out->kind == IPC_DOWN_CANCEL)
+        return 0;
     if (!get_str(o, "task", &out->task) || out->task[0] == '\0')
         return bad(why, why_size, "job frame: task: expected a non-empty string");
     if (!get_str(o, "id", &out->id) || out->id[0] == '\0')
@@ -140,16 +141,16 @@ int ipc_up_read(json_object *o, struct ipc_up *out, char *why, size_t why_size)
     const char *kind = kind_of(o, NULL);
     if (kind == NULL)
         return bad(why, why_size, "frame: kind: expected a string");
+    if (strcmp(kind, "progress") != 0 && strcmp(kind, "done") != 0)
+        return bad(why, why_size, "frame: kind: unknown kind");
+    out->kind = strcmp(kind, "progress") == 0 ? IPC_UP_PROGRESS : IPC_UP_DONE;
     if (!get_int(o, "jid", 1, INT64_MAX, &out->jid))
-        return bad(why, why_size, "%s frame: jid: expected a positive integer", kind);
-    if (strcmp(kind, "progress") == 0) {
-        out->kind = IPC_UP_PROGRESS;
+        return bad(why, why_size, "%s frame: jid: expected a positive integer",
+                   out->kind == IPC_UP_PROGRESS ? "progress" : "done");
+    if (out->kind == IPC_UP_PROGRESS) {
         out->meta = field(o, "meta");
         return 0;
     }
-    if (strcmp(kind, "done") != 0)
-        return bad(why, why_size, "frame: kind: unknown kind");
-    out->kind = IPC_UP_DONE;
     int64_t outcome;
     if (!get_int(o, "outcome", INT32_MIN, INT32_MAX, &outcome))
         return bad(why, why_size, "done frame: outcome: expected an integer");

@@ -365,10 +365,14 @@ static size_t token(const char **p, const char *end, const char **tok)
 int mhttp_parse_head(const char *p, size_t n, size_t max, struct mhttp_req *out)
 {
     *out = (struct mhttp_req){0};
-    if (memchr(p, '\0', n) != NULL || !plausible(p, n))
+    /* Only the head decides: bytes after it (a body, a pipelined request) arrive in the same
+     * read or a later one, and the answer must not depend on which (found by fuzz_metrics). */
+    const char *crlf = memmem(p, n, "\r\n\r\n", 4), *lf = memmem(p, n, "\n\n", 2);
+    const char *stop = crlf == NULL ? lf : lf == NULL || crlf < lf ? crlf : lf;
+    size_t head_len = stop != NULL ? (size_t)(stop - p) : n;
+    if (memchr(p, '\0', head_len) != NULL || !plausible(p, head_len))
         return out->status = 400;
-    bool complete = memmem(p, n, "\r\n\r\n", 4) != NULL || memmem(p, n, "\n\n", 2) != NULL;
-    if (!complete)
+    if (stop == NULL)
         return out->status = n >= max ? 431 : 0;
     /* plausible() has seen the whole first line: printable ASCII and blanks only. */
     const char *eol = memchr(p, '\n', n);

@@ -146,6 +146,8 @@ static void malformed_up_frames_are_refused_naming_the_field(void **state)
         {"{\"jid\":1,\"kind\":\"done\",\"outcome\":0,\"rss_kb\":-5}", "done frame: rss_kb"},
         {"{\"jid\":1,\"kind\":\"done\",\"outcome\":0,\"cancelled\":\"no\"}",
          "done frame: cancelled"},
+        /* Found by fuzz_ipc: the peer's kind was echoed into the reason, newline and all. */
+        {"{\"kind\":\"x\\ny\"}", "frame: kind: unknown kind"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_object *o = parse(cases[i].frame);
@@ -155,8 +157,17 @@ static void malformed_up_frames_are_refused_naming_the_field(void **state)
         if (rc != TASK_EPROTO || strncmp(why, cases[i].why, strlen(cases[i].why)) != 0)
             fail_msg("%s: rc %d, why '%s', expected '%s'", cases[i].frame, rc, why,
                      cases[i].why);
+        if (strchr(why, '\n') != NULL)
+            fail_msg("%s: reason is more than one line", cases[i].frame);
         json_object_put(o);
     }
+    /* The same for a child reading a frame of an unknown kind without a jid. */
+    json_object *o = parse("{\"kind\":\"x\\ny\"}");
+    struct ipc_down d;
+    char why[200] = "";
+    assert_int_equal(ipc_down_read(o, &d, why, sizeof(why)), TASK_EPROTO);
+    assert_string_equal(why, "frame: kind: unknown kind");
+    json_object_put(o);
 }
 
 static void depth_is_counted_as_json_c_counts_it_and_stops_past_the_limit(void **state)
