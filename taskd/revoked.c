@@ -18,7 +18,7 @@
 
 void revoked_add(struct worker *w, const char *id)
 {
-    w->revoked.max = REVOKED_MAX;
+    w->revoked.max = REVOKED_MAX; /* worker.c sets the table up with a client's bound */
     int rc = task__replies_put(&w->revoked, id, "REVOKED", NULL);
     if (rc != 0)
         log_event(LV_WARN, rc, "revoked_add_failed", "task_id=%s", log_v(id));
