@@ -62,8 +62,25 @@ static void on_crash(int sig)
                                     __ATOMIC_SEQ_CST);
 }
 
+/* The job running on a one-thread child's main thread (0: none), and the job the supervisor
+ * asks it to cancel (shared memory, written before SIGUSR1). */
+static int64_t solo_jid;
+static int64_t *cancel_word;
+static task_ctx *solo_ctx;
+
+static void on_cancel_signal(int sig)
+{
+    (void)sig;
+    int64_t want = cancel_word != NULL ? __atomic_load_n(cancel_word, __ATOMIC_SEQ_CST) : 0;
+    if (want != 0 && solo_ctx != NULL && want == __atomic_load_n(&solo_jid, __ATOMIC_SEQ_CST))
+        atomic_store(&solo_ctx->cancelled, true);
+}
+
 static void crash_handlers(void)
 {
+    struct sigaction sc = {.sa_handler = on_cancel_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sc.sa_mask);
+    sigaction(SIGUSR1, &sc, NULL);
     static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
     struct sigaction sa = {.sa_handler = on_crash, .sa_flags = SA_RESETHAND | SA_ONSTACK};
     sigemptyset(&sa.sa_mask);
@@ -129,36 +146,44 @@ static void run_job(struct child *c, int slot, json_object *req)
     const char *id = json_object_get_string(get(req, "id"));
     double soft = json_object_get_double(get(req, "soft"));
     struct run r = {.c = c, .jid = jid};
-    task_ctx ctx;
-    task__ctx_init(&ctx, &child_ops, &r, id, json_object_get_int(get(req, "retries")),
+    /* A one-thread child runs its task on the main thread, which cannot read a cancel frame
+     * meanwhile: the supervisor signals it instead (on_cancel_signal), and the ctx lives in
+     * static storage so that a late signal never writes to a dead stack frame. */
+    static task_ctx solo;
+    task_ctx stack_ctx;
+    task_ctx *ctx = c->nthreads == 1 ? &solo : &stack_ctx;
+    task__ctx_init(ctx, &child_ops, &r, id, json_object_get_int(get(req, "retries")),
                    soft > 0 ? task__now_mono() + soft : 0);
     /* Connections (and the handle's setup cost) carry over from the thread's last task. */
-    ctx.http = c->slots[slot].http;
+    ctx->http = c->slots[slot].http;
     pthread_mutex_lock(&c->mu);
     c->slots[slot].jid = jid;
-    c->slots[slot].ctx = &ctx;
+    c->slots[slot].ctx = ctx;
     bool cancel_now = json_object_get_boolean(get(req, "cancelled"));
     pthread_mutex_unlock(&c->mu);
     if (cancel_now)
-        atomic_store(&ctx.cancelled, true);
+        atomic_store(&ctx->cancelled, true);
 
     const task_def *def = task_registry_find(name);
     json_object *result = NULL;
     double t0 = task__now_mono();
     current_jid = jid;
-    int outcome = def ? def->fn(&ctx, get(req, "args"), get(req, "kwargs"), &result)
-                      : task_fail(&ctx, "NotRegistered", "%s", name ? name : "");
+    if (ctx == &solo)
+        solo_ctx = ctx, __atomic_store_n(&solo_jid, jid, __ATOMIC_SEQ_CST);
+    int outcome = def ? def->fn(ctx, get(req, "args"), get(req, "kwargs"), &result)
+                      : task_fail(ctx, "NotRegistered", "%s", name ? name : "");
     current_jid = 0;
+    __atomic_store_n(&solo_jid, 0, __ATOMIC_SEQ_CST);
     double runtime = task__now_mono() - t0;
     /* The frame up must stay readable (the supervisor parses at TASK__IPC_MAX_DEPTH): a deeper
      * result is refused here, as the supervisor would refuse it. */
     char why[160];
     if (outcome == TASK_OK && result_depth(result, TASK__RESULT_MAX_DEPTH) > TASK__RESULT_MAX_DEPTH)
-        outcome = task_fail(&ctx, "EncodeError", "%s",
+        outcome = task_fail(ctx, "EncodeError", "%s",
                             result_unstorable(result, 0, why, sizeof(why)));
     /* Past the soft limit when it returned: reported as SoftTimeLimitExceeded, as Celery does
      * for a task that does not stop in time. */
-    bool soft_expired = ctx.soft_deadline > 0 && task__now_mono() >= ctx.soft_deadline;
+    bool soft_expired = ctx->soft_deadline > 0 && task__now_mono() >= ctx->soft_deadline;
 
     pthread_mutex_lock(&c->mu);
     c->slots[slot].jid = 0;
@@ -172,16 +197,16 @@ static void run_job(struct child *c, int slot, json_object *req)
     json_object_object_add(o, "result", outcome == TASK_OK ? result : NULL);
     if (outcome != TASK_OK)
         json_object_put(result);
-    json_object_object_add(o, "exc_type", json_object_new_string(ctx.exc_type));
-    json_object_object_add(o, "exc_message", json_object_new_string(ctx.exc_message));
-    json_object_object_add(o, "retry_in", json_object_new_double(ctx.retry_in_s));
+    json_object_object_add(o, "exc_type", json_object_new_string(ctx->exc_type));
+    json_object_object_add(o, "exc_message", json_object_new_string(ctx->exc_message));
+    json_object_object_add(o, "retry_in", json_object_new_double(ctx->retry_in_s));
     json_object_object_add(o, "runtime", json_object_new_double(runtime));
-    json_object_object_add(o, "cancelled", json_object_new_boolean(atomic_load(&ctx.cancelled)));
+    json_object_object_add(o, "cancelled", json_object_new_boolean(atomic_load(&ctx->cancelled)));
     json_object_object_add(o, "soft_expired", json_object_new_boolean(soft_expired));
     json_object_object_add(o, "rss_kb", json_object_new_int64(rss_kb()));
-    c->slots[slot].http = ctx.http;
-    ctx.http = NULL;
-    task__ctx_release(&ctx);
+    c->slots[slot].http = ctx->http;
+    ctx->http = NULL;
+    task__ctx_release(ctx);
     send_frame(c, o);
     json_object_put(o);
 }
@@ -261,11 +286,13 @@ static void child_setup(const int *close_fds, int nclose)
         _exit(CHILD_EXIT_FATAL);
 }
 
-void child_main(int fd, int nthreads, const int *close_fds, int nclose, int64_t *crash_jid)
+void child_main(int fd, int nthreads, const int *close_fds, int nclose, int64_t *crash_jid,
+                int64_t *cancel_jid)
 {
     pid_t parent = getppid();
     child_setup(close_fds, nclose);
     crash_word = crash_jid;
+    cancel_word = cancel_jid;
     alt_stack();
     crash_handlers();
     if (getppid() != parent)

@@ -8,8 +8,10 @@
 
 /* Run tasks from `fd` on `nthreads` threads; close the listed inherited fds first. `crash_jid`
  * (shared with the supervisor) gets the job id of a task whose thread crashes (SIGSEGV, SIGBUS,
- * SIGFPE, SIGILL, SIGABRT), so only that task is blamed and its neighbours are requeued. */
-void child_main(int fd, int nthreads, const int *close_fds, int nclose, int64_t *crash_jid)
-    __attribute__((noreturn));
+ * SIGFPE, SIGILL, SIGABRT), so only that task is blamed and its neighbours are requeued.
+ * `cancel_jid` (shared, written by the supervisor before it sends SIGUSR1) names the job a
+ * one-thread child must cancel: its main thread runs the task and reads no frames meanwhile. */
+void child_main(int fd, int nthreads, const int *close_fds, int nclose, int64_t *crash_jid,
+                int64_t *cancel_jid) __attribute__((noreturn));
 
 #endif

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@
 #include "log.h"
 #include "metrics_http.h"
 #include "worker.h"
+
+static void send_cancel(struct worker *w, struct pchild *c, const struct job *j);
 
 static int spawn(struct worker *w, int i)
 {
@@ -33,6 +36,7 @@ static int spawn(struct worker *w, int i)
         return -e;
     }
     __atomic_store_n(&p->crash[i], 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->crash[p->n + i], 0, __ATOMIC_SEQ_CST);
     if (pid == 0) {
         int fds[260 + MHTTP_MAX_FDS];
         int n = 0;
@@ -45,7 +49,7 @@ static int spawn(struct worker *w, int i)
         for (int k = 0; k < p->n && n < 260 + MHTTP_MAX_FDS; k++)
             if (p->ch[k].pid > 0)
                 fds[n++] = p->ch[k].fd;
-        child_main(sv[1], p->threads, fds, n, &p->crash[i]);
+        child_main(sv[1], p->threads, fds, n, &p->crash[i], &p->crash[p->n + i]);
     }
     close(sv[1]);
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
@@ -66,7 +70,7 @@ int pool_start(struct worker *w)
     p->ch = calloc((size_t)p->n, sizeof(*p->ch));
     if (p->ch == NULL)
         return -ENOMEM;
-    p->crash = mmap(NULL, (size_t)p->n * sizeof(*p->crash), PROT_READ | PROT_WRITE,
+    p->crash = mmap(NULL, 2 * (size_t)p->n * sizeof(*p->crash), PROT_READ | PROT_WRITE,
                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p->crash == MAP_FAILED) {
         p->crash = NULL;
@@ -117,6 +121,8 @@ static int least_busy(const struct pool *p)
 static bool dispatch(struct worker *w, struct job *job)
 {
     struct pool *p = &w->pool;
+    if (p->stopping)
+        return false;
     if (revoked_has(w, job->m.id)) {
         runner_revoked(w, job, "revoked");
         return true;
@@ -216,8 +222,13 @@ static void on_frame(struct worker *w, int i, json_object *o)
 {
     struct pchild *c = &w->pool.ch[i];
     json_object *v;
-    int64_t jid = json_object_object_get_ex(o, "jid", &v) ? json_object_get_int64(v) : 0;
-    const char *kind = json_object_object_get_ex(o, "kind", &v) ? json_object_get_string(v) : "";
+    int64_t jid = json_object_object_get_ex(o, "jid", &v) && json_object_is_type(v, json_type_int)
+                      ? json_object_get_int64(v)
+                      : 0;
+    const char *kind = json_object_object_get_ex(o, "kind", &v) &&
+                               json_object_is_type(v, json_type_string)
+                           ? json_object_get_string(v)
+                           : "";
     if (strcmp(kind, "progress") == 0) {
         struct job *job = find_running(c, jid);
         if (job != NULL && !job->orphan && json_object_object_get_ex(o, "meta", &v))
@@ -230,10 +241,15 @@ static void on_frame(struct worker *w, int i, json_object *o)
     c->done_count++;
     if (json_object_object_get_ex(o, "rss_kb", &v))
         c->rss_kb = (long)json_object_get_int64(v);
-    if (job->orphan)
+    if (job->orphan) {
         job_free(job);
-    else
+    } else if (w->pool.cold) {
+        /* Cancelled by a cold stop: what it returned is not its outcome; it runs again. */
+        job->nacked = true;
+        job_finish(w, job);
+    } else {
         runner_done(w, job, o);
+    }
     maybe_retire(w, i);
 }
 
@@ -371,11 +387,40 @@ bool pool_idle(const struct worker *w)
     return w->pool.backlog == 0 && pool_running(w) == 0;
 }
 
+/* A cold stop: every running task sees task_cancelled() and gets up to `grace_s` to let go of
+ * what it holds (transfers abort); whatever they return, their messages go back to the queue. */
+static void cancel_running(struct worker *w, double grace_s)
+{
+    struct pool *p = &w->pool;
+    for (int i = 0; i < p->n; i++)
+        for (struct job *j = p->ch[i].running; p->ch[i].pid > 0 && j != NULL; j = j->next)
+            send_cancel(w, &p->ch[i], j);
+    double until = task__now_mono() + grace_s;
+    while (pool_running(w) > 0 && task__now_mono() < until) {
+        struct pollfd pfd[256];
+        int map[256], n = 0;
+        for (int i = 0; i < p->n && n < 256; i++) {
+            if (p->ch[i].pid > 0 && p->ch[i].busy > 0) {
+                map[n] = i;
+                pfd[n++] = (struct pollfd){.fd = p->ch[i].fd, .events = POLLIN};
+            }
+        }
+        if (n == 0 || poll(pfd, (nfds_t)n, 50) < 0)
+            break;
+        for (int k = 0; k < n; k++)
+            if (pfd[k].revents & (POLLIN | POLLHUP | POLLERR))
+                pool_on_readable(w, map[k]);
+    }
+}
+
 void pool_stop(struct worker *w, bool cold)
 {
     struct pool *p = &w->pool;
+    bool first_cold = cold && !p->cold;
     p->stopping = true;
     p->cold = cold;
+    if (first_cold)
+        cancel_running(w, 1.0);
     for (int i = 0; i < p->n; i++) {
         if (p->ch[i].pid <= 0)
             continue;
@@ -423,13 +468,18 @@ void pool_drop_jobs(struct worker *w)
             j->orphan = true;
 }
 
-static void send_cancel(struct pchild *c, const struct job *j)
+static void send_cancel(struct worker *w, struct pchild *c, const struct job *j)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "kind", json_object_new_string("cancel"));
     json_object_object_add(o, "jid", json_object_new_int64(j->jid));
     (void)ipc_send(c->fd, o); /* a dying child is reaped as lost either way */
     json_object_put(o);
+    if (w->pool.threads == 1) {
+        /* Its one thread is busy running the task: it reads the frame only afterwards. */
+        __atomic_store_n(&w->pool.crash[w->pool.n + (c - w->pool.ch)], j->jid, __ATOMIC_SEQ_CST);
+        kill(c->pid, SIGUSR1);
+    }
 }
 
 void pool_revoke(struct worker *w, const char *id, bool terminate)
@@ -441,7 +491,7 @@ void pool_revoke(struct worker *w, const char *id, bool terminate)
                 continue;
             if (!terminate) {
                 if (!j->cancelled)
-                    send_cancel(c, j);
+                    send_cancel(w, c, j);
                 j->cancelled = true;
                 continue;
             }

@@ -479,7 +479,7 @@ void worker_free(struct worker *w)
     }
     free(w->pool.ch);
     if (w->pool.crash != NULL)
-        munmap(w->pool.crash, (size_t)w->pool.n * sizeof(*w->pool.crash));
+        munmap(w->pool.crash, 2 * (size_t)w->pool.n * sizeof(*w->pool.crash));
     task__replies_free(&w->revoked);
     task__topo_free(&w->topo);
     rate_free(w);

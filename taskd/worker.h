@@ -68,7 +68,8 @@ struct pool {
     int64_t next_jid;
     bool stopping;          /* do not respawn */
     bool cold;              /* children killed by us: their jobs go back to the queue */
-    int64_t *crash;         /* shared with the children: per slot, the jid whose thread crashed */
+    int64_t *crash;         /* shared with the children: [slot] the jid whose thread crashed,
+                             * [n + slot] the jid a one-thread child must cancel (SIGUSR1) */
 };
 
 /* Publishes awaiting a confirm, in sequence order. */

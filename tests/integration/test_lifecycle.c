@@ -171,6 +171,33 @@ static void revoke_reaches_the_backlog(void **state)
     task_client_free(c);
 }
 
+/* A task waiting in the worker for its rate-limit token is revoked: it never runs. */
+static void revoke_reaches_a_rate_limited_task(void **state)
+{
+    (void)state;
+    char q[96];
+    new_queue(q, sizeof(q), "rate");
+    struct itest_worker w;
+    const char *args[] = {"-c", "1", "--threads", "4", NULL};
+    assert_int_equal(itest_worker_start(&w, q, NULL, args), 0);
+    task_client *c = itest_client(q, NULL);
+    assert_non_null(c);
+    task_id ids[3];
+    json_object *a = json_tokener_parse("[1, 2]");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(task_send(c, "test.limited", a, NULL, NULL, &ids[i]), 0);
+    json_object_put(a);
+    usleep(200000); /* the first ran; the others wait for tokens (1/s) */
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "revoke %s --timeout 1", ids[2].str);
+    assert_int_equal(taskctl(cmd), 0);
+    expect(c, ids[0].str, TASK_STATE_SUCCESS, NULL);
+    expect(c, ids[1].str, TASK_STATE_SUCCESS, NULL);
+    expect(c, ids[2].str, TASK_STATE_REVOKED, "TaskRevokedError");
+    assert_int_equal(itest_worker_stop(&w, SIGTERM, 20), 0);
+    task_client_free(c);
+}
+
 /* A task held in memory for its sub-second eta is revoked before it is due. */
 static void revoke_reaches_a_held_task(void **state)
 {
@@ -192,28 +219,36 @@ static void revoke_reaches_a_held_task(void **state)
     task_client_free(c);
 }
 
-/* A revoke without --terminate reaches the running task as task_cancelled(). */
+/* A revoke without --terminate reaches the running task as task_cancelled(), on a child with
+ * threads (a cancel frame) and on a one-thread child, whose only thread is busy (a signal). */
 static void revoke_cancels_a_running_task(void **state)
 {
     (void)state;
-    char q[96];
-    new_queue(q, sizeof(q), "cancel");
-    struct itest_worker w;
-    const char *args[] = {"-c", "1", "--threads", "2", NULL};
-    assert_int_equal(itest_worker_start(&w, q, NULL, args), 0);
-    task_client *c = itest_client(q, NULL);
-    assert_non_null(c);
-    task_id id;
-    send_num(c, "test.sleep", 30, NULL, &id);
-    usleep(500000);
-    double t0 = itest_now();
-    char cmd[200];
-    snprintf(cmd, sizeof(cmd), "revoke %s --timeout 1", id.str);
-    assert_int_equal(taskctl(cmd), 0);
-    expect(c, id.str, TASK_STATE_REVOKED, "TaskRevokedError");
-    assert_true(itest_now() - t0 < 10);
-    assert_int_equal(itest_worker_stop(&w, SIGTERM, 20), 0);
-    task_client_free(c);
+    const char *threads[] = {"2", "1"};
+    for (int k = 0; k < 2; k++) {
+        char q[96];
+        new_queue(q, sizeof(q), "cancel");
+        struct itest_worker w;
+        const char *args[] = {"-c", "1", "--threads", threads[k], NULL};
+        assert_int_equal(itest_worker_start(&w, q, NULL, args), 0);
+        task_client *c = itest_client(q, NULL);
+        assert_non_null(c);
+        task_id id;
+        send_num(c, "test.sleep", 30, NULL, &id);
+        usleep(500000);
+        double t0 = itest_now();
+        char cmd[200];
+        snprintf(cmd, sizeof(cmd), "revoke %s --timeout 1", id.str);
+        assert_int_equal(taskctl(cmd), 0);
+        expect(c, id.str, TASK_STATE_REVOKED, "TaskRevokedError");
+        assert_true(itest_now() - t0 < 10);
+        /* The child goes on with the next task. */
+        task_id next;
+        send_num(c, "test.sleep", 0.01, NULL, &next);
+        expect(c, next.str, TASK_STATE_SUCCESS, NULL);
+        assert_int_equal(itest_worker_stop(&w, SIGTERM, 20), 0);
+        task_client_free(c);
+    }
 }
 
 /* A task that never looks at task_cancelled() still ends SoftTimeLimitExceeded. */
@@ -343,6 +378,7 @@ int main(void)
         cmocka_unit_test(segfault_fails_only_its_task),
         cmocka_unit_test(terminate_fails_only_its_task),
         cmocka_unit_test(revoke_reaches_the_backlog),
+        cmocka_unit_test(revoke_reaches_a_rate_limited_task),
         cmocka_unit_test(revoke_reaches_a_held_task),
         cmocka_unit_test(revoke_cancels_a_running_task),
         cmocka_unit_test(soft_limit_is_reported_by_the_worker),

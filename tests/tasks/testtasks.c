@@ -263,3 +263,10 @@ static int nest(task_ctx *ctx, json_object *args, json_object *kwargs, json_obje
     return TASK_OK;
 }
 TASK(nest, "test.nest");
+
+/* test.limited(a, b) -> a + b, at most one a second per worker (a rate limit to wait for). */
+static int limited(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
+{
+    return add(ctx, args, kwargs, result);
+}
+TASK(limited, "test.limited", .rate_limit = "1/s");
