@@ -1,5 +1,8 @@
 /* jsonarg.c - see jsonarg.h. */
+#include <errno.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include "codec.h"
@@ -34,6 +37,49 @@ static bool all_finite(json_object *o, int depth)
     }
 }
 
+/* json-c saturates an integer past int64 (or uint64) without a word: 99999999999999999999 would
+ * be sent as 18446744073709551615. Python keeps big integers exactly, so refuse rather than
+ * change the number. Returns the offset of the first such integer, or -1. Runs on text the
+ * parser took, so strings and numbers are well-formed. */
+static long long big_integer_at(const char *s)
+{
+    bool in_str = false;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (in_str) {
+            if (*p == '\\' && p[1] != '\0')
+                p++;
+            else if (*p == '"')
+                in_str = false;
+            continue;
+        }
+        if (*p == '"') {
+            in_str = true;
+            continue;
+        }
+        if (*p != '-' && (*p < '0' || *p > '9'))
+            continue;
+        const char *start = p;
+        if (*p == '-')
+            p++;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        bool integer = *p != '.' && *p != 'e' && *p != 'E';
+        if (integer) {
+            errno = 0;
+            if (*start == '-')
+                (void)strtoll(start, NULL, 10);
+            else
+                (void)strtoull(start, NULL, 10);
+            if (errno == ERANGE)
+                return start - s;
+        }
+        while (*p != '\0' && strchr("0123456789.eE+-", *p) != NULL)
+            p++;
+        p--;
+    }
+    return -1;
+}
+
 json_object *ctl_json_arg(const char *text, json_type want, char *why, size_t why_size)
 {
     const char *type = want == json_type_array ? "array" : "object";
@@ -56,6 +102,13 @@ json_object *ctl_json_arg(const char *text, json_type want, char *why, size_t wh
     }
     if (!json_object_is_type(o, want)) {
         snprintf(why, why_size, "expected a JSON %s", type);
+        json_object_put(o);
+        return NULL;
+    }
+    long long big = big_integer_at(text);
+    if (big >= 0) {
+        snprintf(why, why_size, "not valid: the integer at byte %lld does not fit in 64 bits",
+                 big);
         json_object_put(o);
         return NULL;
     }

@@ -33,6 +33,9 @@ static void lax_json_is_refused(void **state)
         {"[TRUE]", "not strict JSON"},
         {"[1.]", "not strict JSON"},
         {"[\"a\tb\"]", "not strict JSON"},
+        {"[99999999999999999999]", "does not fit in 64 bits"},
+        {"[1, -9223372036854775809]", "integer at byte 4"},
+        {"[18446744073709551616]", "does not fit in 64 bits"},
         {"[\"\xff\"]", "not strict JSON"},
         {"[", "not strict JSON"},
         {"", "not strict JSON"},
@@ -62,6 +65,8 @@ static void strict_json_close_to_those_is_kept(void **state)
         "[]", " [ 1 , 2 ] \n", "[\"it's\", \"1.\", \"/* no */\", \"NaN\"]",
         "[1.5, -0.25, 1e3, 0, -0, 2E-2, 1.7976931348623157e308]", "[true, false, null]",
         "[{\"k\": [ ]}]", "[\"\\u00e9\\t\"]", "[\"\xc3\xa9\"]",
+        "[9223372036854775807, -9223372036854775808, 18446744073709551615]",
+        "[\"99999999999999999999\", 1e19, -1.5e-300]",
     };
     for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
         char why[300] = "";
