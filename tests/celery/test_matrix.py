@@ -1,8 +1,8 @@
 """The task-lifecycle matrix (issue 14), driven by a stock Celery 5.2 client as a user writes it.
 
 {no delay, countdown 2 s, eta 2 s ahead, a retry first} x {plain, retry, link, link_error, chain,
-group} x {the `celery` queue, a routed queue `q2`, queue `q3` bound to a direct exchange `ex1`
-with routing key `rk3` (not its name)} x worker {-c 1 --threads 1, -c 2 --threads 4}.
+group} x {the `celery` queue, a routed queue `q2` (queue='q2'), queue `q3` bound to a direct exchange
+`ex1` with routing key `rk3`, sent with exchange='ex1', routing_key='rk3'} x worker {-c 1 --threads 1, -c 2 --threads 4}.
 
 All cells of a worker configuration are sent at once and then waited for. Each cell must end in
 its expected state and result; every link / link_error / chain callback (no explicit task_id)
@@ -30,6 +30,7 @@ from common import Checks, Taskd, broker  # noqa: E402
 
 url = broker()
 from celery import Celery, chain, group  # noqa: E402
+from celery.result import ResultSet  # noqa: E402
 from celery.exceptions import TimeoutError as CeleryTimeout  # noqa: E402
 from kombu import Exchange, Queue  # noqa: E402
 
@@ -188,8 +189,12 @@ class Cell:
 
     def send(self):
         opts = delay_opts(self.delay)
-        if self.route != "celery":
-            opts["queue"] = self.route
+        if self.route == ROUTED:
+            opts["queue"] = ROUTED
+        elif self.route == DIRECT_Q:
+            # Named explicitly: for queue="q3" Celery would publish through the default exchange
+            # (routing key "q3"), as it does for any direct-exchange queue it can address so.
+            opts["exchange"], opts["routing_key"] = DIRECT_X, DIRECT_RK
         d, tok = self.delay, self.token
         self.sent_at = time.time()
         if self.shape == "plain":
@@ -344,9 +349,17 @@ def run_config(cfg, worker_args, before_queues):
         cells = [Cell(cfg, d, s, r) for d in DELAYS for s in SHAPES for r in ROUTES]
         for c in cells:
             c.send()
-        deadline = time.time() + WAIT_S
+        t_sent = time.time()
+        deadline = t_sent + WAIT_S
+        pending = ResultSet([r for c in cells for r in
+                             (c.result.results if c.shape == "group" else [c.result])])
+        try:  # all at once: one get() after another can sit out Celery's 1 s drain timeout
+            pending.join_native(timeout=WAIT_S, propagate=False)
+        except CeleryTimeout:
+            pass
         for c in cells:
             c.wait(deadline)
+        t_results = time.time()
         # Callbacks: wait for each expected one to have succeeded (or the deadline), then for
         # quiet, so that a second run would have been seen.
         cb_deadline = time.time() + CALLBACK_WAIT_S
@@ -354,7 +367,10 @@ def run_config(cfg, worker_args, before_queues):
             if c.callback is not None:
                 ev.wait_for(lambda e, tok=c.token: e.get("type") == "task-received" and
                             c.token in str(e.get("args")), max(0, cb_deadline - time.time()))
+        t_callbacks = time.time()
         settled = quiet(ev, 10)
+        print(f"# {cfg}: sent in {t_sent - t0:.1f} s, results {t_results - t_sent:.1f} s, "
+              f"callbacks {t_callbacks - t_results:.1f} s, quiet {time.time() - t_callbacks:.1f} s")
         events = ev.snapshot()
         check_callbacks(cells, events)
         check_not_early(cells, events)
@@ -378,6 +394,11 @@ def run_config(cfg, worker_args, before_queues):
     print(f"# {cfg}: {len(cells)} cells, {fails} failed, {time.time() - t0:.1f} s")
 
 
+# Both sides declare q3 alike (durable, no arguments); the client binds it to ex1 with rk3,
+# as a Celery app declares its task_queues (taskd -Q q3 adds its own q3 -> q3 binding).
+with app.connection_for_write() as conn:
+    for q in app.conf.task_queues:
+        q(conn.default_channel).declare()
 before = mgmt_queues()
 if before is None:
     print("# no TASKD_RMQ_MGMT_PORT_1: the stray-queue checks are skipped")

@@ -707,6 +707,17 @@ static void matrix_c2_threads4(void **state)
     run_config("c2t4", "2", "4");
 }
 
+/* After each configuration, even one that failed an assertion: no worker or events reader
+ * survives into the next one (it would take the next configuration's tasks). */
+static int stop_all(void **state)
+{
+    (void)state;
+    if (worker.pid > 0)
+        itest_worker_stop(&worker, SIGKILL, 10);
+    stop_events();
+    return 0;
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -741,8 +752,8 @@ int main(void)
 {
     itest_broker();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(matrix_c1_threads1),
-        cmocka_unit_test(matrix_c2_threads4),
+        cmocka_unit_test_teardown(matrix_c1_threads1, stop_all),
+        cmocka_unit_test_teardown(matrix_c2_threads4, stop_all),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
