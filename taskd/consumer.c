@@ -59,6 +59,51 @@ int consumer_start(struct worker *w)
     return rc;
 }
 
+void consumer_cancel(struct worker *w)
+{
+    for (int i = 0; w->conn != NULL && i < w->ntags; i++) {
+        amqp_basic_cancel(task__conn_amqp(w->conn), CH_CONSUME, amqp_cstring_bytes(w->tags[i]));
+        int rc = task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)),
+                                  "basic.cancel");
+        if (rc != 0)
+            log_event(LV_WARN, rc, "cancel_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
+    }
+}
+
+void consumer_pause(struct worker *w)
+{
+    if (w->paused || w->conn == NULL || w->state != W_RUNNING)
+        return;
+    log_event(LV_ERROR, 0, "consuming_paused", "reason=\"no live pool child\" action=\"giving "
+              "back waiting tasks; consuming again when a child runs\"");
+    consumer_cancel(w);
+    for (int i = 0; i < w->ntags; i++) {
+        free(w->tags[i]);
+        free(w->tag_queues[i]);
+        w->tags[i] = w->tag_queues[i] = NULL;
+    }
+    w->ntags = 0;
+    pool_requeue_backlog(w);
+    rate_drop(w, true);
+    w->paused = true;
+}
+
+void consumer_resume(struct worker *w)
+{
+    if (!w->paused || w->conn == NULL || w->state != W_RUNNING)
+        return;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < w->cfg->queues.n && w->ntags < 32; i++) {
+        w->tag_queues[w->ntags] = strdup(w->cfg->queues.v[i]);
+        if (w->tag_queues[w->ntags] == NULL)
+            return;
+        rc = task__conn_consume(w->conn, CH_CONSUME, w->cfg->queues.v[i], false,
+                                amqp_empty_table, &w->tags[w->ntags++]);
+    }
+    w->paused = false;
+    log_event(rc == 0 ? LV_INFO : LV_ERROR, rc, "consuming_resumed", "children=%d", pool_live(w));
+}
+
 /* The queue a delivery was consumed from, by its consumer tag. A routing key is no substitute:
  * the delay cascade's keys and exchange routes name no queue. */
 static const char *queue_of(const struct worker *w, const struct task__delivery *d)

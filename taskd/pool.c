@@ -38,15 +38,18 @@ static int spawn(struct worker *w, int i)
     __atomic_store_n(&p->crash[i], 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->crash[p->n + i], 0, __ATOMIC_SEQ_CST);
     if (pid == 0) {
-        int fds[260 + MHTTP_MAX_FDS];
+        /* The parent is single-threaded here, so malloc in the child is safe. */
+        int *fds = malloc((size_t)(p->n + 3 + MHTTP_MAX_FDS) * sizeof(*fds));
         int n = 0;
+        if (fds == NULL)
+            _exit(CHILD_EXIT_FATAL);
         /* A child holding a client's socket would keep that connection open after we close it. */
         n += mhttp_fds(w->mhttp, fds + n, MHTTP_MAX_FDS);
         fds[n++] = sv[0];
         fds[n++] = w->sigfd;
         if (w->conn != NULL)
             fds[n++] = task__conn_fd(w->conn);
-        for (int k = 0; k < p->n && n < 260 + MHTTP_MAX_FDS; k++)
+        for (int k = 0; k < p->n; k++)
             if (p->ch[k].pid > 0)
                 fds[n++] = p->ch[k].fd;
         child_main(sv[1], p->threads, fds, n, &p->crash[i], &p->crash[p->n + i]);
@@ -55,7 +58,7 @@ static int spawn(struct worker *w, int i)
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     struct pchild *c = &p->ch[i];
     ipc_buf_free(&c->in);
-    *c = (struct pchild){.pid = pid, .fd = sv[0]};
+    *c = (struct pchild){.pid = pid, .fd = sv[0], .backoff = c->backoff};
     log_event(LV_DEBUG, 0, "child_started", "slot=%d pid=%d threads=%d", i, (int)pid, p->threads);
     return 0;
 }
@@ -239,6 +242,7 @@ static void on_frame(struct worker *w, int i, json_object *o)
     if (job == NULL)
         return;
     c->done_count++;
+    c->backoff = 0; /* it works: a later failure starts the delays over */
     if (json_object_object_get_ex(o, "rss_kb", &v))
         c->rss_kb = (long)json_object_get_int64(v);
     if (job->orphan) {
@@ -272,6 +276,43 @@ void pool_on_readable(struct worker *w, int i)
         kill(c->pid, SIGKILL);
     }
     drain_backlog(w);
+}
+
+int pool_live(const struct worker *w)
+{
+    int n = 0;
+    for (int i = 0; i < w->pool.n; i++)
+        n += w->pool.ch[i].pid > 0;
+    return n;
+}
+
+/* Slot `i` has no child and cannot have one now: try again after a growing delay (0.5 s
+ * doubling to 30 s); with no live child left, stop consuming until one runs. */
+static void respawn_later(struct worker *w, int i, const char *event, int err)
+{
+    struct pchild *c = &w->pool.ch[i];
+    c->backoff = c->backoff > 0 ? (c->backoff * 2 > 30 ? 30 : c->backoff * 2) : 0.5;
+    c->respawn_at = task__now_mono() + c->backoff;
+    log_event(LV_ERROR, err, event, "slot=%d action=respawn retry_in_s=%.1f live=%d", i,
+              c->backoff, pool_live(w));
+    if (pool_live(w) == 0)
+        consumer_pause(w);
+}
+
+static void respawn_due(struct worker *w, double now)
+{
+    struct pool *p = &w->pool;
+    for (int i = 0; i < p->n && !p->stopping; i++) {
+        struct pchild *c = &p->ch[i];
+        if (c->pid > 0 || c->respawn_at <= 0 || now < c->respawn_at)
+            continue;
+        c->respawn_at = 0;
+        int rc = spawn(w, i);
+        if (rc != 0)
+            respawn_later(w, i, "fork_failed", -rc);
+        else
+            consumer_resume(w);
+    }
 }
 
 static void child_died(struct worker *w, int i, int status)
@@ -319,14 +360,15 @@ static void child_died(struct worker *w, int i, int status)
     c->fd = -1;
     if (p->stopping)
         return;
+    (void)clean;
     if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_EXIT_FATAL) {
-        log_event(LV_ERROR, 0, "child_fatal", "slot=%d action=\"not respawned\"", i);
+        /* Its setup failed (memory, threads): forking it again at once would loop. */
+        respawn_later(w, i, "child_fatal", 0);
         return;
     }
-    (void)clean;
     int rc = spawn(w, i);
     if (rc != 0)
-        log_event(LV_ERROR, -rc, "fork_failed", "slot=%d", i);
+        respawn_later(w, i, "fork_failed", -rc);
 }
 
 void pool_reap(struct worker *w)
@@ -347,6 +389,7 @@ void pool_reap(struct worker *w)
 void pool_check_limits(struct worker *w)
 {
     double now = task__now_mono();
+    respawn_due(w, now);
     for (int i = 0; i < w->pool.n; i++) {
         struct pchild *c = &w->pool.ch[i];
         for (struct job *j = c->running; j != NULL; j = j->next) {
@@ -363,6 +406,10 @@ void pool_check_limits(struct worker *w)
 int pool_next_deadline_ms(const struct worker *w)
 {
     double first = 0;
+    for (int i = 0; i < w->pool.n; i++)
+        if (w->pool.ch[i].pid <= 0 && w->pool.ch[i].respawn_at > 0 &&
+            (first == 0 || w->pool.ch[i].respawn_at < first))
+            first = w->pool.ch[i].respawn_at;
     for (int i = 0; i < w->pool.n; i++)
         for (const struct job *j = w->pool.ch[i].running; j != NULL; j = j->next)
             if (j->hard_deadline > 0 && !j->timed_out && (first == 0 || j->hard_deadline < first))
@@ -397,9 +444,9 @@ static void cancel_running(struct worker *w, double grace_s)
             send_cancel(w, &p->ch[i], j);
     double until = task__now_mono() + grace_s;
     while (pool_running(w) > 0 && task__now_mono() < until) {
-        struct pollfd pfd[256];
-        int map[256], n = 0;
-        for (int i = 0; i < p->n && n < 256; i++) {
+        struct pollfd *pfd = w->pfd;
+        int *map = w->pfd_child, n = 0;
+        for (int i = 0; i < p->n; i++) {
             if (p->ch[i].pid > 0 && p->ch[i].busy > 0) {
                 map[n] = i;
                 pfd[n++] = (struct pollfd){.fd = p->ch[i].fd, .events = POLLIN};

@@ -71,6 +71,11 @@ int worker_init(struct worker *w, task_config *cfg)
     rc = pool_start(w);
     if (rc != 0)
         return rc;
+    /* Every child is polled, however many worker.pool_size asks for. */
+    w->pfd = calloc((size_t)(2 + w->pool.n + MHTTP_MAX_FDS), sizeof(*w->pfd));
+    w->pfd_child = calloc((size_t)w->pool.n, sizeof(*w->pfd_child));
+    if (w->pfd == NULL || w->pfd_child == NULL)
+        return -ENOMEM;
     long slots = (long)w->pool.n * w->pool.threads;
     long prefetch = slots * (cfg->prefetch_multiplier > 0 ? cfg->prefetch_multiplier : 4);
     w->prefetch = (int)(prefetch > 65535 ? 65535 : prefetch);
@@ -113,6 +118,8 @@ static int connect_broker(struct worker *w)
     }
     log_event(LV_INFO, 0, "broker_connected", "broker=%s prefetch=%d",
               task__conn_where(w->conn), w->prefetch);
+    if (pool_live(w) == 0)
+        consumer_pause(w);
     return 0;
 }
 
@@ -153,6 +160,7 @@ static void drop_session(struct worker *w)
     w->inflight = 0;
     w->delay_ready = false;
     w->returned = false;
+    w->paused = false;
     w->chord_ready = false;
     task__topo_forget(&w->topo);
     task__conn_close(w->conn);
@@ -164,13 +172,7 @@ static void start_draining(struct worker *w)
     w->state = W_DRAINING;
     w->drain_deadline = task__now_mono() + w->cfg->shutdown_grace_s;
     notify_send("STOPPING=1");
-    for (int i = 0; w->conn != NULL && i < w->ntags; i++) {
-        amqp_basic_cancel(task__conn_amqp(w->conn), CH_CONSUME, amqp_cstring_bytes(w->tags[i]));
-        int rc = task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)),
-                                  "basic.cancel");
-        if (rc != 0)
-            log_event(LV_WARN, rc, "cancel_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
-    }
+    consumer_cancel(w);
     /* What has not started goes back to the queue now; another worker will run it. */
     for (size_t i = 0; w->conn != NULL && i < w->nheld; i++)
         (void)task__conn_reject(w->conn, CH_CONSUME, w->held[i].d.tag, true);
@@ -349,8 +351,8 @@ static int turn(struct worker *w)
     timeout = min_timeout(timeout, rate_next_ms(w));
     timeout = min_timeout(timeout, mhttp_next_ms(w->mhttp));
     timeout = min_timeout(timeout, 1000);
-    struct pollfd pfd[2 + 256 + MHTTP_MAX_FDS];
-    int map[256];
+    struct pollfd *pfd = w->pfd;
+    int *map = w->pfd_child;
     int n = 0;
     pfd[n++] = (struct pollfd){.fd = w->sigfd, .events = POLLIN};
     int amqp_idx = -1;
@@ -359,7 +361,7 @@ static int turn(struct worker *w)
         pfd[n++] = (struct pollfd){.fd = task__conn_fd(w->conn), .events = POLLIN};
     }
     int first_child = n;
-    for (int i = 0; i < w->pool.n && n < 2 + 256; i++) {
+    for (int i = 0; i < w->pool.n; i++) {
         if (w->pool.ch[i].pid > 0) {
             map[n - first_child] = i;
             pfd[n++] = (struct pollfd){.fd = w->pool.ch[i].fd, .events = POLLIN};
@@ -485,6 +487,8 @@ void worker_free(struct worker *w)
     rate_free(w);
     free(w->pend);
     free(w->held);
+    free(w->pfd);
+    free(w->pfd_child);
     if (w->sigfd >= 0)
         close(w->sigfd);
     metrics_stop(w);

@@ -9,6 +9,7 @@
 #define TASKD_WORKER_H
 
 #include <stdbool.h>
+#include <poll.h>
 #include <stdint.h>
 #include <task/config.h>
 #include <task/task.h>
@@ -56,6 +57,8 @@ struct pchild {
     int busy;
     int done_count;
     bool retiring;          /* finishing its jobs, then exiting (recycle or shutdown) */
+    double respawn_at;      /* pid 0: when to fork it again (task__now_mono()); 0: not due */
+    double backoff;         /* the next respawn delay after a failed fork or a fatal exit */
     long rss_kb;
     struct job *running;
 };
@@ -119,9 +122,12 @@ struct worker {
     int prefetch;
     int inflight;           /* deliveries not yet acked */
     struct pool pool;
+    struct pollfd *pfd;     /* the loop's poll set: signals, broker, every child, /metrics */
+    int *pfd_child;         /* pool slot of each child entry in pfd */
     struct task__replies revoked; /* revoked task ids (pidbox revoke) */
     bool delay_ready;       /* the delay cascade is declared on this connection */
     bool returned;          /* a basic.return came: the next confirm counts as a nack */
+    bool paused;            /* consumers cancelled: no live pool child to run anything */
     bool chord_ready;       /* the chord channel (tx mode) is open on this connection */
     struct task__topo topo; /* queue arguments, routes, queues declared on this connection */
     struct bucket *buckets; /* rate limits, by task name */
@@ -243,6 +249,8 @@ void pool_reap(struct worker *w);
 void pool_check_limits(struct worker *w);
 int pool_next_deadline_ms(const struct worker *w);
 bool pool_idle(const struct worker *w);
+/* Pool children alive now. */
+int pool_live(const struct worker *w);
 int pool_running(const struct worker *w);
 /* Warm: children finish their jobs and exit. Cold: SIGKILL. */
 void pool_stop(struct worker *w, bool cold);
@@ -265,6 +273,11 @@ int consumer_start(struct worker *w);
  * them all. Results published on CH_PUBLISH come after them. */
 int consumer_declare_rest(struct worker *w);
 void consumer_on_delivery(struct worker *w, struct task__delivery *d);
+/* Cancel every consumer (basic.cancel); deliveries already here stay ours. */
+void consumer_cancel(struct worker *w);
+/* No pool child is alive: stop consuming and give back what waits; resume when one is. */
+void consumer_pause(struct worker *w);
+void consumer_resume(struct worker *w);
 void consumer_release_due(struct worker *w);
 int consumer_next_due_ms(const struct worker *w);
 

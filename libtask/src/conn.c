@@ -108,6 +108,10 @@ int task__conn_check(struct task__conn *c, amqp_rpc_reply_t r, const char *what)
     case AMQP_RESPONSE_NORMAL:
         return 0;
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        /* An RPC that timed out leaves the connection in an unknown state (rabbitmq-c: it must
+         * be closed); a timeout while merely waiting for frames is not this path. */
+        if (r.library_error == AMQP_STATUS_TIMEOUT)
+            c->alive = false;
         return fail_status(c, r.library_error, what);
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         return close_reply(c, &r.reply, what);

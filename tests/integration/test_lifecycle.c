@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <task/canvas.h>
 #include <task/client.h>
+#include <sys/stat.h>
 #include "conn.h"
 #include "itest.h"
 
@@ -369,6 +370,68 @@ static void unreadable_result_fails_for_every_reader(void **state)
     task_client_free(c);
 }
 
+static int write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    int rc = fputs(text, f) < 0 ? -1 : 0;
+    return fclose(f) != 0 ? -1 : rc;
+}
+
+/* Children that cannot be forked (a pids cgroup at its limit) are retried with backoff; with no
+ * live child the worker stops consuming (the task stays in the queue, not in a dead worker's
+ * hands) and says so, and it resumes once a child runs. Needs a writable cgroup v1 pids
+ * hierarchy (root in a container); skipped without one. */
+static void fork_failures_pause_and_resume_consuming(void **state)
+{
+    (void)state;
+    char cg[200];
+    snprintf(cg, sizeof(cg), "/sys/fs/cgroup/pids/taskd-test-%d", (int)getpid());
+    if (mkdir(cg, 0755) != 0) {
+        print_message("no writable pids cgroup: skipped\n");
+        skip();
+    }
+    char q[96], path[300], pidtext[32];
+    new_queue(q, sizeof(q), "fork");
+    struct itest_worker w;
+    const char *args[] = {"-c", "2", "--threads", "1", NULL};
+    assert_int_equal(itest_worker_start(&w, q, NULL, args), 0);
+    snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
+    snprintf(pidtext, sizeof(pidtext), "%d", (int)w.pid);
+    assert_int_equal(write_file(path, pidtext), 0); /* the supervisor; its children stay out */
+    snprintf(path, sizeof(path), "%s/pids.max", cg);
+    assert_int_equal(write_file(path, "1"), 0); /* no room for a child */
+    pid_t kids[8];
+    int n = 0;
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "pgrep -P %d", (int)w.pid);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    while (n < 8 && fscanf(p, "%d", &kids[n]) == 1)
+        n++;
+    pclose(p);
+    assert_int_equal(n, 2);
+    for (int i = 0; i < n; i++)
+        kill(kids[i], SIGKILL);
+    assert_int_equal(itest_file_waits_for(w.log, "event=consuming_paused", 10), 1);
+    assert_true(itest_file_has(w.log, "event=fork_failed"));
+    task_client *c = itest_client(q, NULL);
+    assert_non_null(c);
+    task_id id;
+    send_num(c, "test.sleep", 0.01, NULL, &id);
+    task_state st = TASK_STATE_PENDING;
+    json_object *res = NULL;
+    assert_int_equal(task_wait(c, id.str, 1500, &st, &res), TASK_ETIMEDOUT);
+    assert_true(itest_worker_alive(&w));
+    assert_int_equal(write_file(path, "max"), 0);
+    expect(c, id.str, TASK_STATE_SUCCESS, NULL);
+    assert_true(itest_file_has(w.log, "event=consuming_resumed"));
+    assert_int_equal(itest_worker_stop(&w, SIGTERM, 20), 0);
+    task_client_free(c);
+    rmdir(cg);
+}
+
 int main(void)
 {
     if (itest_broker() == NULL)
@@ -384,6 +447,7 @@ int main(void)
         cmocka_unit_test(soft_limit_is_reported_by_the_worker),
         cmocka_unit_test(refused_follow_up_fails_and_the_worker_goes_on),
         cmocka_unit_test(unreadable_result_fails_for_every_reader),
+        cmocka_unit_test(fork_failures_pause_and_resume_consuming),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
