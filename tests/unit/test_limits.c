@@ -14,6 +14,8 @@
 #include <cmocka.h>
 #include <task/config.h>
 #include "codec.h"
+#include "internal.h"
+#include "replies.h"
 #include "ipc.h"
 #include "task_limits.h"
 
@@ -106,27 +108,36 @@ static char *stream_batch(int result_depth, size_t *len)
     return text;
 }
 
-/* The depth lookup.c and stream.c parse records at; kept in step with task_limits.h. */
-#define LOOKUP_DEPTH TASK__JSON_MAX_DEPTH
+/* A lookup's record parser (lookup.c) on one results-stream message: did it find the record? */
+static bool lookup_reads(int result_depth)
+{
+    size_t len;
+    char *t = stream_batch(result_depth, &len);
+    struct task__replies r;
+    assert_int_equal(task__replies_init(&r), 0);
+    bool marker = false, final = false;
+    unsigned rejected = 0;
+    int rc = task__results_body(t, len, "0f7a3c52-6b1e-4d8e-9a47-1c2b3d4e5f60", NULL, &r,
+                                &marker, &final, &rejected);
+    bool found = rc == 0 && final;
+    task__replies_free(&r);
+    free(t);
+    return found;
+}
 
 static void result_at_the_limit_is_readable_by_a_lookup_and_one_past_is_not(void **state)
 {
     (void)state;
+    /* The deepest argument a worker takes, echoed back as its result... */
+    assert_true(lookup_reads(TASK__JSON_MAX_DEPTH - 2));
+    /* ...and the deepest result a worker may publish. */
+    assert_true(lookup_reads(TASK__RESULT_MAX_DEPTH));
+    assert_false(lookup_reads(TASK__RESULT_MAX_DEPTH + 1));
+    /* The stream replay (stream.c) reads at the same depth. */
     size_t len;
     enum task__bad why;
-    /* The deepest argument a worker takes, echoed back as its result. */
-    char *t = stream_batch(TASK__JSON_MAX_DEPTH - 2, &len);
-    json_object *o = task__json_parse(t, len, LOOKUP_DEPTH, &why, NULL);
-    assert_non_null(o);
-    json_object_put(o);
-    free(t);
-    t = stream_batch(TASK__RESULT_MAX_DEPTH, &len);
-    o = task__json_parse(t, len, LOOKUP_DEPTH, &why, NULL);
-    assert_non_null(o);
-    json_object_put(o);
-    free(t);
-    t = stream_batch(TASK__RESULT_MAX_DEPTH + 1, &len);
-    assert_null(task__json_parse(t, len, LOOKUP_DEPTH, &why, NULL));
+    char *t = stream_batch(TASK__RESULT_MAX_DEPTH + 1, &len);
+    assert_null(task__json_parse(t, len, TASK__JSON_MAX_DEPTH, &why, NULL));
     assert_int_equal(why, TASK_BAD_TOO_DEEP);
     free(t);
 }
