@@ -88,9 +88,13 @@ static void crash_handlers(void)
         sigaction(sigs[i], &sa, NULL);
 }
 
-/* A stack overflow can only be reported from another stack. */
+/* A stack overflow can only be reported from another stack. A thread that has one already
+ * (a sanitizer runtime installs its own and unmaps it when the thread ends) keeps it. */
 static void alt_stack(void)
 {
+    stack_t old;
+    if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
+        return;
     stack_t ss = {.ss_size = 64 * 1024};
     ss.ss_sp = malloc(ss.ss_size);
     if (ss.ss_sp != NULL && sigaltstack(&ss, NULL) != 0)
