@@ -17,6 +17,7 @@
 #include "ctx.h"
 #include "internal.h"
 #include "ipc.h"
+#include "ipc_frame.h"
 #include "result_check.h"
 #include "task_limits.h"
 
@@ -182,7 +183,7 @@ static void run_job(struct child *c, int slot, json_object *req)
     /* The frame up must stay readable (the supervisor parses at TASK__IPC_MAX_DEPTH): a deeper
      * result is refused here, as the supervisor would refuse it. */
     char why[160];
-    if (outcome == TASK_OK && result_depth(result, TASK__RESULT_MAX_DEPTH) > TASK__RESULT_MAX_DEPTH)
+    if (outcome == TASK_OK && ipc_json_depth(result, TASK__RESULT_MAX_DEPTH) > TASK__RESULT_MAX_DEPTH)
         outcome = task_fail(ctx, "EncodeError", "%s",
                             result_unstorable(result, 0, why, sizeof(why)));
     /* Past the soft limit when it returned: reported as SoftTimeLimitExceeded, as Celery does

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "task_limits.h"
 #include "log.h"
 #include "stream.h"
 #include "worker.h"
@@ -124,10 +125,11 @@ static int get_parts(struct worker *w, const char *queue, json_object **parts, i
         rc = task__conn_check(w->conn, amqp_read_message(st, CH_CHORD, &msg, 0), "read part");
         if (rc != 0)
             return rc;
-        json_tokener *tok = json_tokener_new();
-        json_object *part = tok ? json_tokener_parse_ex(tok, msg.body.bytes, (int)msg.body.len)
-                                : NULL;
-        json_tokener_free(tok);
+        /* At the depth every reader shares: a part wraps a member's result in one object, and
+         * json-c's default (32) left results past 31 levels unreadable: no callback, ever. */
+        enum task__bad why;
+        json_object *part = task__json_parse(msg.body.bytes, msg.body.len, TASK__JSON_MAX_DEPTH,
+                                             &why, NULL);
         amqp_destroy_message(&msg);
         json_object *iv = NULL;
         int i = json_object_is_type(part, json_type_object) &&

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "task_limits.h"
 #include "control.h"
 #include "log.h"
 #include "metrics.h"
@@ -135,7 +136,7 @@ int control_req_parse(const void *body, size_t len, const char *hostname,
 {
     enum task__bad jwhy;
     memset(out, 0, sizeof(*out));
-    json_object *root = task__json_parse(body, len, 32, &jwhy, NULL);
+    json_object *root = task__json_parse(body, len, TASK__JSON_MAX_DEPTH, &jwhy, NULL);
     *why = root == NULL ? CONTROL_BAD_NOT_JSON : read_req(root, hostname, out);
     if (*why != CONTROL_BAD_NONE) {
         json_object_put(root);

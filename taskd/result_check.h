@@ -8,9 +8,6 @@
 #include <stddef.h>
 #include <json-c/json.h>
 
-/* Nesting depth of `o` as json-c counts it ("[1]" is 1); stops counting past `limit`. */
-int result_depth(json_object *o, int limit);
-
 /* Why `result` (may be NULL) cannot be stored, written to buf, or NULL when it can.
  * `max_bytes` bounds its JSON text (0: no bound). */
 const char *result_unstorable(json_object *result, size_t max_bytes, char *buf, size_t size);

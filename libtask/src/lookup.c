@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "task_limits.h"
 #include "client_impl.h"
 #include "stream.h"
 
@@ -67,7 +68,7 @@ int task__results_body(const void *body, size_t len, const char *id, const char 
                        unsigned *rejected)
 {
     enum task__bad why;
-    json_object *root = task__json_parse(body, len, 64, &why, NULL);
+    json_object *root = task__json_parse(body, len, TASK__JSON_MAX_DEPTH, &why, NULL);
     if (root == NULL) {
         ++*rejected;
         return TASK_EPROTO;

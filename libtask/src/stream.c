@@ -1,6 +1,7 @@
 /* stream.c - see stream.h. */
 #include <stdio.h>
 #include <string.h>
+#include "task_limits.h"
 #include "codec.h"
 #include "internal.h"
 #include "stream.h"
@@ -173,7 +174,7 @@ int task__stream_body(const void *body, size_t len, const char *marker,
                       unsigned *rejected)
 {
     enum task__bad why;
-    json_object *root = task__json_parse(body, len, 64, &why, NULL);
+    json_object *root = task__json_parse(body, len, TASK__JSON_MAX_DEPTH, &why, NULL);
     if (root == NULL) {
         ++*rejected;
         return TASK_EPROTO;
