@@ -7,22 +7,13 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include "canvas_sig.h"
 #include "log.h"
 #include "worker.h"
 
-static json_object *opt(json_object *sig, const char *key)
-{
-    json_object *options, *v;
-    if (!json_object_object_get_ex(sig, "options", &options) ||
-        !json_object_object_get_ex(options, key, &v))
-        return NULL;
-    return v;
-}
-
 static const char *opt_str(json_object *sig, const char *key)
 {
-    json_object *v = opt(sig, key);
-    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+    return canvas_opt_str(sig, key);
 }
 
 /* Encode signature `sig` as a task message with `first` (borrowed, may be NULL) prepended to
@@ -31,45 +22,26 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
                   json_object *chain_rest, const char *why, struct task__wire *wire,
                   const char **target)
 {
-    json_object *v;
-    if (!json_object_object_get_ex(sig, "task", &v) || !json_object_is_type(v, json_type_string)) {
-        log_event(LV_WARN, 0, "canvas_skipped", "task_id=%s reason=\"%s signature without a "
-                  "task name\"", log_v(job->m.id), why);
+    struct canvas_call call;
+    const char *bad = NULL;
+    if (canvas_sig_read(sig, first, &call, &bad) != 0) {
+        log_event(LV_WARN, 0, "canvas_skipped", "task_id=%s why=%s reason=%s", log_v(job->m.id),
+                  why, log_v(bad));
         return TASK_EINVAL;
     }
-    const char *name = json_object_get_string(v);
-    if (json_object_object_get_ex(sig, "subtask_type", &v) && v != NULL) {
-        log_event(LV_WARN, 0, "canvas_unsupported", "task_id=%s subtask_type=%s", log_v(job->m.id),
-                  log_v(json_object_is_type(v, json_type_string) ? json_object_get_string(v)
-                                                                 : "?"));
-        return TASK_EINVAL;
-    }
-    bool immutable = json_object_object_get_ex(sig, "immutable", &v) && json_object_get_boolean(v);
-    json_object *args = json_object_new_array();
-    if (first != NULL && !immutable)
-        json_object_array_add(args, json_object_get(first));
-    json_object *sargs;
-    if (json_object_object_get_ex(sig, "args", &sargs) && json_object_is_type(sargs, json_type_array))
-        for (size_t i = 0; i < json_object_array_length(sargs); i++)
-            json_object_array_add(args, json_object_get(json_object_array_get_idx(sargs, i)));
-    json_object *kwargs = NULL;
-    json_object_object_get_ex(sig, "kwargs", &kwargs);
-    if (!json_object_is_type(kwargs, json_type_object))
-        kwargs = NULL;
-
     char id[37];
-    const char *tid = opt_str(sig, "task_id");
+    const char *tid = call.task_id;
     if (tid == NULL) {
         task__uuid7(id);
-        tid = id;
+        tid = id; /* the wire keeps its own copy */
     }
-    const char *queue = opt_str(sig, "queue");
+    const char *name = call.name, *queue = call.queue;
     struct task__msg m = {
         .lang = "c", .task = (char *)name, .id = (char *)tid,
         .root_id = job->m.root_id ? job->m.root_id : job->m.id, .parent_id = job->m.id,
         .group_index = -1, .correlation_id = (char *)tid,
-        .reply_to = (char *)(opt_str(sig, "reply_to") ? opt_str(sig, "reply_to") : job->m.reply_to),
-        .delivery_mode = 2, .args = args, .kwargs = kwargs, .chain = chain_rest,
+        .reply_to = (char *)(call.reply_to ? call.reply_to : job->m.reply_to),
+        .delivery_mode = 2, .args = call.args, .kwargs = call.kwargs, .chain = chain_rest,
     };
     task_error err = {0};
     /* Celery's order: the signature's queue, then routes; else the parent's queue. */
@@ -77,7 +49,7 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
     int rc = worker_ensure_queue(w, *target);
     if (rc == 0)
         rc = task__msg_encode(&m, wire, &err);
-    json_object_put(args);
+    canvas_call_clear(&call);
     return rc;
 }
 

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "task_limits.h"
+#include "canvas_sig.h"
 #include "log.h"
 #include "stream.h"
 #include "worker.h"
@@ -131,14 +132,9 @@ static int get_parts(struct worker *w, const char *queue, json_object **parts, i
         json_object *part = task__json_parse(msg.body.bytes, msg.body.len, TASK__JSON_MAX_DEPTH,
                                              &why, NULL);
         amqp_destroy_message(&msg);
-        json_object *iv = NULL;
-        int i = json_object_is_type(part, json_type_object) &&
-                        json_object_object_get_ex(part, "i", &iv) &&
-                        json_object_is_type(iv, json_type_int)
-                    ? json_object_get_int(iv)
-                    : -1;
+        int i = chord_part_index(part, size);
         uint64_t *grow;
-        if (i >= 0 && i < size && parts[i] == NULL) {
+        if (i >= 0 && parts[i] == NULL) {
             parts[i] = part;
             grow = realloc(t->keep, (size_t)(t->nkeep + 1) * sizeof(*grow));
             if (grow == NULL)

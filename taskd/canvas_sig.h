@@ -1,0 +1,34 @@
+/* canvas_sig.h - reading the canvas JSON a worker gets from outside, with no broker involved:
+ * a signature (link, link_error, chain step, chord callback; Celery's dict form) and a chord
+ * barrier part. Both come from any client that can publish a task, so every field is
+ * type-checked; anything else is refused with a reason, never dereferenced. */
+#ifndef TASKD_CANVAS_SIG_H
+#define TASKD_CANVAS_SIG_H
+
+#include <json-c/json.h>
+
+/* A signature read for sending: strings are borrowed from the signature. */
+struct canvas_call {
+    const char *name;     /* the task */
+    json_object *args;    /* new reference: `first` (unless immutable), then the signature's */
+    json_object *kwargs;  /* borrowed; NULL: {} */
+    const char *task_id;  /* options.task_id; NULL: make one */
+    const char *queue;    /* options.queue; NULL: route it */
+    const char *reply_to; /* options.reply_to; NULL: the parent's */
+};
+
+/* Read signature `sig` with `first` (borrowed, may be NULL) to prepend to its args. 0 and *out
+ * (release with canvas_call_clear()), or -1 with *why (a static string) for a signature that
+ * can never run: not an object, no task name, a nested canvas (subtask_type). */
+int canvas_sig_read(json_object *sig, json_object *first, struct canvas_call *out,
+                    const char **why);
+void canvas_call_clear(struct canvas_call *c);
+
+/* The string option `key` of `sig` (options.<key>), or NULL. */
+const char *canvas_opt_str(json_object *sig, const char *key);
+
+/* The header position of chord part `part` (an object with an integer "i" in 0..size-1), or -1
+ * when it has none (a junk part is dropped like a duplicate). */
+int chord_part_index(json_object *part, int size);
+
+#endif
