@@ -17,8 +17,8 @@ from kombu.serialization import loads  # noqa: E402
 from celery import Celery  # noqa: E402
 
 t = Checks()
-shared = os.environ.get("TASKD_SHARED_DIR", "../shared")
-golden = json.load(open(f"{shared}/celery-golden/task_plain.json"))
+fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
+golden = json.load(open(os.path.join(fixtures, "celery-golden", "task_plain.json")))
 Q = f"t_wire_{os.getpid()}"
 ctl = [f"{BUILD}/taskctl/taskctl", "--broker", url]
 
@@ -84,7 +84,7 @@ for line in out.stdout.split("\n"):
     if not line:
         continue
     shape, tid = line.split()
-    g = json.load(open(f"{shared}/celery-golden/{GOLDEN[shape]}.json"))
+    g = json.load(open(os.path.join(fixtures, "celery-golden", GOLDEN[shape] + ".json")))
     m = ch.basic_get(QV, no_ack=True)
     if m is None:
         t.check(f"{shape}: message arrived", False)

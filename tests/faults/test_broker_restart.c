@@ -20,9 +20,9 @@ static pid_t restart_broker_async(void)
     pid_t pid = fork();
     if (pid == 0) {
         char cmd[2048];
-        snprintf(cmd, sizeof(cmd), "%s/scripts/rabbitmq-private kill-node 1 >/dev/null 2>&1 && "
-                 "sleep 1 && %s/scripts/rabbitmq-private start-node 1 >/dev/null 2>&1",
-                 getenv("TASKD_SHARED_DIR"), getenv("TASKD_SHARED_DIR"));
+        snprintf(cmd, sizeof(cmd), "%s/tests/harness/rmq-node kill-node 1 >/dev/null 2>&1 && "
+                 "sleep 1 && %s/tests/harness/rmq-node start-node 1 >/dev/null 2>&1",
+                 getenv("TASKD_SOURCE_ROOT"), getenv("TASKD_SOURCE_ROOT"));
         _exit(system(cmd) == 0 ? 0 : 1);
     }
     return pid;
@@ -89,8 +89,8 @@ static void broker_restart_mid_run_loses_nothing(void **state)
 int main(void)
 {
     itest_broker();
-    if (getenv("TASKD_RMQ_DIR") == NULL || getenv("TASKD_SHARED_DIR") == NULL) {
-        fprintf(stderr, "needs TASKD_RMQ_DIR and TASKD_SHARED_DIR (run under with-broker)\n");
+    if (getenv("TASKD_RMQ_DIR") == NULL || getenv("TASKD_SOURCE_ROOT") == NULL) {
+        fprintf(stderr, "needs TASKD_RMQ_DIR and TASKD_SOURCE_ROOT (run under with-broker)\n");
         return 77;
     }
     const struct CMUnitTest tests[] = {

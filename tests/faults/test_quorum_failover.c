@@ -20,7 +20,7 @@ enum { N = 10000, KILL_AT = 3000 };
 
 static char rmq[512], dir[64];
 
-/* Run the shared broker script on our cluster; its stdout into `out` (may be NULL). */
+/* Run tests/harness/rmq-node on our cluster; its stdout into `out` (may be NULL). */
 static int rabbit(const char *args, char *out, size_t size)
 {
     char cmd[1024];
@@ -37,7 +37,7 @@ static int rabbit(const char *args, char *out, size_t size)
     return pclose(p);
 }
 
-/* The value of KEY=... in `text` (rabbitmq-private's start output), into `out`. */
+/* The value of KEY=... in `text` (rmq-node's start output), into `out`. */
 static bool value_of(const char *text, const char *key, char *out, size_t size)
 {
     char pat[64];
@@ -150,10 +150,10 @@ static void leader_kill_mid_run_loses_nothing(void **state)
 static int setup(void **state)
 {
     (void)state;
-    const char *shared = getenv("TASKD_SHARED_DIR");
-    if (shared == NULL)
+    const char *src = getenv("TASKD_SOURCE_ROOT");
+    if (src == NULL)
         return -1;
-    snprintf(rmq, sizeof(rmq), "%s/scripts/rabbitmq-private", shared);
+    snprintf(rmq, sizeof(rmq), "%s/tests/harness/rmq-node", src);
     snprintf(dir, sizeof(dir), "/tmp/taskd-qq.XXXXXX");
     if (mkdtemp(dir) == NULL)
         return -1;

@@ -47,6 +47,8 @@ def main():
             with open(os.path.join(out, "golden-%s-%02x" % (name, sel)), "wb") as f:
                 f.write(bytes([sel]) + data)
             n += 1
+    if n == 0:
+        sys.exit("golden_seeds: no captures in %s" % src)
     print("golden_seeds: %d seeds from %s" % (n, src))
 
 

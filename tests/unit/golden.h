@@ -1,5 +1,5 @@
 /*
- * golden.h - load a message captured from real Celery 5.2.6 (shared/celery-golden/) as
+ * golden.h - load a message captured from real Celery 5.2.6 (tests/fixtures/celery-golden/) as
  * the AMQP properties, header table (with the exact AMQP kinds the capture recorded) and body
  * bytes that rabbitmq-c would hand us. Header-only: static functions for the unit tests.
  */
@@ -24,11 +24,19 @@ struct golden {
     size_t body_len;
 };
 
+/* The captures in the source tree: under $TASKD_SOURCE_ROOT (meson sets it for the tests), else
+ * beside this header as the compiler saw it (a path relative to the build dir). */
 static const char *golden_dir(void)
 {
     static char dir[1024];
-    const char *shared = getenv("TASKD_SHARED_DIR");
-    snprintf(dir, sizeof(dir), "%s/celery-golden", shared ? shared : "../shared");
+    const char *root = getenv("TASKD_SOURCE_ROOT");
+    if (root != NULL && root[0] != '\0') {
+        snprintf(dir, sizeof(dir), "%s/tests/fixtures/celery-golden", root);
+    } else {
+        const char *slash = strrchr(__FILE__, '/');
+        snprintf(dir, sizeof(dir), "%.*s../fixtures/celery-golden",
+                 slash != NULL ? (int)(slash - __FILE__ + 1) : 0, __FILE__);
+    }
     return dir;
 }
 
