@@ -541,10 +541,10 @@ static long ready_sum(const char *queues)
     return sum;
 }
 
-/* Messages ready in the task queues and the delay cascade. */
-static long waiting_messages(void)
+/* Messages parked in the delay cascade (other tests' long countdowns may sit there too). */
+static long delayed_total(void)
 {
-    char list[2048] = "celery q2 q4";
+    char list[1024] = "";
     for (int i = 0; i < 28; i++) {
         char q[32];
         snprintf(q, sizeof(q), " taskd.delay.%d", i);
@@ -610,6 +610,7 @@ static void run_config(const char *cfg, const char *c_arg, const char *threads)
                          rname[r]);
                 snprintf(c->token, sizeof(c->token), "tok-%s-%d-%03d", cfg, (int)getpid(), n);
             }
+    long delayed_baseline = delayed_total();
     for (int i = 0; i < n; i++)
         send_cell(&cells[i]);
     double deadline = itest_now() + WAIT_S;
@@ -640,7 +641,8 @@ static void run_config(const char *cfg, const char *c_arg, const char *threads)
         events_free(&l);
         if (en != last_n)
             last_n = en, last_change = itest_now();
-        if (waiting_messages() == 0 && itest_now() - last_change >= 0.5) {
+        if (ready_sum("celery q2 q4") == 0 && delayed_total() <= delayed_baseline &&
+            itest_now() - last_change >= 0.5) {
             settled = true;
             break;
         }
@@ -661,11 +663,11 @@ static void run_config(const char *cfg, const char *c_arg, const char *threads)
         json_object_put(cells[i].cb_args);
     }
     events_free(&l);
-    long waiting = waiting_messages();
     if (!settled) {
         failed++;
-        printf("not ok - %s: %ld task messages still waiting in celery/q2/q4/taskd.delay.*\n",
-               cfg, waiting);
+        printf("not ok - %s: task messages still waiting: %ld in celery/q2/q4, %ld in the delay "
+               "cascade (%ld before)\n", cfg, ready_sum("celery q2 q4"), delayed_total(),
+               delayed_baseline);
     }
     long dead = ready_sum("taskd.dead") - dead_before;
     if (dead != 0) {
@@ -727,6 +729,16 @@ static int setup(void **state)
         fprintf(stderr, "no TASKD_RMQ_MGMT_PORT_1: the stray-queue checks are skipped\n");
         const char *req = getenv("TASKD_REQUIRE_MANAGEMENT");
         if (req != NULL && req[0] == '1')
+            return -1;
+    }
+    /* Whatever an earlier test left in these queues is not ours to run (it could be bad input
+     * for this worker, or pass for a callback run): start from empty queues. */
+    const char *purge[] = {"celery", "q2", "q4"};
+    for (int i = 0; i < 3; i++) {
+        char cmd[1024];
+        snprintf(cmd, sizeof(cmd), "%s/taskctl/taskctl --broker '%s' purge %s --yes "
+                 ">/dev/null 2>&1", itest_build_root(), itest_broker(), purge[i]);
+        if (system(cmd) == -1)
             return -1;
     }
     cdef = itest_client("celery", NULL);
