@@ -99,6 +99,19 @@ int cmd_dead(const struct globals *g, int argc, char **argv)
         return EXIT_ERROR;
     }
     amqp_connection_state_t st = task__conn_amqp(cn);
+    if (pick == -1) {
+        /* Only what is there now: a message that fails again comes back to this queue, and
+         * would be taken and re-published again, up to --limit times. */
+        amqp_queue_declare_ok_t ok;
+        uint16_t refused = 0;
+        if (task__conn_declare_probe(cn, CH_GET, dead, true, amqp_empty_table, &ok, &refused) != 0) {
+            ctl_error("%s", task__conn_errmsg(cn));
+            task__conn_close(cn);
+            return EXIT_ERROR;
+        }
+        if ((long)ok.message_count < limit)
+            limit = (long)ok.message_count;
+    }
     json_object *list = json_object_new_array();
     int rc = EXIT_OK, moved = 0;
     for (long i = 1; i <= limit; i++) {

@@ -11,11 +11,6 @@
 #include "log.h"
 #include "worker.h"
 
-static const char *opt_str(json_object *sig, const char *key)
-{
-    return canvas_opt_str(sig, key);
-}
-
 /* Encode signature `sig` as a task message with `first` (borrowed, may be NULL) prepended to
  * its args. On 0, *wire holds the message and *target (borrowed) its queue. */
 int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_object *first,
@@ -24,7 +19,7 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
 {
     struct canvas_call call;
     const char *bad = NULL;
-    if (canvas_sig_read(sig, first, &call, &bad) != 0) {
+    if (canvas_sig_read(sig, first, task__now_wall(), &call, &bad) != 0) {
         log_event(LV_WARN, 0, "canvas_skipped", "task_id=%s why=%s reason=%s", log_v(job->m.id),
                   why, log_v(bad));
         return TASK_EINVAL;
@@ -42,6 +37,8 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
         .group_index = -1, .correlation_id = (char *)tid,
         .reply_to = (char *)(call.reply_to ? call.reply_to : job->m.reply_to),
         .delivery_mode = 2, .args = call.args, .kwargs = call.kwargs, .chain = chain_rest,
+        .eta = call.eta, .expires = call.expires, .callbacks = call.link,
+        .errbacks = call.link_error,
     };
     task_error err = {0};
     /* Celery's order: the signature's queue, then routes; else the parent's queue. */
@@ -58,21 +55,40 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
 static int fail_signature(struct worker *w, struct job *job, json_object *sig, const char *type,
                           const char *module, const char *text)
 {
-    const char *id = opt_str(sig, "task_id");
-    json_object *v;
-    if (id == NULL || !json_object_object_get_ex(sig, "task", &v) ||
-        !json_object_is_type(v, json_type_string))
-        return 0; /* nobody can wait for a task without an id */
-    struct task__msg m = {
-        .task = (char *)json_object_get_string(v), .id = (char *)id,
-        .correlation_id = (char *)id, .group_index = -1,
-        .reply_to = (char *)(opt_str(sig, "reply_to") ? opt_str(sig, "reply_to")
-                                                      : job->m.reply_to),
-    };
-    json_object *exc = task__exc_new(type, text, module);
-    int rc = pub_result(w, job, &m, "FAILURE", exc, NULL, 1);
-    json_object_put(exc);
+    struct canvas_call call;
+    const char *bad;
+    if (canvas_sig_read(sig, NULL, 0, &call, &bad) != 0)
+        return 0; /* unreadable: it names no id anyone could wait for */
+    int rc = 0;
+    if (call.task_id != NULL) { /* nobody can wait for a task without an id */
+        struct task__msg m = {
+            .task = (char *)call.name, .id = (char *)call.task_id,
+            .correlation_id = (char *)call.task_id, .group_index = -1,
+            .reply_to = (char *)(call.reply_to ? call.reply_to : job->m.reply_to),
+        };
+        json_object *exc = task__exc_new(type, text, module);
+        rc = pub_result(w, job, &m, "FAILURE", exc, NULL, 1);
+        json_object_put(exc);
+    }
+    canvas_call_clear(&call);
     return rc;
+}
+
+void canvas_refused(struct worker *w, struct job *job, json_object *sig, json_object *chain_rest,
+                    const char *target, const char *why)
+{
+    /* The broker refused its queue (406: other arguments, 403): it would refuse it again on
+     * every redelivery. The follow-up (and the chain after it) fails, with the reason. */
+    char text[400];
+    snprintf(text, sizeof(text), "queue '%s' refused by the broker: %s", target ? target : "?",
+             task__conn_errmsg(w->conn));
+    task__conn_clear_error(w->conn);
+    log_event(LV_ERROR, TASK_EBROKER, "canvas_refused", "task_id=%s why=%s detail=%s",
+              log_v(job->m.id), why, log_v(text));
+    (void)fail_signature(w, job, sig, "QueueRefused", "taskd.errors", text);
+    for (size_t i = 0; chain_rest && i < json_object_array_length(chain_rest); i++)
+        (void)fail_signature(w, job, json_object_array_get_idx(chain_rest, i), "QueueRefused",
+                             "taskd.errors", text);
 }
 
 /* Send signature `sig` with `first` prepended to its args, tied to the job's ack. */
@@ -85,18 +101,7 @@ static void send_signature(struct worker *w, struct job *job, json_object *sig, 
     if (rc == TASK_EINVAL)
         return; /* logged: a signature we cannot run would fail the same way on every retry */
     if (rc == TASK_EBROKER && task__conn_alive(w->conn)) {
-        /* The broker refused its queue (406: other arguments, 403): it would refuse it again on
-         * every redelivery. The follow-up (and the chain after it) fails, with the reason. */
-        char text[400];
-        snprintf(text, sizeof(text), "queue '%s' refused by the broker: %s", target ? target : "?",
-                 task__conn_errmsg(w->conn));
-        task__conn_clear_error(w->conn);
-        log_event(LV_ERROR, rc, "canvas_refused", "task_id=%s why=%s detail=%s", log_v(job->m.id),
-                  why, log_v(text));
-        (void)fail_signature(w, job, sig, "QueueRefused", "taskd.errors", text);
-        for (size_t i = 0; chain_rest && i < json_object_array_length(chain_rest); i++)
-            (void)fail_signature(w, job, json_object_array_get_idx(chain_rest, i), "QueueRefused",
-                                 "taskd.errors", text);
+        canvas_refused(w, job, sig, chain_rest, target, why);
         return;
     }
     if (rc == 0) {
@@ -129,13 +134,20 @@ void canvas_on_success(struct worker *w, struct job *job, json_object *result)
     json_object_put(rest);
 }
 
-void canvas_on_failure(struct worker *w, struct job *job)
+void canvas_on_failure(struct worker *w, struct job *job, const char *type, const char *module,
+                       const char *message)
 {
     const struct task__msg *m = &job->m;
     json_object *id = json_object_new_string(m->id);
     for (size_t i = 0; m->errbacks && i < json_object_array_length(m->errbacks); i++)
         send_signature(w, job, json_object_array_get_idx(m->errbacks, i), id, NULL, "link_error");
     json_object_put(id);
+    /* The rest of the chain will never run: its steps fail with this task's exception, as
+     * Celery marks them, so a caller waiting on the chain's last id gets the error, not a hang.
+     * (Only the failed task's own link_error callbacks run, as in Celery.) */
+    for (size_t i = 0; m->chain && i < json_object_array_length(m->chain); i++)
+        (void)fail_signature(w, job, json_object_array_get_idx(m->chain, i), type, module,
+                             message);
 }
 
 int canvas_chord_error(struct worker *w, struct job *job, const char *member_id,

@@ -2,17 +2,63 @@
 #include <stdbool.h>
 #include <string.h>
 #include "canvas_sig.h"
+#include "internal.h"
 
-const char *canvas_opt_str(json_object *sig, const char *key)
+static json_object *opt(json_object *sig, const char *key)
 {
     json_object *options, *v;
     if (!json_object_object_get_ex(sig, "options", &options) ||
-        !json_object_object_get_ex(options, key, &v) || !json_object_is_type(v, json_type_string))
+        !json_object_object_get_ex(options, key, &v))
         return NULL;
-    return json_object_get_string(v);
+    return v;
 }
 
-int canvas_sig_read(json_object *sig, json_object *first, struct canvas_call *out,
+/* A time option: a number of seconds after `base` (countdown, or expires as Celery allows it),
+ * or an ISO 8601 time. 0 with *t untouched when absent or null; -1 when unreadable. */
+static int time_opt(json_object *sig, const char *key, double base, double *t)
+{
+    json_object *v = opt(sig, key);
+    if (v == NULL)
+        return 0;
+    if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+        double d = json_object_get_double(v);
+        if (d != d || d > 1e10 || d < -1e10)
+            return -1;
+        *t = base + d;
+        return 0;
+    }
+    if (json_object_is_type(v, json_type_string))
+        return task__iso8601_parse(json_object_get_string(v), t) == 0 ? 0 : -1;
+    return -1;
+}
+
+/* options.link / options.link_error: a list of signatures, or one (Celery accepts both). */
+static json_object *sig_list(json_object *sig, const char *key)
+{
+    json_object *v = opt(sig, key);
+    if (json_object_is_type(v, json_type_array))
+        return json_object_array_length(v) > 0 ? json_object_get(v) : NULL;
+    if (json_object_is_type(v, json_type_object)) {
+        json_object *list = json_object_new_array();
+        if (list != NULL)
+            json_object_array_add(list, json_object_get(v));
+        return list;
+    }
+    return NULL;
+}
+
+static bool fits_shortstr(const char *s)
+{
+    return s == NULL || strlen(s) <= 255;
+}
+
+const char *canvas_opt_str(json_object *sig, const char *key)
+{
+    json_object *v = opt(sig, key);
+    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+int canvas_sig_read(json_object *sig, json_object *first, double now, struct canvas_call *out,
                     const char **why)
 {
     memset(out, 0, sizeof(*out));
@@ -54,12 +100,28 @@ int canvas_sig_read(json_object *sig, json_object *first, struct canvas_call *ou
         out->task_id = NULL;
     if (out->queue != NULL && out->queue[0] == '\0')
         out->queue = NULL;
+    if (!fits_shortstr(out->task_id) || !fits_shortstr(out->queue) ||
+        !fits_shortstr(out->reply_to)) {
+        *why = "task_id, queue or reply_to longer than 255 bytes (AMQP's limit)";
+        canvas_call_clear(out);
+        return -1;
+    }
+    if (time_opt(sig, "countdown", now, &out->eta) != 0 || time_opt(sig, "eta", 0, &out->eta) != 0 ||
+        time_opt(sig, "expires", now, &out->expires) != 0) {
+        *why = "countdown, eta or expires is neither a number nor an ISO 8601 time";
+        canvas_call_clear(out);
+        return -1;
+    }
+    out->link = sig_list(sig, "link");
+    out->link_error = sig_list(sig, "link_error");
     return 0;
 }
 
 void canvas_call_clear(struct canvas_call *c)
 {
     json_object_put(c->args);
+    json_object_put(c->link);
+    json_object_put(c->link_error);
     memset(c, 0, sizeof(*c));
 }
 

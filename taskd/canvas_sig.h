@@ -15,12 +15,18 @@ struct canvas_call {
     const char *task_id;  /* options.task_id; NULL: make one */
     const char *queue;    /* options.queue; NULL: route it */
     const char *reply_to; /* options.reply_to; NULL: the parent's */
+    double eta;           /* Unix seconds from options.countdown or options.eta; 0: now */
+    double expires;       /* Unix seconds from options.expires; 0: never */
+    json_object *link;    /* new reference: options.link as a list, or NULL */
+    json_object *link_error; /* new reference: options.link_error as a list, or NULL */
 };
 
-/* Read signature `sig` with `first` (borrowed, may be NULL) to prepend to its args. 0 and *out
- * (release with canvas_call_clear()), or -1 with *why (a static string) for a signature that
- * can never run: not an object, no task name, a nested canvas (subtask_type). */
-int canvas_sig_read(json_object *sig, json_object *first, struct canvas_call *out,
+/* Read signature `sig` with `first` (borrowed, may be NULL) to prepend to its args, as of `now`
+ * (Unix seconds, for a countdown). 0 and *out (release with canvas_call_clear()), or -1 with
+ * *why (a static string) for a signature that can never run: not an object, no task name, a
+ * nested canvas (subtask_type), an id, queue or reply_to longer than AMQP's 255 bytes, an eta or
+ * expires that is not a number or an ISO 8601 time. */
+int canvas_sig_read(json_object *sig, json_object *first, double now, struct canvas_call *out,
                     const char **why);
 void canvas_call_clear(struct canvas_call *c);
 

@@ -45,14 +45,20 @@ static int chord_channel(struct worker *w)
     return rc;
 }
 
-/* The broker closed CH_CHORD (lock taken elsewhere, queue gone): answer it and start over. */
+/* A call on CH_CHORD failed: start over on a fresh channel. If the broker closed it (lock taken
+ * elsewhere, queue gone) the close is answered; if not, we close it, which also drops the open
+ * transaction (its unacked parts go back to the queue). Only for failures of calls on CH_CHORD:
+ * the refusal answered is the last call's. */
 static void chord_channel_reset(struct worker *w)
 {
     w->chord_ready = false;
     if (!task__conn_alive(w->conn))
         return; /* the reconnect opens a fresh channel */
-    amqp_channel_close_ok_t ok = {0};
-    amqp_send_method(task__conn_amqp(w->conn), CH_CHORD, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    if (task__conn_answer_refusal(w->conn, CH_CHORD) == 0) {
+        amqp_rpc_reply_t r = amqp_channel_close(task__conn_amqp(w->conn), CH_CHORD,
+                                                AMQP_REPLY_SUCCESS);
+        (void)task__conn_check(w->conn, r, "close chord channel");
+    }
     task__conn_clear_error(w->conn);
 }
 
@@ -190,7 +196,12 @@ static int fire(struct worker *w, struct job *job, json_object **parts, int size
         struct task__wire wire;
         const char *target = NULL;
         rc = canvas_encode(w, job, m->chord, results, NULL, "chord", &wire, &target);
-        if (rc == 0) {
+        if (rc == TASK_EBROKER && task__conn_alive(w->conn)) {
+            /* Its queue was refused (on the declare channel, answered there): the callback
+             * fails with the reason and the barrier is spent. */
+            canvas_refused(w, job, m->chord, NULL, target, "chord");
+            rc = 0;
+        } else if (rc == 0) {
             rc = task__conn_publish(w->conn, CH_CHORD, "", target, &wire.props, wire.body,
                                     wire.body_len, NULL);
             task__wire_free(&wire);
@@ -258,6 +269,16 @@ int chord_part_done(struct worker *w, struct job *job, const char *status, json_
         return 0;
     }
     char queue[300], lock[310];
+    if (strlen(m->group) > 200) {
+        /* taskd.chord.<group>.lock must fit AMQP's 255-byte names. */
+        json_object *exc = task__exc_new("ChordError", "group id longer than 200 bytes",
+                                         "celery.exceptions");
+        log_event(LV_ERROR, 0, "chord_refused", "task_id=%s reason=\"group id too long\"",
+                  log_v(m->id));
+        int rc = canvas_chord_error(w, job, m->id, exc);
+        json_object_put(exc);
+        return rc;
+    }
     snprintf(queue, sizeof(queue), "taskd.chord.%s", m->group);
     snprintf(lock, sizeof(lock), "%s.lock", queue);
     int rc = chord_channel(w);

@@ -62,6 +62,8 @@ int consumer_start(struct worker *w)
 void consumer_cancel(struct worker *w)
 {
     for (int i = 0; w->conn != NULL && i < w->ntags; i++) {
+        if (w->tags[i] == NULL)
+            continue; /* cancelled by the broker, not consumed again yet */
         amqp_basic_cancel(task__conn_amqp(w->conn), CH_CONSUME, amqp_cstring_bytes(w->tags[i]));
         int rc = task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)),
                                   "basic.cancel");
@@ -102,6 +104,42 @@ void consumer_resume(struct worker *w)
     }
     w->paused = false;
     log_event(rc == 0 ? LV_INFO : LV_ERROR, rc, "consuming_resumed", "children=%d", pool_live(w));
+}
+
+void consumer_lost(struct worker *w, const char *tag)
+{
+    for (int i = 0; i < w->ntags; i++) {
+        if (w->tags[i] == NULL || strcmp(w->tags[i], tag) != 0)
+            continue;
+        log_event(LV_WARN, 0, "consumer_cancelled_by_broker", "queue=%s action=\"declare and "
+                  "consume again\"", log_v(w->tag_queues[i]));
+        free(w->tags[i]);
+        w->tags[i] = NULL;
+        w->reconsume_at = task__now_mono() + 0.5;
+    }
+}
+
+void consumer_reconsume(struct worker *w)
+{
+    if (w->reconsume_at <= 0 || task__now_mono() < w->reconsume_at || w->conn == NULL ||
+        w->state != W_RUNNING || w->paused)
+        return;
+    w->reconsume_at = 0;
+    task__topo_forget(&w->topo); /* the queue is gone: its declaration is not cached any more */
+    for (int i = 0; i < w->ntags; i++) {
+        if (w->tags[i] != NULL)
+            continue;
+        const char *q = w->tag_queues[i];
+        int rc = worker_ensure_queue(w, q);
+        if (rc == 0)
+            rc = delay_bind_queue(w, q);
+        if (rc == 0)
+            rc = task__conn_consume(w->conn, CH_CONSUME, q, false, amqp_empty_table, &w->tags[i]);
+        log_event(rc == 0 ? LV_INFO : LV_ERROR, rc, "consumer_restarted", "queue=%s%s", log_v(q),
+                  rc == 0 ? "" : " action=\"retry in 2 s\"");
+        if (rc != 0)
+            w->reconsume_at = task__now_mono() + 2;
+    }
 }
 
 /* The queue a delivery was consumed from, by its consumer tag. A routing key is no substitute:

@@ -340,15 +340,14 @@ static void child_died(struct worker *w, int i, int status)
         job->next = NULL;
         if (job->orphan) {
             job_free(job);
-        } else if (p->cold || (blamed && job->jid != culprit && !job->timed_out &&
-                               !job->terminated)) {
-            /* Not the task's fault (a cold stop, or a neighbour's crash or kill): the message
-             * goes back for another run, unacked, and no failure is recorded for it. */
-            if (!p->cold)
-                log_event(LV_WARN, 0, "task_requeued", "task=%s task_id=%s reason=neighbour_lost",
-                          log_v(job->m.task), log_v(job->m.id));
+        } else if (p->cold) {
+            /* Stopped by us: the message goes back for another run, unacked. */
             job->nacked = true;
             job_finish(w, job);
+        } else if (blamed && job->jid != culprit && !job->timed_out && !job->terminated) {
+            /* A neighbour's crash or kill: no failure is recorded for it, and the run it lost
+             * does not count as one of its deliveries. */
+            runner_requeue_fresh(w, job, "neighbour_lost");
         } else {
             runner_lost(w, job);
         }

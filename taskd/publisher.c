@@ -7,7 +7,7 @@
 #include "worker.h"
 
 static int pend_push(struct worker *w, uint64_t seq, struct job *job, struct job **batch,
-                     int nbatch)
+                     int nbatch, bool soft)
 {
     if (w->pend_len == w->pend_cap) {
         size_t cap = w->pend_cap ? w->pend_cap * 2 : 256;
@@ -21,7 +21,7 @@ static int pend_push(struct worker *w, uint64_t seq, struct job *job, struct job
         w->pend_cap = cap;
         w->pend_head = 0;
     }
-    w->pend[(w->pend_head + w->pend_len) % w->pend_cap] = (struct pending){seq, job, batch, nbatch};
+    w->pend[(w->pend_head + w->pend_len) % w->pend_cap] = (struct pending){seq, job, batch, nbatch, soft};
     w->pend_len++;
     return 0;
 }
@@ -45,7 +45,8 @@ void job_finish(struct worker *w, struct job *job)
     job_settle(w, job);
 }
 
-static int send_tracked(struct worker *w, struct job *job, bool mandatory, const char *exchange,
+static int send_tracked(struct worker *w, struct job *job, bool mandatory, bool soft,
+                        const char *exchange,
                         const char *rk, const amqp_basic_properties_t *props, const void *body,
                         size_t len)
 {
@@ -56,7 +57,7 @@ static int send_tracked(struct worker *w, struct job *job, bool mandatory, const
                                             &seq);
     if (rc != 0)
         return rc;
-    rc = pend_push(w, seq, job, NULL, 0);
+    rc = pend_push(w, seq, job, NULL, 0, soft);
     if (rc != 0)
         return rc;
     if (job != NULL)
@@ -67,19 +68,23 @@ static int send_tracked(struct worker *w, struct job *job, bool mandatory, const
 int pub_send(struct worker *w, struct job *job, const char *exchange, const char *rk,
              const amqp_basic_properties_t *props, const void *body, size_t len)
 {
-    return send_tracked(w, job, false, exchange, rk, props, body, len);
+    return send_tracked(w, job, false, false, exchange, rk, props, body, len);
 }
 
 int pub_send_mandatory(struct worker *w, struct job *job, const char *exchange, const char *rk,
                        const amqp_basic_properties_t *props, const void *body, size_t len)
 {
-    return send_tracked(w, job, true, exchange, rk, props, body, len);
+    return send_tracked(w, job, true, false, exchange, rk, props, body, len);
 }
 
 void pub_on_return(struct worker *w)
 {
     log_event(LV_WARN, 0, "publish_returned", "detail=\"no queue took a mandatory message\"");
     w->returned = true;
+    /* A queue we declared earlier is gone (deleted, expired): declare again before the next
+     * try, or the requeued task would bounce off the same missing queue forever. */
+    task__topo_forget(&w->topo);
+    w->delay_ready = false;
 }
 
 static void settle_job(struct worker *w, struct job *job, bool nack)
@@ -97,6 +102,13 @@ static void settle_one(struct worker *w, struct pending *p, bool nack)
     struct job *job = p->job;
     struct job **batch = p->batch;
     int n = p->nbatch;
+    if (nack && p->soft) {
+        /* The caller's reply queue refused it (a length limit that rejects, say): the result is
+         * still in the results stream. Requeueing would run the task again, and again. */
+        log_event(LV_WARN, 0, "reply_nacked", "task_id=%s action=\"kept in the results "
+                  "stream\"", job != NULL ? log_v(job->m.id) : "-");
+        nack = false;
+    }
     p->job = NULL;
     p->batch = NULL;
     p->nbatch = 0;
@@ -218,8 +230,10 @@ static int publish_state(struct worker *w, struct job *job, const struct task__m
     }
     /* The caller's reply queue for task_wait()/AsyncResult.get(), and the results stream for
      * lookups from any process. The delivery is acked only when both are confirmed. */
+    /* With the results stream on, a refused reply costs the caller's rpc wait, not the result. */
     if (m->reply_to != NULL && m->reply_to[0] != '\0')
-        rc = pub_send(w, job, "", m->reply_to, &rw.props, rw.body, rw.body_len);
+        rc = send_tracked(w, job, false, w->cfg->results_stream, "", m->reply_to, &rw.props,
+                          rw.body, rw.body_len);
     if (rc == 0 && w->cfg->results_stream)
         rc = batch_add(w, job, m->id, rw.body, rw.body_len);
     task__result_wire_free(&rw);
@@ -258,7 +272,7 @@ static void flush_one(struct worker *w, struct stream_batch *b, unsigned partiti
     b->njobs = b->cap_jobs = 0;
     b->len = 0;
     b->count = 0;
-    if (rc != 0 || pend_push(w, seq, NULL, jobs, n) != 0) {
+    if (rc != 0 || pend_push(w, seq, NULL, jobs, n, false) != 0) {
         /* Unpublished: requeue the deliveries rather than ack without a record. */
         for (int i = 0; i < n; i++)
             settle_job(w, jobs[i], true);

@@ -75,7 +75,7 @@ static void publish_failure(struct worker *w, struct job *job, const struct task
     snprintf(tb, sizeof(tb), "Traceback (taskd, C task %s):\n%s: %s\n", m->task, type, message);
     (void)pub_result(w, job, m, "FAILURE", exc, tb, dc);
     json_object_put(exc);
-    canvas_on_failure(w, job);
+    canvas_on_failure(w, job, type, exc_module(type), message);
     char repr[1400];
     snprintf(repr, sizeof(repr), "%s('%s')", type, message);
     json_object *ev = json_object_new_object();
@@ -259,6 +259,39 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
         log_event(LV_INFO, 0, "task_failed", "task=%s task_id=%s exc_type=%s runtime_s=%.6f",
                   log_v(m->task), log_v(m->id), log_v(type), runtime);
     }
+    job_finish(w, job);
+}
+
+void runner_requeue_fresh(struct worker *w, struct job *job, const char *reason)
+{
+    const amqp_basic_properties_t *in = &job->d.msg.properties;
+    amqp_basic_properties_t p = *in;
+    amqp_table_entry_t *kept = NULL;
+    int n = 0;
+    if (in->_flags & AMQP_BASIC_HEADERS_FLAG) {
+        kept = malloc(((size_t)in->headers.num_entries + 1) * sizeof(*kept));
+        if (kept == NULL) {
+            job->nacked = true; /* the broker's requeue then, counted or not */
+            job_finish(w, job);
+            return;
+        }
+        for (int i = 0; i < in->headers.num_entries; i++) {
+            const amqp_table_entry_t *e = &in->headers.entries[i];
+            /* The broker's own counts of this message's deliveries stay with the old copy. */
+            if ((e->key.len == 16 && memcmp(e->key.bytes, "x-delivery-count", 16) == 0) ||
+                (e->key.len == 7 && memcmp(e->key.bytes, "x-death", 7) == 0))
+                continue;
+            kept[n++] = *e;
+        }
+        p.headers = (amqp_table_t){.num_entries = n, .entries = kept};
+    }
+    int rc = pub_send_mandatory(w, job, "", job->d.queue, &p, job->d.msg.body.bytes,
+                                job->d.msg.body.len);
+    free(kept); /* the frame is serialised */
+    log_event(rc == 0 ? LV_WARN : LV_ERROR, rc, "task_requeued", "task=%s task_id=%s reason=%s",
+              log_v(job->m.task), log_v(job->m.id), reason);
+    if (rc != 0)
+        job->nacked = true;
     job_finish(w, job);
 }
 

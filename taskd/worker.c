@@ -161,6 +161,7 @@ static void drop_session(struct worker *w)
     w->delay_ready = false;
     w->returned = false;
     w->paused = false;
+    w->reconsume_at = 0;
     w->chord_ready = false;
     task__topo_forget(&w->topo);
     task__conn_close(w->conn);
@@ -308,9 +309,15 @@ static void on_frame(struct worker *w, amqp_frame_t *f)
         pub_on_confirm(w, n->delivery_tag, n->multiple, true);
         return;
     }
-    case AMQP_BASIC_CANCEL_METHOD:
-        log_event(LV_WARN, 0, "consumer_cancelled_by_broker", "reason=\"queue deleted?\"");
+    case AMQP_BASIC_CANCEL_METHOD: {
+        const amqp_basic_cancel_t *cn = f->payload.method.decoded;
+        char tag[256];
+        snprintf(tag, sizeof(tag), "%.*s", (int)cn->consumer_tag.len,
+                 (const char *)cn->consumer_tag.bytes);
+        if (f->channel == CH_CONSUME)
+            consumer_lost(w, tag);
         return;
+    }
     default:
         return;
     }
@@ -391,6 +398,7 @@ static int turn(struct worker *w)
     if (rc != 0)
         return rc;
     consumer_release_due(w);
+    consumer_reconsume(w);
     rate_release(w);
     events_tick(w);
     pub_flush_stream(w);

@@ -81,6 +81,7 @@ struct pending {
     struct job *job;        /* NULL: nothing to do on confirm */
     struct job **batch;     /* or: every job whose state is in one results-stream message */
     int nbatch;
+    bool soft;              /* a nack does not requeue the job (a caller's reply queue) */
 };
 
 /* State records waiting to go to the results stream as one message (group commit: one
@@ -128,6 +129,7 @@ struct worker {
     bool delay_ready;       /* the delay cascade is declared on this connection */
     bool returned;          /* a basic.return came: the next confirm counts as a nack */
     bool paused;            /* consumers cancelled: no live pool child to run anything */
+    double reconsume_at;    /* task__now_mono() to consume again a queue the broker cancelled */
     bool chord_ready;       /* the chord channel (tx mode) is open on this connection */
     struct task__topo topo; /* queue arguments, routes, queues declared on this connection */
     struct bucket *buckets; /* rate limits, by task name */
@@ -181,6 +183,10 @@ void runner_done(struct worker *w, struct job *job, json_object *reply);
 void runner_progress(struct worker *w, struct job *job, json_object *meta);
 /* The child running `job` died: WorkerLostError, or TimeLimitExceeded when it was killed. */
 void runner_lost(struct worker *w, struct job *job);
+/* Not the task's fault (a neighbour's crash or kill): put a fresh copy of its message back in
+ * its queue (the old one is acked once the copy is confirmed), so that the broker's delivery
+ * count (a quorum queue's delivery-limit) and our requeue_on_crash do not count it. */
+void runner_requeue_fresh(struct worker *w, struct job *job, const char *reason);
 /* A job that ends REVOKED (`why`: "revoked" or "expired") without a result of its own. */
 void runner_revoked(struct worker *w, struct job *job, const char *why);
 struct job *job_new(struct worker *w, uint64_t dtag);
@@ -188,12 +194,19 @@ void job_free(struct job *job);
 
 /* canvas.c: follow-up messages of a finished task (link, chain, link_error). */
 void canvas_on_success(struct worker *w, struct job *job, json_object *result);
-void canvas_on_failure(struct worker *w, struct job *job);
+/* The task failed with `type` (`module`) and `message`: its link_error callbacks run, and the
+ * rest of its chain fails with the same exception. */
+void canvas_on_failure(struct worker *w, struct job *job, const char *type, const char *module,
+                       const char *message);
 /* Encode signature `sig` with `first` prepended to its args; *target gets its queue. 0 or
  * TASK_EINVAL (unusable signature, logged) or another TASK_E*. */
 int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_object *first,
                   json_object *chain_rest, const char *why, struct task__wire *wire,
                   const char **target);
+/* canvas_encode() returned TASK_EBROKER with the connection alive: the broker refused the
+ * target queue. `sig` (and `chain_rest`) end FAILURE QueueRefused, tied to the job's ack. */
+void canvas_refused(struct worker *w, struct job *job, json_object *sig, json_object *chain_rest,
+                    const char *target, const char *why);
 /* A chord's callback cannot run: publish FAILURE (ChordError) for it, tied to the job's ack. */
 int canvas_chord_error(struct worker *w, struct job *job, const char *member_id,
                        json_object *member_exc);
@@ -273,6 +286,10 @@ int consumer_start(struct worker *w);
  * them all. Results published on CH_PUBLISH come after them. */
 int consumer_declare_rest(struct worker *w);
 void consumer_on_delivery(struct worker *w, struct task__delivery *d);
+/* The broker cancelled consumer `tag` (its queue was deleted): consume it again soon. */
+void consumer_lost(struct worker *w, const char *tag);
+/* Declare and consume again the queues whose consumers the broker cancelled (when due). */
+void consumer_reconsume(struct worker *w);
 /* Cancel every consumer (basic.cancel); deliveries already here stay ours. */
 void consumer_cancel(struct worker *w);
 /* No pool child is alive: stop consuming and give back what waits; resume when one is. */

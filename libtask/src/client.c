@@ -200,6 +200,11 @@ int task__client_pump(task_client *c, int timeout_ms)
             else
                 take_reply(c, &f);
             break;
+        case AMQP_BASIC_RETURN_METHOD:
+            /* For the one task message in flight (its header and body frames follow). */
+            if (f.channel == CH)
+                c->returned = true;
+            break;
         case AMQP_BASIC_ACK_METHOD: {
             const amqp_basic_ack_t *a = f.payload.method.decoded;
             if (a->delivery_tag > c->confirmed)
@@ -288,6 +293,10 @@ static int wait_confirm(task_client *c, uint64_t seq, const char *id)
     }
     if (c->nacked >= seq && c->confirmed < seq)
         return task__client_fail(c, TASK_ENACK, "send %s: the broker refused the message (nack)", id);
+    if (c->returned) {
+        c->returned = false;
+        return task__client_fail(c, TASK_EUNROUTABLE, "send %s: no queue took it", id);
+    }
     return 0;
 }
 
@@ -337,10 +346,23 @@ int task__client_send(task_client *c, const char *name, json_object *args, json_
      * (at-least-once). */
     double deadline = task__now_mono() + c->send_timeout_s;
     int nacks = 0;
+    bool redeclared = false;
     for (;;) {
         uint64_t seq = 0;
-        rc = task__conn_publish(c->conn, CH, "", queue, &w.props, w.body, w.body_len, &seq);
+        c->returned = false;
+        /* Mandatory: a queue deleted since we declared it returns the message instead of
+         * dropping it; it is declared again and the message sent again, once. */
+        rc = task__conn_publish_mandatory(c->conn, CH, "", queue, &w.props, w.body, w.body_len,
+                                          &seq);
         rc = rc != 0 ? task__client_from_conn(c, rc) : wait_confirm(c, seq, tid.str);
+        if (rc == TASK_EUNROUTABLE && !redeclared) {
+            redeclared = true;
+            task__error_clear(&c->err);
+            task__topo_forget(&c->topo);
+            rc = ensure_queue(c, queue);
+            if (rc == 0)
+                continue;
+        }
         /* A nack is the broker saying it cannot take the message now (a quorum queue electing
          * a new leader, a full disk): try again until the send timeout, as for an outage, on a
          * new connection: a RabbitMQ 3.10 channel that published to a quorum queue without a

@@ -32,6 +32,7 @@ struct task_client {
     struct task__topo topo;     /* routes, queue arguments, queues declared on this connection */
     uint64_t confirmed;         /* highest sequence number the broker acked */
     uint64_t nacked;            /* highest sequence number the broker nacked */
+    bool returned;              /* a basic.return came for the message in flight */
     struct task__stream_read *stream;  /* set while a stream read is in progress */
     bool stream_ch;             /* CH_STREAM is open on this connection */
     uint16_t stream_qos;        /* its basic.qos, for the next consumer */

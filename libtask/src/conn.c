@@ -112,6 +112,11 @@ int task__conn_check(struct task__conn *c, amqp_rpc_reply_t r, const char *what)
          * be closed); a timeout while merely waiting for frames is not this path. */
         if (r.library_error == AMQP_STATUS_TIMEOUT)
             c->alive = false;
+        /* An RPC's method is encoded whole before anything is sent: one that does not encode
+         * (a name over 255 bytes) leaves the connection as it was. */
+        if (r.library_error == AMQP_STATUS_BAD_AMQP_DATA)
+            return task__conn_fail(c, TASK_EINVAL, "%s: %s", what,
+                                   amqp_error_string2(r.library_error));
         return fail_status(c, r.library_error, what);
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         return close_reply(c, &r.reply, what);
@@ -161,14 +166,23 @@ static int open_one(struct task__conn *c, const char *url, const struct task__co
     amqp_set_handshake_timeout(c->st, &tv);
     amqp_set_rpc_timeout(c->st, &tv);
 
-    amqp_table_entry_t props[2];
+    /* consumer_cancel_notify: a deleted queue cancels our consumer with basic.cancel instead
+     * of leaving it silently consuming nothing. */
+    amqp_table_entry_t caps[1] = {
+        {.key = amqp_cstring_bytes("consumer_cancel_notify"),
+         .value = {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
+    };
+    amqp_table_entry_t props[3];
+    props[2].key = amqp_cstring_bytes("capabilities");
+    props[2].value.kind = AMQP_FIELD_KIND_TABLE;
+    props[2].value.value.table = (amqp_table_t){.num_entries = 1, .entries = caps};
     props[0].key = amqp_cstring_bytes("connection_name");
     props[0].value.kind = AMQP_FIELD_KIND_UTF8;
     props[0].value.value.bytes = amqp_cstring_bytes(o->name ? o->name : "libtask");
     props[1].key = amqp_cstring_bytes("product");
     props[1].value.kind = AMQP_FIELD_KIND_UTF8;
     props[1].value.value.bytes = amqp_cstring_bytes("taskd");
-    amqp_table_t ptable = {.num_entries = 2, .entries = props};
+    amqp_table_t ptable = {.num_entries = 3, .entries = props};
     amqp_rpc_reply_t r = amqp_login_with_properties(c->st, u.vhost, 0, 131072, o->heartbeat_s,
                                                     &ptable, AMQP_SASL_METHOD_PLAIN, u.user,
                                                     u.password);
@@ -369,12 +383,47 @@ int task__conn_consume(struct task__conn *c, uint16_t ch, const char *queue, boo
     return 0;
 }
 
+/* AMQP short strings hold at most 255 bytes. rabbitmq-c finds one too long only when it encodes
+ * the content header, after the method frame is on the wire: the connection is then broken. */
+static const char *too_long(const char *exchange, const char *rk,
+                            const amqp_basic_properties_t *p)
+{
+    if (strlen(exchange) > 255)
+        return "exchange";
+    if (strlen(rk) > 255)
+        return "routing key";
+    if (p == NULL)
+        return NULL;
+    const struct {
+        amqp_flags_t flag;
+        const amqp_bytes_t *v;
+        const char *name;
+    } s[] = {
+        {AMQP_BASIC_CONTENT_TYPE_FLAG, &p->content_type, "content_type"},
+        {AMQP_BASIC_CONTENT_ENCODING_FLAG, &p->content_encoding, "content_encoding"},
+        {AMQP_BASIC_CORRELATION_ID_FLAG, &p->correlation_id, "correlation_id"},
+        {AMQP_BASIC_REPLY_TO_FLAG, &p->reply_to, "reply_to"},
+        {AMQP_BASIC_EXPIRATION_FLAG, &p->expiration, "expiration"},
+        {AMQP_BASIC_MESSAGE_ID_FLAG, &p->message_id, "message_id"},
+        {AMQP_BASIC_TYPE_FLAG, &p->type, "type"},
+        {AMQP_BASIC_USER_ID_FLAG, &p->user_id, "user_id"},
+        {AMQP_BASIC_APP_ID_FLAG, &p->app_id, "app_id"},
+    };
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+        if ((p->_flags & s[i].flag) && s[i].v->len > 255)
+            return s[i].name;
+    return NULL;
+}
+
 static int publish(struct task__conn *c, uint16_t ch, const char *exchange, const char *rk,
                    bool mandatory, const amqp_basic_properties_t *props, const void *body,
                    size_t len, uint64_t *seq)
 {
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "publish: connection lost");
+    const char *bad = too_long(exchange, rk, props);
+    if (bad != NULL) /* refused here, with the connection intact */
+        return task__conn_fail(c, TASK_EINVAL, "publish: %s longer than 255 bytes", bad);
     amqp_bytes_t b = {.len = len, .bytes = (void *)body};
     int status = amqp_basic_publish(c->st, ch, amqp_cstring_bytes(exchange),
                                     amqp_cstring_bytes(rk), mandatory, 0, props, b);

@@ -30,7 +30,8 @@ static void roundtrip(const struct canvas_call *call, json_object *chain)
     struct task__msg m = {
         .lang = "c", .task = (char *)call->name, .id = (char *)id, .correlation_id = (char *)id,
         .group_index = -1, .reply_to = (char *)call->reply_to, .delivery_mode = 2,
-        .args = call->args, .kwargs = call->kwargs, .chain = chain,
+        .args = call->args, .kwargs = call->kwargs, .chain = chain, .eta = call->eta,
+        .expires = call->expires, .callbacks = call->link, .errbacks = call->link_error,
     };
     struct task__wire wire;
     task_error err = {0};
@@ -60,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_object *first = json_object_new_int(7);
     struct canvas_call call;
     const char *bad = NULL;
-    if (canvas_sig_read(root, first, &call, &bad) == 0) {
+    if (canvas_sig_read(root, first, 1.7e9, &call, &bad) == 0) {
         invariant(call.name != NULL && call.name[0] != '\0', "a name");
         invariant(json_object_is_type(call.args, json_type_array), "args is a list");
         json_object *chain = NULL;
