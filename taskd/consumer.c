@@ -45,8 +45,15 @@ int consumer_start(struct worker *w)
         rc = revoked_load(w); /* before the first task arrives */
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
         rc = worker_ensure_queue(w, w->cfg->queues.v[i]);
-    for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
+    for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++) {
+        if (!delay_fits(w->cfg->queues.v[i])) {
+            log_event(LV_WARN, 0, "delay_unavailable", "queue=%s reason=\"name longer than %d "
+                      "bytes\" action=\"countdowns wait in memory\"",
+                      log_v(w->cfg->queues.v[i]), DELAY_MAX_QUEUE);
+            continue;
+        }
         rc = delay_bind_queue(w, w->cfg->queues.v[i]);
+    }
     if (rc == 0)
         rc = task__conn_qos(c, CH_CONSUME, (uint16_t)(w->prefetch > 65535 ? 65535 : w->prefetch));
     for (int i = 0; rc == 0 && i < w->cfg->queues.n && w->ntags < 32; i++) {
@@ -240,12 +247,12 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
         revoke_expired(w, d, &m, "revoked");
         goto out;
     }
-    if (!due_checked && m.eta > now + 1.0) {
+    if (!due_checked && m.eta > now + 1.0 && delay_fits(d->queue)) {
         park(w, d, &m);
         goto out;
     }
     if (!due_checked && m.eta > now + 0.001) {
-        hold(w, d, m.eta); /* under a second: the cascade's granularity */
+        hold(w, d, m.eta); /* under a second (the cascade's granularity), or no cascade */
         goto out;
     }
     w->n_received++;

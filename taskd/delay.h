@@ -14,7 +14,9 @@
 #ifndef TASKD_DELAY_H
 #define TASKD_DELAY_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #define DELAY_LEVELS 28 /* 2^28 - 1 s: about 8.5 years */
 #define DELAY_DELIVERY_EXCHANGE "taskd.delivery"
@@ -31,5 +33,13 @@ int delay_bind_queue(struct worker *w, const char *queue);
 void delay_routing_key(uint64_t seconds, const char *queue, char *buf, size_t size);
 /* Park delivery `d` (tied to `job`) until `due` (Unix seconds). Returns 0 or a TASK_E*. */
 int delay_park(struct worker *w, struct job *job, const struct task__delivery *d, double due);
+
+/* The longest queue name the cascade can carry: its routing key adds 2 bytes a level to the
+ * name, within AMQP's 255. */
+#define DELAY_MAX_QUEUE (255 - 2 * DELAY_LEVELS)
+static inline bool delay_fits(const char *queue)
+{
+    return queue != NULL && strlen(queue) <= DELAY_MAX_QUEUE;
+}
 
 #endif
