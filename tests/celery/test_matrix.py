@@ -16,6 +16,7 @@ any retry backoff; no test task retries later than that), test.flaky autoretries
 """
 import base64
 import json
+import subprocess
 import os
 import sys
 import threading
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from uuid import uuid4
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import Checks, Taskd, broker  # noqa: E402
+from common import BUILD, Checks, Taskd, broker  # noqa: E402
 
 url = broker()
 from celery import Celery, chain, group  # noqa: E402
@@ -239,9 +240,14 @@ class Cell:
             self.delayed_ids = [r.id for r in self.result.results]
 
     def wait(self, deadline):
-        left = max(0.1, deadline - time.time())
         try:
-            v = self.result.get(timeout=left, propagate=False)
+            if self.shape == "group":
+                # each member on its own: GroupResult.get() of results already in sits out
+                # Celery's 1 s drain timeout
+                v = [r.get(timeout=max(0.1, deadline - time.time()), propagate=False)
+                     for r in self.result.results]
+            else:
+                v = self.result.get(timeout=max(0.1, deadline - time.time()), propagate=False)
         except CeleryTimeout:
             states = ([r.state for r in self.result.results] if self.shape == "group"
                       else [self.result.state])
@@ -356,6 +362,12 @@ def run_config(cfg, worker_args, before_queues):
         delayed_baseline = delayed_total()
         for c in cells:
             c.send()
+        # The operator's way (issue 14's first report): taskctl call with a countdown, a retry.
+        calls = [(what, subprocess.Popen(
+            [f"{BUILD}/taskctl/taskctl", "--broker", url, "call", "test.retry", "--args", "[1]",
+             "--countdown", "2", "--timeout", str(WAIT_S), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            for what, extra in (("celery", []), (ROUTED, ["--queue", ROUTED]))]
         t_sent = time.time()
         deadline = t_sent + WAIT_S
         pending = ResultSet([r for c in cells for r in
@@ -366,6 +378,11 @@ def run_config(cfg, worker_args, before_queues):
             pass
         for c in cells:
             c.wait(deadline)
+        for what, p in calls:
+            out, err = p.communicate(timeout=WAIT_S + 10)
+            t.check(f"{cfg} taskctl call test.retry --args [1] --countdown 2 ({what})",
+                    p.returncode == 0 and out.strip() == "1",
+                    f"exit {p.returncode}, out {out.strip()!r}, err {err.strip()!r}")
         t_results = time.time()
         # Callbacks: wait for each expected one to have succeeded (or the deadline), then for
         # quiet, so that a second run would have been seen.
