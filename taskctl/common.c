@@ -117,6 +117,7 @@ double ctl_parse_seconds(const char *text)
 void ctl_print_json(json_object *o)
 {
     puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    fflush(stdout); /* one line an event for `taskctl --json events | jq`, not a 4 KiB block */
 }
 
 /* "ValueError: bad" from an exception object, for stderr. */
