@@ -15,10 +15,10 @@ const char *result_unstorable(json_object *result, size_t max_bytes, char *buf, 
     }
     size_t len = 0;
     const char *text = task__json_str(result, &len);
-    /* The record around it adds a few hundred bytes. */
-    if (max_bytes > 0 && len + 4096 > max_bytes) {
-        snprintf(buf, size, "result of %zu bytes exceeds worker.max_message_size %zu", len,
-                 max_bytes);
+    /* The record around it adds a few hundred bytes; a batch of records is flushed early. */
+    if (max_bytes > 0 && len + 65536 > max_bytes) {
+        snprintf(buf, size, "result of %zu bytes exceeds the %zu a result may take", len,
+                 max_bytes - 65536);
         return buf;
     }
     if (!task__utf8_valid(text, len)) {

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "result_check.h"
+#include "task_limits.h"
 #include "worker.h"
 
 /* Exception names a Python client can re-raise as the real class (module "builtins"). */
@@ -160,7 +161,12 @@ void runner_start(struct worker *w, struct job *job)
 
 static const char *unstorable(const struct worker *w, json_object *result, char *buf, size_t size)
 {
-    return result_unstorable(result, (size_t)w->cfg->max_message_bytes, buf, size);
+    /* worker.max_message_size bounds the task messages a worker takes in (it may be set small);
+     * results are bounded by what a reader takes: the larger of the two. */
+    size_t cap = (size_t)w->cfg->max_message_bytes > TASK__MAX_MESSAGE_BYTES
+                     ? (size_t)w->cfg->max_message_bytes
+                     : TASK__MAX_MESSAGE_BYTES;
+    return result_unstorable(result, cap, buf, size);
 }
 
 void runner_progress(struct worker *w, struct job *job, json_object *meta)
