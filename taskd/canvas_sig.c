@@ -52,10 +52,17 @@ static bool fits_shortstr(const char *s)
     return s == NULL || strlen(s) <= 255;
 }
 
+/* A JSON string that is a whole C string (no NUL inside: it would be cut short). */
+static bool c_string(json_object *v)
+{
+    return json_object_is_type(v, json_type_string) &&
+           strlen(json_object_get_string(v)) == (size_t)json_object_get_string_len(v);
+}
+
 const char *canvas_opt_str(json_object *sig, const char *key)
 {
     json_object *v = opt(sig, key);
-    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+    return c_string(v) ? json_object_get_string(v) : NULL;
 }
 
 int canvas_sig_read(json_object *sig, json_object *first, double now, struct canvas_call *out,
@@ -67,9 +74,9 @@ int canvas_sig_read(json_object *sig, json_object *first, double now, struct can
         *why = "signature is not an object";
         return -1;
     }
-    if (!json_object_object_get_ex(sig, "task", &v) || !json_object_is_type(v, json_type_string) ||
+    if (!json_object_object_get_ex(sig, "task", &v) || !c_string(v) ||
         json_object_get_string_len(v) == 0) {
-        *why = "signature without a task name";
+        *why = "signature without a task name (or with a NUL byte in it)";
         return -1;
     }
     out->name = json_object_get_string(v);
