@@ -258,6 +258,41 @@ static void a_failed_chain_step_fails_the_rest(void **state)
     json_object_put(a10);
 }
 
+/* A countdown, then retries by the backoff policy (the later ones parked in the cascade), then a
+ * chain step and a link without an id: all of it reaches its end, once. */
+static void countdown_backoff_chain_and_link(void **state)
+{
+    (void)state;
+    char text[300], cb_id[64];
+    snprintf(cb_id, sizeof(cb_id), "bo-link-%d", (int)getpid());
+    snprintf(text, sizeof(text),
+             "{\"task\": \"test.backoff\", \"args\": [3], \"immutable\": true, "
+             "\"options\": {\"link\": [{\"task\": \"test.add\", \"args\": [1000], "
+             "\"options\": {\"task_id\": \"%s\"}}]}}",
+             cb_id);
+    json_object *a12 = json_tokener_parse("[1, 2]");
+    json_object *sigs[2] = {task_sig_new("test.add", a12, NULL, NULL, false), sig(text)};
+    task_send_opts o = {.countdown_s = 2};
+    task_id last;
+    double t0 = itest_now();
+    assert_int_equal(task_send_chain(c, sigs, 2, &o, &last), 0);
+    task_state st;
+    json_object *res = NULL;
+    assert_int_equal(task_wait(c, last.str, 40000, &st, &res), 0);
+    assert_int_equal(st, TASK_STATE_SUCCESS);
+    assert_int_equal(json_object_get_int(res), 3); /* three retries, then done */
+    json_object_put(res);
+    assert_true(itest_now() - t0 >= 2 + 0.5 + 1 + 2 - 0.2);
+    assert_int_equal(task_wait(c, cb_id, 20000, &st, &res), 0);
+    assert_int_equal(st, TASK_STATE_SUCCESS);
+    assert_int_equal(json_object_get_int(res), 1003);
+    json_object_put(res);
+    assert_true(itest_file_has(w.log, "event=task_delayed task=test.backoff"));
+    json_object_put(sigs[0]);
+    json_object_put(sigs[1]);
+    json_object_put(a12);
+}
+
 int main(void)
 {
     if (itest_broker() == NULL)
@@ -268,6 +303,7 @@ int main(void)
         cmocka_unit_test(a_refused_chord_callback_fails_once),
         cmocka_unit_test(options_inside_signatures_are_honoured),
         cmocka_unit_test(a_failed_chain_step_fails_the_rest),
+        cmocka_unit_test(countdown_backoff_chain_and_link),
         cmocka_unit_test(the_worker_consumes_its_queue_again_after_a_delete),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

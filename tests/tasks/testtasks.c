@@ -270,3 +270,19 @@ static int limited(task_ctx *ctx, json_object *args, json_object *kwargs, json_o
     return add(ctx, args, kwargs, result);
 }
 TASK(limited, "test.limited", .rate_limit = "1/s");
+
+/* test.backoff(times) -> the retry count; asks for a retry by the backoff policy (base 1 s, cap
+ * 4 s, full jitter: 0.5-1 s, 1-2 s, 2-4 s, ...) `times` times, so its later retries are parked
+ * in the broker's delay cascade as a default policy parks them. */
+static int backoff(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
+{
+    (void)kwargs;
+    json_object *t = arg(args, 0);
+    if (nargs(args) != 1 || !is_int(t) || json_object_get_int64(t) < 0)
+        return task_fail(ctx, "TypeError", "backoff(times) takes an integer >= 0");
+    if (task_ctx_retries(ctx) < json_object_get_int64(t))
+        return task_retry_in(ctx, -1);
+    *result = json_object_new_int(task_ctx_retries(ctx));
+    return TASK_OK;
+}
+TASK(backoff, "test.backoff", .max_retries = 5, .retry_backoff = 1, .retry_backoff_max = 4);
