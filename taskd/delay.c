@@ -133,5 +133,5 @@ int delay_park(struct worker *w, struct job *job, const struct task__delivery *d
     p.delivery_mode = 2;
     char top[40];
     level_name(DELAY_LEVELS - 1, top, sizeof(top));
-    return pub_send_mandatory(w, job, top, key, &p, d->msg.body.bytes, d->msg.body.len);
+    return pub_send(w, job, top, key, &p, d->msg.body.bytes, d->msg.body.len);
 }
