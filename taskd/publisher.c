@@ -231,7 +231,12 @@ static int publish_state(struct worker *w, struct job *job, const struct task__m
     /* The caller's reply queue for task_wait()/AsyncResult.get(), and the results stream for
      * lookups from any process. The delivery is acked only when both are confirmed. */
     /* With the results stream on, a refused reply costs the caller's rpc wait, not the result. */
-    if (m->reply_to != NULL && m->reply_to[0] != '\0')
+    bool fits = strlen(m->id) <= 255 && m->reply_to != NULL && strlen(m->reply_to) <= 255;
+    if (m->reply_to != NULL && m->reply_to[0] != '\0' && !fits)
+        /* AMQP cannot carry it (a quarantined message's id); the stream record still goes. */
+        log_event(LV_WARN, 0, "reply_skipped", "task_id=%s reason=\"id or reply_to longer than "
+                  "255 bytes\"", log_v(m->id));
+    else if (m->reply_to != NULL && m->reply_to[0] != '\0')
         rc = send_tracked(w, job, false, w->cfg->results_stream, "", m->reply_to, &rw.props,
                           rw.body, rw.body_len);
     if (rc == 0 && w->cfg->results_stream)

@@ -544,6 +544,10 @@ static int read_headers(struct dec *d)
     int rc = str_header(d, "task", &m->task, TASK_BAD_NO_TASK);
     if (rc == 0)
         rc = str_header(d, "id", &m->id, TASK_BAD_NO_ID);
+    /* The id is also the result's correlation_id, an AMQP short string: past 255 bytes no
+     * result could ever be sent for it, nor a revoke name it. */
+    if (rc == 0 && strlen(m->id) > 255)
+        rc = refuse(d, TASK_BAD_BAD_HEADER, "header 'id': longer than 255 bytes");
     const char *keys[] = {"lang", "shadow", "group", "root_id", "parent_id", "argsrepr",
                           "kwargsrepr", "origin"};
     char **dst[] = {&m->lang, &m->shadow, &m->group, &m->root_id, &m->parent_id, &m->argsrepr,

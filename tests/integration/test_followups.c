@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <task/canvas.h>
 #include <task/client.h>
+#include "codec.h"
 #include "conn.h"
 #include "itest.h"
 
@@ -293,6 +294,30 @@ static void countdown_backoff_chain_and_link(void **state)
     json_object_put(a12);
 }
 
+/* A task id past 255 bytes (legal in a header, impossible as the result's correlation_id) with a
+ * reply queue: quarantined once, not requeued forever because its FAILURE cannot be sent. */
+static void an_overlong_task_id_is_quarantined_once(void **state)
+{
+    (void)state;
+    char big[301];
+    memset(big, 'i', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    struct task__msg m = {.task = "test.add", .id = big, .correlation_id = "short-corr",
+                          .reply_to = "t_fu_nobody", .group_index = -1, .delivery_mode = 2};
+    m.args = json_tokener_parse("[1, 2]");
+    struct task__wire wire;
+    task_error err = {0};
+    assert_int_equal(task__msg_encode(&m, &wire, &err), 0);
+    assert_int_equal(task__conn_publish(admin, 1, "", queue, &wire.props, wire.body,
+                                        wire.body_len, NULL),
+                     0);
+    task__wire_free(&wire);
+    json_object_put(m.args);
+    assert_int_equal(itest_file_waits_for(w.log, "longer than 255 bytes", 10), 1);
+    usleep(1000000); /* a loop would run thousands of times a second */
+    assert_int_equal(itest_file_count(w.log, "header 'id': longer than 255 bytes"), 1);
+}
+
 int main(void)
 {
     if (itest_broker() == NULL)
@@ -304,6 +329,7 @@ int main(void)
         cmocka_unit_test(options_inside_signatures_are_honoured),
         cmocka_unit_test(a_failed_chain_step_fails_the_rest),
         cmocka_unit_test(countdown_backoff_chain_and_link),
+        cmocka_unit_test(an_overlong_task_id_is_quarantined_once),
         cmocka_unit_test(the_worker_consumes_its_queue_again_after_a_delete),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
