@@ -74,8 +74,10 @@ int cmd_workers(const struct globals *g, int argc, char **argv)
         if (g->json) {
             ctl_print_json(replies);
         } else {
-            json_object_object_foreach(replies, node, v) printf("%s\t%s\n", node,
-                                                                json_object_get_string(json_object_object_get(v, "ok")));
+            json_object_object_foreach(replies, node, v) {
+                const char *ok = task__json_get_str(v, "ok");
+                printf("%s\t%s\n", ctl_safe(node, 0), ctl_safe(ok ? ok : "-", 1));
+            }
         }
         if (json_object_object_length(replies) == 0) {
             fprintf(stderr, "taskctl: no worker answered within %.1f s\n", timeout);
@@ -109,7 +111,7 @@ int cmd_inspect(const struct globals *g, int argc, char **argv)
         } else {
             json_object_object_foreach(replies, node, v)
             {
-                printf("%s:\n", node);
+                printf("%s:\n", ctl_safe(node, 0));
                 if (json_object_is_type(v, json_type_array))
                     for (size_t i = 0; i < json_object_array_length(v); i++)
                         printf("  %s\n", json_object_to_json_string_ext(
@@ -156,6 +158,9 @@ int cmd_revoke(const struct globals *g, int argc, char **argv)
     double timeout = parse_timeout(argc, argv, &terminate);
     if (timeout < 0 || optind != argc - 1)
         return ctl_error("usage: taskctl revoke ID [--terminate]");
+    size_t idlen = strlen(argv[optind]);
+    if (idlen == 0 || idlen > 255)
+        return ctl_error("revoke: a task id has 1 to 255 bytes");
     struct pidbox p;
     if (open_box(&p, g) != 0)
         return EXIT_ERROR;

@@ -165,10 +165,10 @@ int cmd_dead(const struct globals *g, int argc, char **argv)
             json_object *o = json_object_array_get_idx(list, i);
             printf("%3s  %-36s %-20s %-12s %s%s\n",
                    json_object_get_string(json_object_object_get(o, "n")),
-                   json_object_get_string(json_object_object_get(o, "id")) ?: "-",
-                   json_object_get_string(json_object_object_get(o, "task")) ?: "-",
-                   json_object_get_string(json_object_object_get(o, "queue")) ?: "-",
-                   json_object_get_string(json_object_object_get(o, "reason")) ?: "-",
+                   ctl_safe(json_object_get_string(json_object_object_get(o, "id")), 0),
+                   ctl_safe(json_object_get_string(json_object_object_get(o, "task")), 1),
+                   ctl_safe(json_object_get_string(json_object_object_get(o, "queue")), 2),
+                   ctl_safe(json_object_get_string(json_object_object_get(o, "reason")), 3),
                    json_object_object_get(o, "republished") ? "  [re-published]" : "");
         }
         if (pick != 0)

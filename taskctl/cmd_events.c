@@ -22,11 +22,11 @@ static void print_event(const struct globals *g, json_object *ev)
     const char *type = json_object_object_get_ex(ev, "type", &v) ? json_object_get_string(v) : "?";
     const char *host = json_object_object_get_ex(ev, "hostname", &v) ? json_object_get_string(v) : "?";
     printf("%02d:%02d:%02d.%03d %-16s %s", tm.tm_hour, tm.tm_min, tm.tm_sec,
-           (int)((ts - (double)secs) * 1000), type, host);
+           (int)((ts - (double)secs) * 1000), ctl_safe(type, 0), ctl_safe(host, 1));
     const char *keys[] = {"uuid", "name", "result", "exception", "runtime", "active"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (json_object_object_get_ex(ev, keys[i], &v) && v != NULL)
-            printf(" %s=%s", keys[i], json_object_get_string(v));
+            printf(" %s=%s", keys[i], ctl_safe(json_object_get_string(v), 2));
     putchar('\n');
     fflush(stdout);
 }

@@ -45,6 +45,7 @@ static void print_rows(const struct globals *g, json_object *rows)
     puts(line);
     for (size_t i = 0; i < json_object_array_length(rows); i++) {
         qrows_format(json_object_array_get_idx(rows, i), line, sizeof(line));
+        ctl_scrub(line);
         puts(line);
     }
 }

@@ -29,7 +29,8 @@ int cmd_wait(const struct globals *g, int argc, char **argv)
     int rc = task_watch(cl, id, 0, timeout_ms, &st, &res, tty ? progress_show : NULL, NULL);
     progress_clear();
     if (rc == TASK_ETIMEDOUT) {
-        fprintf(stderr, "taskctl: task %s: no final state within %.1f s\n", id, timeout_s);
+        fprintf(stderr, "taskctl: task %s: no final state within %.1f s\n", ctl_safe(id, 0),
+                timeout_s);
         rc = EXIT_TIMEOUT;
     } else if (rc != 0) {
         rc = ctl_error("wait %s: %s", id, task_client_errmsg(cl));

@@ -109,9 +109,30 @@ double ctl_parse_seconds(const char *text)
 {
     char *end;
     double v = strtod(text, &end);
-    if (end == text || *end != '\0' || v < 0)
+    /* NaN passes every comparison but this one; a century is more than any wait or delay. */
+    if (end == text || *end != '\0' || !(v >= 0 && v <= 3.2e9))
         return -1;
     return v;
+}
+
+void ctl_scrub(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    for (; p != NULL && *p != '\0'; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+        else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+            p[0] = '?', p[1] = '?';
+    }
+}
+
+const char *ctl_safe(const char *s, int slot)
+{
+    static char buf[8][512];
+    char *b = buf[slot & 7];
+    snprintf(b, sizeof(buf[0]), "%s", s != NULL ? s : "-");
+    ctl_scrub(b);
+    return b;
 }
 
 void ctl_print_json(json_object *o)

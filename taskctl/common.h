@@ -41,6 +41,12 @@ json_object *ctl_parse_json(const char *what, const char *text, json_type want);
 double ctl_parse_seconds(const char *text);
 /* Print a JSON value compactly on stdout. */
 void ctl_print_json(json_object *o);
+/* Replace terminal control bytes (C0, DEL, and C1 as UTF-8) in `s` with '?': text from the
+ * broker (queue names, hostnames, task names) must not drive the user's terminal. */
+void ctl_scrub(char *s);
+/* A scrubbed copy of `s` (NULL: "-") in one of 8 rotating buffers (cut at 511 bytes), for
+ * printf arguments; taskctl is single-threaded. */
+const char *ctl_safe(const char *s, int slot);
 /* Report a final state: stdout gets the result (or {"id","state","result"} with --json),
  * stderr names a failure. Returns the exit code. */
 int ctl_report_final(const struct globals *g, const char *id, task_state st, json_object *res);

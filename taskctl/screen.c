@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
+#include "common.h"
 #include "screen.h"
 
 static struct termios saved;
@@ -27,6 +28,7 @@ void frame_add(struct frame *f, bool strong, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(f->text[f->n], SCREEN_LINE_BYTES, fmt, ap);
     va_end(ap);
+    ctl_scrub(f->text[f->n]);
     f->strong[f->n++] = strong;
 }
 

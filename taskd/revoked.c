@@ -14,7 +14,9 @@
 /* Celery keeps 50000 revoked ids (its LimitedSet); past that the oldest revoke is forgotten,
  * as Celery does, rather than the whole set (a flood of revokes must not un-revoke the rest). */
 #define REVOKED_MAX 50000
-#define LOAD_TIMEOUT_MS 10000
+/* Reading a long stream takes ~3 s per 100k records, oldest first; the newest revokes are read
+ * last, so a cap that cut the read short lost exactly those. A minute covers ~2M records. */
+#define LOAD_TIMEOUT_MS 60000
 
 void revoked_add(struct worker *w, const char *id)
 {

@@ -437,6 +437,8 @@ static int time_header(struct dec *d, const char *key, double *out, enum task__b
         return rc;
     if (task__iso8601_parse(text, out) != 0) {
         rc = refuse(d, why, "header '%s': '%.60s' is not an ISO 8601 time", key, text);
+    } else if (*out <= 0) {
+        *out = 1e-9; /* before 1970: long past (0 would read as "no time at all") */
     }
     free(text);
     return rc;

@@ -37,7 +37,8 @@ bool task__utf8_check(const char *s, size_t len, bool allow_nul);
 /* Fields of JSON read from outside (a message, a stream record, an HTTP answer). Each returns
  * the field only when `obj` is an object and the field is there with that type (JSON null, a
  * number where a string belongs, ...: NULL), so no caller meets json-c's coercions or a NULL
- * from a null. Results are borrowed from `obj`. */
+ * from a null. A string with a NUL byte inside is no string (a C reader would cut it short).
+ * Results are borrowed from `obj`. */
 json_object *task__json_get(json_object *obj, const char *key, json_type type);
 const char *task__json_get_str(json_object *obj, const char *key);
 json_object *task__json_get_obj(json_object *obj, const char *key);

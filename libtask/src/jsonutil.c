@@ -201,9 +201,19 @@ json_object *task__json_get(json_object *obj, const char *key, json_type type)
     return v;
 }
 
+/* The text of string `v` when it is a whole C string: "a\u0000b" would be read as "a" (a
+ * revoke of one id turning into a revoke of another). NULL otherwise. */
+static const char *whole_str(json_object *v)
+{
+    if (!json_object_is_type(v, json_type_string))
+        return NULL;
+    const char *s = json_object_get_string(v);
+    return strlen(s) == (size_t)json_object_get_string_len(v) ? s : NULL;
+}
+
 const char *task__json_get_str(json_object *obj, const char *key)
 {
-    return json_object_get_string(task__json_get(obj, key, json_type_string));
+    return whole_str(task__json_get(obj, key, json_type_string));
 }
 
 json_object *task__json_get_obj(json_object *obj, const char *key)
@@ -234,6 +244,5 @@ const char *task__json_idx_str(json_object *arr, size_t i)
 {
     if (!json_object_is_type(arr, json_type_array) || i >= json_object_array_length(arr))
         return NULL;
-    json_object *v = json_object_array_get_idx(arr, i);
-    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+    return whole_str(json_object_array_get_idx(arr, i));
 }

@@ -307,12 +307,37 @@ static void eta_garbage(struct golden *g)
     entry(g, "eta")->value.value.bytes = amqp_cstring_bytes("tomorrow-ish");
 }
 
+static char long_id[300];
+static void id_too_long(struct golden *g)
+{
+    memset(long_id, 'i', sizeof(long_id));
+    entry(g, "id")->value.value.bytes = (amqp_bytes_t){.len = sizeof(long_id), .bytes = long_id};
+}
+static void expires_before_1970(struct golden *g)
+{
+    entry(g, "expires")->value.kind = AMQP_FIELD_KIND_UTF8;
+    entry(g, "expires")->value.value.bytes = amqp_cstring_bytes("0001-01-01T00:00:00+00:00");
+}
+
+/* An expiry before 1970 is long past, not "never" (0 is how a decoded message says never). */
+static void expires_before_1970_has_expired(void **state)
+{
+    (void)state;
+    struct task__msg m;
+    enum task__bad why;
+    task_error err = {0};
+    assert_int_equal(decode_variant(NULL, 0, expires_before_1970, NULL, &why, &err, &m), 0);
+    assert_true(m.expires > 0 && m.expires < 1);
+    task__msg_clear(&m);
+}
+
 static void handmade_bad_inputs_each_get_their_reason(void **state)
 {
     (void)state;
     const char *ok_body = "[[1,2],{},{\"callbacks\":null,\"errbacks\":null,\"chain\":null,\"chord\":null}]";
     expect_reason(NULL, 0, drop_id, NULL, TASK_BAD_NO_ID, "missing id");
     expect_reason(NULL, 0, id_as_bytes, NULL, TASK_BAD_BAD_HEADER, "id as AMQP bytes");
+    expect_reason(NULL, 0, id_too_long, NULL, TASK_BAD_BAD_HEADER, "id over 255 bytes");
     expect_reason(NULL, 0, task_as_bytes, NULL, TASK_BAD_BAD_HEADER, "task as AMQP bytes");
     expect_reason(NULL, 0, retries_as_string, NULL, TASK_BAD_BAD_HEADER, "retries as string");
     expect_reason(NULL, 0, negative_retries, NULL, TASK_BAD_BAD_HEADER, "negative retries");
@@ -448,6 +473,7 @@ int main(void)
         cmocka_unit_test(every_captured_task_message_decodes_and_reencodes),
         cmocka_unit_test(malformed_captures_get_their_reason),
         cmocka_unit_test(handmade_bad_inputs_each_get_their_reason),
+        cmocka_unit_test(expires_before_1970_has_expired),
         cmocka_unit_test(lax_json_is_refused_as_python_refuses_it),
         cmocka_unit_test(refused_message_keeps_its_address),
         cmocka_unit_test(nul_in_display_header_is_accepted),

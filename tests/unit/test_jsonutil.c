@@ -45,6 +45,20 @@ static void refuses_what_is_not_a_time(void **state)
     assert_int_equal(task__iso8601_parse(NULL, &t), TASK_EINVAL);
 }
 
+/* A string with a NUL inside is no string to a reader that takes C strings. */
+static void strings_with_a_nul_inside_are_refused(void **state)
+{
+    (void)state;
+    json_object *o = json_tokener_parse("{\"a\": \"x\\u0000y\", \"b\": \"xy\", \"l\": [\"p\\u0000\", \"q\"]}");
+    assert_non_null(o);
+    assert_null(task__json_get_str(o, "a"));
+    assert_string_equal(task__json_get_str(o, "b"), "xy");
+    json_object *l = task__json_get_arr(o, "l");
+    assert_null(task__json_idx_str(l, 0));
+    assert_string_equal(task__json_idx_str(l, 1), "q");
+    json_object_put(o);
+}
+
 static void utf8_is_strict(void **state)
 {
     (void)state;
@@ -65,6 +79,7 @@ int main(void)
         cmocka_unit_test(parses_offsets_zulu_and_naive_as_utc),
         cmocka_unit_test(refuses_what_is_not_a_time),
         cmocka_unit_test(utf8_is_strict),
+        cmocka_unit_test(strings_with_a_nul_inside_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
