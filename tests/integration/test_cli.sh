@@ -115,6 +115,13 @@ check "purge without --yes and no terminal refuses" 4 $rc
 out=$("$CTL" --broker "$URL" purge "$Q.dead" --yes); rc=$?
 [[ $rc -eq 0 && $out == purged* ]] && ok "purge --yes purges" || bad "purge: $rc $out"
 
+# Text that came from outside never reaches the terminal raw (an id with an escape sequence).
+err=$("$CTL" --broker "$URL" wait $'evil\e]0;pwned\a\e[2J' --timeout 0.2 2>&1 >/dev/null)
+[[ $err == *"evil?]0;pwned??[2J"* && $err != *$'\e'* ]] &&
+    ok "wait scrubs control bytes from the id it echoes" || bad "scrub: $(printf %q "$err")"
+"$CTL" --broker "$URL" send test.add --args '[1,2]' --countdown nan >/dev/null 2>&1; rc=$?
+check "send --countdown nan is a usage error" 4 $rc
+
 kill -TERM $TASKD_PID; wait $TASKD_PID; rc=$?
 check "taskd exits 0 after a warm shutdown" 0 $rc
 trap 'rm -f "$LOG"' EXIT
