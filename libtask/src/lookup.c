@@ -132,6 +132,8 @@ void task__client_on_stream(task_client *c, const amqp_frame_t *f)
      * lookup costs about a byte scan per record instead of a JSON parse. */
     const void *raw = d.msg.body.bytes;
     size_t len = d.msg.body.len;
+    if (raw == NULL || len == 0) /* an empty message: memmem() must not see NULL */
+        goto out;
     if (memmem(raw, len, s->id, strlen(s->id)) == NULL &&
         (s->marker[0] == '\0' || memmem(raw, len, s->marker, strlen(s->marker)) == NULL))
         goto out;
