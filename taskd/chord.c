@@ -297,6 +297,18 @@ int chord_part_done(struct worker *w, struct job *job, const char *status, json_
         return 0;
     }
     rc = collect(w, job, queue, size);
+    /* Short of the size after dropping duplicates: a member that ended meanwhile counted while
+     * the distinct parts were out (unacked) and saw too few. Holding the lock, look again. */
+    for (int again = 0; rc == 0 && again < 3; again++) {
+        long now_ready = ready_count(w, queue);
+        if (now_ready < 0) {
+            rc = (int)now_ready;
+            break;
+        }
+        if (now_ready < size)
+            break;
+        rc = collect(w, job, queue, size);
+    }
     if (rc == 1)
         rc = delete_queue(w, queue);
     int rc2 = delete_queue(w, lock);

@@ -332,9 +332,10 @@ static void child_died(struct worker *w, int i, int status)
     c->running = NULL;
     c->busy = 0;
     int64_t culprit = __atomic_exchange_n(&p->crash[i], 0, __ATOMIC_SEQ_CST);
-    bool blamed = culprit != 0;
-    for (struct job *j = job; j != NULL; j = j->next)
-        blamed = blamed || j->timed_out || j->terminated;
+    /* Killed by us (the target may have finished just before: its outcome was read above, and
+     * it is no longer in the list) or a thread's crash named its task: the others are not to
+     * blame. */
+    bool blamed = culprit != 0 || c->killed;
     while (job != NULL) {
         struct job *next = job->next;
         job->next = NULL;
@@ -396,6 +397,7 @@ void pool_check_limits(struct worker *w)
                 j->timed_out = true;
                 log_event(LV_WARN, 0, "time_limit_exceeded", "task=%s task_id=%s pid=%d "
                           "action=kill", log_v(j->m.task), log_v(j->m.id), (int)c->pid);
+                c->killed = true;
                 kill(c->pid, SIGKILL);
             }
         }
@@ -545,6 +547,7 @@ void pool_revoke(struct worker *w, const char *id, bool terminate)
              * requeued (child_died), not failed. */
             j->terminated = true;
             log_event(LV_INFO, 0, "task_terminate", "task_id=%s pid=%d", log_v(id), (int)c->pid);
+            c->killed = true;
             kill(c->pid, SIGKILL);
         }
     }

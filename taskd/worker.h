@@ -57,6 +57,7 @@ struct pchild {
     int busy;
     int done_count;
     bool retiring;          /* finishing its jobs, then exiting (recycle or shutdown) */
+    bool killed;            /* we sent it SIGKILL for one task (time limit, terminate) */
     double respawn_at;      /* pid 0: when to fork it again (task__now_mono()); 0: not due */
     double backoff;         /* the next respawn delay after a failed fork or a fatal exit */
     long rss_kb;
