@@ -25,18 +25,22 @@ double rate_parse(const char *text)
         return 0;
     char *end;
     double n = strtod(text, &end);
-    if (end == text || n < 0)
+    /* NaN and infinity are no rates; nothing slower than one a day (a token due in 1e300 s
+     * would hold its message, and a prefetch slot, for ever). */
+    if (end == text || !(n >= 0 && n <= 1e9))
         return -1;
+    double per_s;
     if (*end == '\0')
-        return n; /* per second, as Celery reads a bare number */
-    if (*end != '/')
+        per_s = n; /* per second, as Celery reads a bare number */
+    else if (end[0] == '/' && end[1] == 's') /* Celery reads the unit's first letter only */
+        per_s = n;
+    else if (end[0] == '/' && end[1] == 'm')
+        per_s = n / 60.0;
+    else if (end[0] == '/' && end[1] == 'h')
+        per_s = n / 3600.0;
+    else
         return -1;
-    switch (end[1]) {
-    case 's': return n;
-    case 'm': return n / 60.0;
-    case 'h': return n / 3600.0;
-    default: return -1;
-    }
+    return per_s == 0 || per_s >= 1.0 / 86400 ? per_s : -1;
 }
 
 static struct bucket *bucket_for(struct worker *w, const char *name, bool create)

@@ -111,6 +111,10 @@ with Taskd(Q, "--hostname", NODE, "-E") as worker:
     t.check("results carry date_done", all(d is not None for d in lim), repr(lim[:2]))
     t.check("the limited calls finished over about 2 s (worker clock)",
             (max(lim) - min(lim)).total_seconds() >= 1.7, str(max(lim) - min(lim)))
+    for junk in ("nan/s", "inf", "1e-300/s"):
+        rl = app.control.rate_limit("test.add", junk, destination=[NODE], reply=True, timeout=2)
+        t.check(f"rate_limit {junk!r} is refused", "error" in (rl or [{}])[0].get(NODE, {}),
+                repr(rl))
     rl = app.control.rate_limit("test.add", "0", destination=[NODE], reply=True, timeout=2)
     t.check("rate_limit 0 is acknowledged",
             rl == [{NODE: {"ok": "new rate limit set successfully"}}], repr(rl))
