@@ -85,9 +85,10 @@ int cmd_dead(const struct globals *g, int argc, char **argv)
             dead = optarg;
         else if (c == 'r')
             pick = strcmp(optarg, "all") == 0 ? -1 : strtol(optarg, NULL, 10);
-        else if (c == 'l')
-            limit = strtol(optarg, NULL, 10);
-        else
+        else if (c == 'l' && ((limit = strtol(optarg, NULL, 10)) < 1 || limit > 1000000))
+            return ctl_error("dead --limit: '%s' is not a number of messages (1 to 1000000)",
+                             optarg);
+        else if (c != 'l')
             return ctl_error("usage: taskctl dead [--queue Q] [--limit N] [--republish N|all]");
     }
     struct task__conn *cn = ctl_conn(g);
