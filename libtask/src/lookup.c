@@ -40,56 +40,42 @@ struct task__stream_read {
 #define PREFETCH_WIDE 2000
 #define WIDEN_AFTER 512
 
-/* Any client or worker can append to a results stream, so a record is checked field by field:
- * one that does not fit is skipped, never trusted (a null task_id once crashed lookups). */
-static void take_record(struct task__replies *replies, const char *id, json_object *rec,
-                        bool *final_seen, unsigned *rejected)
+struct take {
+    struct task__replies *replies;
+    const char *id;
+    bool *final_seen;
+    unsigned *rejected;
+};
+
+/* Any client or worker can append to a results stream, so a record (an object, as
+ * task__stream_body() hands it over) is checked field by field: one that does not fit is
+ * skipped, never trusted (a null task_id once crashed lookups). */
+static void take_record(json_object *rec, void *ud)
 {
-    if (!json_object_is_type(rec, json_type_object)) {
-        ++*rejected;
-        return;
-    }
+    struct take *t = ud;
     const char *tid = task__json_get_str(rec, "task_id");
     const char *status = task__json_get_str(rec, "status");
     if (tid == NULL || status == NULL) {
-        ++*rejected;
+        ++*t->rejected;
         return;
     }
-    if (strcmp(tid, id) != 0)
+    if (strcmp(tid, t->id) != 0)
         return;
     json_object *result = NULL;
     json_object_object_get_ex(rec, "result", &result);
-    (void)task__replies_put(replies, id, status, json_object_get(result));
-    *final_seen |= task_state_is_final(task_state_from_name(status));
+    (void)task__replies_put(t->replies, t->id, status, json_object_get(result));
+    *t->final_seen |= task_state_is_final(task_state_from_name(status));
 }
 
 int task__results_body(const void *body, size_t len, const char *id, const char *marker,
                        struct task__replies *replies, bool *marker_seen, bool *final_seen,
                        unsigned *rejected)
 {
-    enum task__bad why;
-    json_object *root = task__json_parse(body, len, TASK__JSON_MAX_DEPTH, &why, NULL);
-    if (root == NULL) {
-        ++*rejected;
-        return TASK_EPROTO;
-    }
-    json_object *m;
-    if (json_object_object_get_ex(root, "taskd_marker", &m)) {
-        const char *text = json_object_is_type(m, json_type_string) ? json_object_get_string(m)
-                                                                   : NULL;
-        if (text == NULL)
-            ++*rejected;
-        else if (marker != NULL && marker[0] != '\0' && strcmp(text, marker) == 0)
-            *marker_seen = true;
-    } else if (json_object_is_type(root, json_type_array)) {
-        /* Workers write their records in batches, oldest first. */
-        for (size_t i = 0; i < json_object_array_length(root); i++)
-            take_record(replies, id, json_object_array_get_idx(root, i), final_seen, rejected);
-    } else {
-        take_record(replies, id, root, final_seen, rejected);
-    }
-    json_object_put(root);
-    return 0;
+    /* Workers write their records in batches, oldest first; the walk is the revoked
+     * stream's. */
+    struct take t = {replies, id, final_seen, rejected};
+    return task__stream_body(body, len, marker != NULL && marker[0] != '\0' ? marker : NULL,
+                             take_record, &t, marker_seen, rejected);
 }
 
 /* The x-stream-offset header RabbitMQ puts on every message it delivers from a stream. */
