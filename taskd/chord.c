@@ -28,44 +28,14 @@
 #include "canvas_sig.h"
 #include "log.h"
 #include "stream.h"
+#include "txchan.h"
 #include "worker.h"
 
 #define CH_CHORD 6
 
-static int chord_channel(struct worker *w)
-{
-    if (w->chord_ready)
-        return 0;
-    int rc = task__conn_channel_open(w->conn, CH_CHORD);
-    if (rc == 0) {
-        amqp_tx_select(task__conn_amqp(w->conn), CH_CHORD);
-        rc = task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)), "tx.select");
-    }
-    w->chord_ready = rc == 0;
-    return rc;
-}
-
-/* A call on CH_CHORD failed: start over on a fresh channel. If the broker closed it (lock taken
- * elsewhere, queue gone) the close is answered; if not, we close it, which also drops the open
- * transaction (its unacked parts go back to the queue). Only for failures of calls on CH_CHORD:
- * the refusal answered is the last call's. */
-static void chord_channel_reset(struct worker *w)
-{
-    w->chord_ready = false;
-    if (!task__conn_alive(w->conn))
-        return; /* the reconnect opens a fresh channel */
-    if (task__conn_answer_refusal(w->conn, CH_CHORD) == 0) {
-        amqp_rpc_reply_t r = amqp_channel_close(task__conn_amqp(w->conn), CH_CHORD,
-                                                AMQP_REPLY_SUCCESS);
-        (void)task__conn_check(w->conn, r, "close chord channel");
-    }
-    task__conn_clear_error(w->conn);
-}
-
 static int commit(struct worker *w)
 {
-    amqp_tx_commit(task__conn_amqp(w->conn), CH_CHORD);
-    return task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)), "tx.commit");
+    return txchan_commit(w->conn, CH_CHORD);
 }
 
 /* Ready messages in `queue` (passive declare): >= 0, or a negative TASK_E*. */
@@ -281,18 +251,18 @@ int chord_part_done(struct worker *w, struct job *job, const char *status, json_
     }
     snprintf(queue, sizeof(queue), "taskd.chord.%s", m->group);
     snprintf(lock, sizeof(lock), "%s.lock", queue);
-    int rc = chord_channel(w);
+    int rc = txchan_open(w->conn, CH_CHORD, &w->chord_ready);
     if (rc == 0)
         rc = publish_part(w, m, queue, status, result);
     long ready = rc == 0 ? ready_count(w, queue) : rc;
     if (ready < 0 || ready < size) {
         if (ready < 0)
-            chord_channel_reset(w);
+            txchan_reset(w->conn, CH_CHORD, &w->chord_ready);
         return ready < 0 ? (int)ready : 0;
     }
     rc = task__conn_declare_queue(w->conn, CH_CHORD, lock, false, true, true, amqp_empty_table);
     if (rc != 0) { /* 405: another worker holds the lock and completes the chord */
-        chord_channel_reset(w);
+        txchan_reset(w->conn, CH_CHORD, &w->chord_ready);
         log_event(LV_DEBUG, 0, "chord_lock_busy", "group=%s", log_v(m->group));
         return 0;
     }
@@ -313,6 +283,6 @@ int chord_part_done(struct worker *w, struct job *job, const char *status, json_
         rc = delete_queue(w, queue);
     int rc2 = delete_queue(w, lock);
     if (rc < 0 || rc2 != 0)
-        chord_channel_reset(w);
+        txchan_reset(w->conn, CH_CHORD, &w->chord_ready);
     return rc < 0 ? rc : rc2;
 }

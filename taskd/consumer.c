@@ -313,6 +313,22 @@ void consumer_release_due(struct worker *w)
     }
 }
 
+void consumer_give_back(struct worker *w, double before)
+{
+    for (size_t i = 0; i < w->nheld;) {
+        if (w->held[i].d.received >= before) {
+            i++;
+            continue;
+        }
+        struct job *job = job_new(w, w->held[i].d.tag);
+        if (job == NULL)
+            return; /* the next tick tries again */
+        job->d = w->held[i].d;
+        w->held[i] = w->held[--w->nheld];
+        runner_give_back(w, job);
+    }
+}
+
 int consumer_next_due_ms(const struct worker *w)
 {
     if (w->nheld == 0)

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "child.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "worker.h"
@@ -234,7 +235,8 @@ static void on_frame(struct worker *w, int i, json_object *o)
                            : "";
     if (strcmp(kind, "progress") == 0) {
         struct job *job = find_running(c, jid);
-        if (job != NULL && !job->orphan && json_object_object_get_ex(o, "meta", &v))
+        if (job != NULL && !job->orphan && w->conn != NULL &&
+            json_object_object_get_ex(o, "meta", &v))
             runner_progress(w, job, v);
         return;
     }
@@ -245,8 +247,10 @@ static void on_frame(struct worker *w, int i, json_object *o)
     c->backoff = 0; /* it works: a later failure starts the delays over */
     if (json_object_object_get_ex(o, "rss_kb", &v))
         c->rss_kb = (long)json_object_get_int64(v);
-    if (job->orphan) {
+    if (job->orphan || (w->conn == NULL && w->pool.cold)) {
         job_free(job);
+    } else if (w->conn == NULL) {
+        lease_stash(w, job, STASH_DONE, json_object_get(o)); /* leased: not an orphan */
     } else if (w->pool.cold) {
         /* Cancelled by a cold stop: what it returned is not its outcome; it runs again. */
         job->nacked = true;
@@ -339,8 +343,11 @@ static void child_died(struct worker *w, int i, int status)
     while (job != NULL) {
         struct job *next = job->next;
         job->next = NULL;
-        if (job->orphan) {
+        if (job->orphan || (w->conn == NULL && p->cold)) {
             job_free(job);
+        } else if (w->conn == NULL) {
+            lease_stash(w, job, blamed && job->jid != culprit && !job->timed_out &&
+                                        !job->terminated ? STASH_REQUEUE : STASH_LOST, NULL);
         } else if (p->cold) {
             /* Stopped by us: the message goes back for another run, unacked. */
             job->nacked = true;
@@ -501,6 +508,12 @@ void pool_requeue_backlog(struct worker *w)
     p->backlog = 0;
 }
 
+void pool_give_back(struct worker *w, double before)
+{
+    struct pool *p = &w->pool;
+    p->backlog -= (size_t)lease_give_back_old(w, &p->bl_head, &p->bl_tail, before);
+}
+
 void pool_drop_jobs(struct worker *w)
 {
     struct pool *p = &w->pool;
@@ -511,9 +524,10 @@ void pool_drop_jobs(struct worker *w)
     }
     p->bl_tail = NULL;
     p->backlog = 0;
+    /* A leased job keeps its message in its lease queue: its outcome still counts. */
     for (int i = 0; i < p->n; i++)
         for (struct job *j = p->ch[i].running; j != NULL; j = j->next)
-            j->orphan = true;
+            j->orphan = !j->leased;
 }
 
 static void send_cancel(struct worker *w, struct pchild *c, const struct job *j)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <task/client.h>
+#include "lease.h"
 #include "log.h"
 #include "worker.h"
 
@@ -30,6 +31,15 @@ static void job_settle(struct worker *w, struct job *job)
 {
     if (!job->done || job->waits > 0)
         return;
+    if (job->leased) {
+        /* Its delivery was acked when it was leased; the lease queue holds the message. */
+        if (job->nacked)
+            lease_return(w, job);
+        else
+            lease_end(w, job);
+        job_free(job);
+        return;
+    }
     int rc = job->nacked ? task__conn_reject(w->conn, CH_CONSUME, job->dtag, true)
                          : task__conn_ack(w->conn, CH_CONSUME, job->dtag, false);
     if (rc != 0)

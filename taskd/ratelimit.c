@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "lease.h"
 #include "log.h"
 #include "worker.h"
 
@@ -169,6 +170,11 @@ void rate_drop(struct worker *w, bool requeue)
         }
         j = next;
     }
+}
+
+void rate_give_back(struct worker *w, double before)
+{
+    (void)lease_give_back_old(w, &w->rate_head, &w->rate_tail, before);
 }
 
 void rate_free(struct worker *w)

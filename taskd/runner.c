@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "lease.h"
 #include "log.h"
+#include "msgcopy.h"
 #include "metrics.h"
 #include "result_check.h"
 #include "task_limits.h"
@@ -38,23 +40,6 @@ static const char *exc_module(const char *type)
         return "celery.exceptions";
     /* Not importable by Python clients: they synthesize a class with this name (tested). */
     return "taskd.errors";
-}
-
-int delivery_count(const struct task__delivery *d)
-{
-    const amqp_basic_properties_t *p = &d->msg.properties;
-    if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {
-        for (int i = 0; i < p->headers.num_entries; i++) {
-            const amqp_table_entry_t *e = &p->headers.entries[i];
-            if (e->key.len == 16 && memcmp(e->key.bytes, "x-delivery-count", 16) == 0) {
-                if (e->value.kind == AMQP_FIELD_KIND_I64)
-                    return (int)e->value.value.i64 + 1;
-                if (e->value.kind == AMQP_FIELD_KIND_I32)
-                    return e->value.value.i32 + 1;
-            }
-        }
-    }
-    return d->redelivered ? 2 : 1;
 }
 
 static double backoff_s(const task_def *def, int retries)
@@ -139,6 +124,7 @@ struct job *job_new(struct worker *w, uint64_t dtag)
 
 void job_free(struct job *job)
 {
+    json_object_put(job->stash_reply);
     task__delivery_free(&job->d);
     task__msg_clear(&job->m);
     free(job);
@@ -147,7 +133,7 @@ void job_free(struct job *job)
 void runner_start(struct worker *w, struct job *job)
 {
     events_task(w, "task-received", job, NULL);
-    if (job->def->track_started) {
+    if (job->def->track_started || w->cfg->track_started) {
         json_object *meta = json_object_new_object();
         json_object_object_add(meta, "pid", json_object_new_int(getpid()));
         json_object_object_add(meta, "hostname", json_object_new_string(w->hostname));
@@ -268,37 +254,42 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
     job_finish(w, job);
 }
 
+/* A fresh copy of the job's message to the tail of its queue; the delivery is acked once the
+ * copy is confirmed. The broker's own counts of its deliveries stay with the old copy. */
+static int requeue_copy(struct worker *w, struct job *job)
+{
+    amqp_basic_properties_t p;
+    amqp_table_entry_t *kept;
+    int rc = msgcopy_props(&job->d.msg.properties, NULL, 0, &p, &kept);
+    if (rc == 0) {
+        rc = pub_send_mandatory(w, job, "", job->d.queue, &p, job->d.msg.body.bytes,
+                                job->d.msg.body.len);
+        free(kept); /* the frame is serialised */
+    }
+    if (rc != 0)
+        job->nacked = true; /* the broker's requeue then, counted or not */
+    job_finish(w, job);
+    return rc;
+}
+
 void runner_requeue_fresh(struct worker *w, struct job *job, const char *reason)
 {
-    const amqp_basic_properties_t *in = &job->d.msg.properties;
-    amqp_basic_properties_t p = *in;
-    amqp_table_entry_t *kept = NULL;
-    int n = 0;
-    if (in->_flags & AMQP_BASIC_HEADERS_FLAG) {
-        kept = malloc(((size_t)in->headers.num_entries + 1) * sizeof(*kept));
-        if (kept == NULL) {
-            job->nacked = true; /* the broker's requeue then, counted or not */
-            job_finish(w, job);
-            return;
-        }
-        for (int i = 0; i < in->headers.num_entries; i++) {
-            const amqp_table_entry_t *e = &in->headers.entries[i];
-            /* The broker's own counts of this message's deliveries stay with the old copy. */
-            if ((e->key.len == 16 && memcmp(e->key.bytes, "x-delivery-count", 16) == 0) ||
-                (e->key.len == 7 && memcmp(e->key.bytes, "x-death", 7) == 0))
-                continue;
-            kept[n++] = *e;
-        }
-        p.headers = (amqp_table_t){.num_entries = n, .entries = kept};
-    }
-    int rc = pub_send_mandatory(w, job, "", job->d.queue, &p, job->d.msg.body.bytes,
-                                job->d.msg.body.len);
-    free(kept); /* the frame is serialised */
+    char id[LOG_V_MAX + 3], task[LOG_V_MAX + 3];
+    snprintf(id, sizeof(id), "%s", log_v(job->m.id));
+    snprintf(task, sizeof(task), "%s", log_v(job->m.task));
+    int rc = requeue_copy(w, job); /* may free the job */
     log_event(rc == 0 ? LV_WARN : LV_ERROR, rc, "task_requeued", "task=%s task_id=%s reason=%s",
-              log_v(job->m.task), log_v(job->m.id), reason);
-    if (rc != 0)
-        job->nacked = true;
-    job_finish(w, job);
+              task, id, reason);
+}
+
+void runner_give_back(struct worker *w, struct job *job)
+{
+    char id[LOG_V_MAX + 3];
+    snprintf(id, sizeof(id), "%s", log_v(job->m.id));
+    double held = task__now_mono() - job->d.received;
+    int rc = requeue_copy(w, job);
+    log_event(rc == 0 ? LV_INFO : LV_ERROR, rc, "task_given_back", "task_id=%s held_s=%.1f "
+              "reason=\"waited past worker.lease_after\"", id, held);
 }
 
 void runner_revoked(struct worker *w, struct job *job, const char *why)

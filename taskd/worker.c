@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
+#include "lease.h"
 #include "log.h"
 #include "config_opts.h"
 #include "metrics.h"
@@ -163,6 +164,7 @@ static void drop_session(struct worker *w)
     w->paused = false;
     w->reconsume_at = 0;
     w->chord_ready = false;
+    w->lease_ready = false;
     task__topo_forget(&w->topo);
     task__conn_close(w->conn);
     w->conn = NULL;
@@ -392,6 +394,7 @@ static int turn(struct worker *w)
     pool_check_limits(w);
     if (w->conn == NULL)
         return 0;
+    lease_tick(w);
     (void)amqp_idx;
     /* Also with nothing readable: rabbitmq-c sends heartbeats only from inside its reads. */
     int rc = pump(w);
@@ -446,6 +449,7 @@ int worker_run(struct worker *w)
                       "threads=%d", w->hostname, w->cfg->queues.n, task_registry_count(),
                       w->pool.n, w->pool.threads);
             events_worker(w, "worker-online");
+            lease_replay(w); /* leased tasks that ended while the broker was away */
             if (!ready_sent)
                 notify_send("READY=1");
             ready_sent = true;
@@ -490,6 +494,7 @@ void worker_free(struct worker *w)
     free(w->pool.ch);
     if (w->pool.crash != NULL)
         munmap(w->pool.crash, 2 * (size_t)w->pool.n * sizeof(*w->pool.crash));
+    lease_free(w);
     task__replies_free(&w->revoked);
     task__topo_free(&w->topo);
     rate_free(w);

@@ -16,6 +16,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "ipc.h"
+#include "msgcopy.h"
 #include "replies.h"
 #include "stream.h"
 #include "topology.h"
@@ -47,6 +48,11 @@ struct job {
     double hard_deadline;   /* task__now_mono() seconds; 0: none */
     struct job *next;       /* backlog, rate wait list, or the child's running list */
     double rate_due;        /* task__now_mono() when its rate-limit token is due */
+    bool leased;            /* its message waits in its lease queue (lease.h), not unacked here */
+    int lease_seq;          /* the copy in the lease queue now */
+    double lease_renew_at;  /* task__now_mono() to renew the lease */
+    int stash;              /* finished while the broker was away (lease.h): STASH_* */
+    json_object *stash_reply; /* what its child said (STASH_DONE), owned */
 };
 
 /* A pool child as the supervisor sees it. */
@@ -132,6 +138,9 @@ struct worker {
     bool paused;            /* consumers cancelled: no live pool child to run anything */
     double reconsume_at;    /* task__now_mono() to consume again a queue the broker cancelled */
     bool chord_ready;       /* the chord channel (tx mode) is open on this connection */
+    bool lease_ready;       /* the lease channel (tx mode) is open on this connection */
+    double lease_tick_at;   /* task__now_mono() of the next look for long-held deliveries */
+    struct job *stashed;    /* leased jobs that ended with no broker: settled on reconnect */
     struct task__topo topo; /* queue arguments, routes, queues declared on this connection */
     struct bucket *buckets; /* rate limits, by task name */
     int nbuckets;
@@ -190,6 +199,9 @@ void runner_lost(struct worker *w, struct job *job);
 void runner_requeue_fresh(struct worker *w, struct job *job, const char *reason);
 /* A job that ends REVOKED (`why`: "revoked" or "expired") without a result of its own. */
 void runner_revoked(struct worker *w, struct job *job, const char *why);
+/* A job that waited (backlog, rate limit, eta) past worker.lease_after: a fresh copy goes to the
+ * tail of its queue, the delivery is acked once it is confirmed (lease.h). */
+void runner_give_back(struct worker *w, struct job *job);
 struct job *job_new(struct worker *w, uint64_t dtag);
 void job_free(struct job *job);
 
@@ -254,6 +266,8 @@ void rate_release(struct worker *w);
 int rate_next_ms(const struct worker *w);
 void rate_drop(struct worker *w, bool requeue);
 void rate_free(struct worker *w);
+/* Give back the jobs waiting for a token that were received before `before` (mono). */
+void rate_give_back(struct worker *w, double before);
 
 /* pool.c */
 int pool_start(struct worker *w);
@@ -276,9 +290,9 @@ void pool_revoke(struct worker *w, const char *id, bool terminate);
 void pool_drop_jobs(struct worker *w);
 /* Give waiting (not yet running) jobs back to the broker. */
 void pool_requeue_backlog(struct worker *w);
+/* Give back the backlog's jobs received before `before` (task__now_mono()). */
+void pool_give_back(struct worker *w, double before);
 
-/* runner.c: times this message was delivered (quorum x-delivery-count, else redelivered). */
-int delivery_count(const struct task__delivery *d);
 
 /* consumer.c */
 int consumer_start(struct worker *w);
@@ -298,5 +312,7 @@ void consumer_pause(struct worker *w);
 void consumer_resume(struct worker *w);
 void consumer_release_due(struct worker *w);
 int consumer_next_due_ms(const struct worker *w);
+/* Give back the deliveries held for their eta that were received before `before` (mono). */
+void consumer_give_back(struct worker *w, double before);
 
 #endif

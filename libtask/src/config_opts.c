@@ -57,6 +57,15 @@ static const struct task__opt opts[] = {
      "serve Prometheus metrics over HTTP on [HOST:]PORT; empty = off"},
     {"worker.allow_insecure_files", OPT_BOOL, OFF(allow_insecure_files), "false", 0, 0, NULL,
      false, NULL, "load modules and config files that group or others may write"},
+    {"worker.track_started", OPT_BOOL, OFF(track_started), "true", 0, 0, NULL, true, NULL,
+     "publish STARTED when a task starts (Celery's task_track_started)"},
+    /* RabbitMQ closes a channel with a delivery unacked past consumer_timeout (30 min by
+     * default, 60 s on some hosted brokers): stay well under the smallest seen. */
+    {"worker.lease_after", OPT_SECONDS, OFF(lease_after_s), "30", 1, 86400, NULL, true, NULL,
+     "a delivery unacked this long leaves its channel: leased if running, given back if "
+     "waiting; keep it under the broker's consumer_timeout"},
+    {"worker.lease", OPT_SECONDS, OFF(lease_s), "300", 10, 86400, NULL, true, NULL,
+     "a leased (long) task whose worker is gone runs again after this long"},
     {"tasks.max_retries", OPT_INT, OFF(max_retries), "3", -1, 1000000, NULL, true, NULL,
      "default retry limit; -1 = unlimited"},
     {"tasks.time_limit", OPT_SECONDS, OFF(time_limit_s), "0", 0, 31536000, NULL, true, NULL,

@@ -517,6 +517,7 @@ int task__conn_read_delivery(struct task__conn *c, const amqp_frame_t *f,
     d->channel = f->channel;
     d->tag = dm->delivery_tag;
     d->redelivered = dm->redelivered;
+    d->received = task__now_mono();
     d->exchange = task__bytes_dup(dm->exchange);
     d->routing_key = task__bytes_dup(dm->routing_key);
     d->consumer_tag = task__bytes_dup(dm->consumer_tag);

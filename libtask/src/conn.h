@@ -34,6 +34,7 @@ struct task__delivery {
      * basic.get). A delivery's identity: a message back from a delay hop or an exchange route
      * carries a routing key that names no queue. */
     char *queue;
+    double received;           /* task__now_mono() when it was read: its age on the channel */
     amqp_message_t msg;        /* properties + body */
 };
 

@@ -106,8 +106,10 @@ void task__client_on_stream(task_client *c, const amqp_frame_t *f)
         strcmp(d.consumer_tag, s->tag) != 0)
         goto out;
     /* Ack well before the window runs dry: a stream consumer out of credit stalls for tens of
-     * milliseconds before the broker reads on (measured, RabbitMQ 3.10). */
-    if (++s->since_ack >= s->prefetch / 4) {
+     * milliseconds before the broker reads on (measured, RabbitMQ 3.10). And before waiting for
+     * more: a watch may wait for hours, and the broker closes a channel whose deliveries stay
+     * unacked past its consumer_timeout (30 min by default). */
+    if (++s->since_ack >= s->prefetch / 4 || !task__conn_has_buffered(c->conn)) {
         (void)task__conn_ack(c->conn, CH_STREAM, d.tag, true);
         c->stream_acked = d.tag;
         s->since_ack = 0;

@@ -35,8 +35,8 @@ class Checks:
 class Taskd:
     """taskd with the test-task module on `queue`; stopped (warm) on exit."""
 
-    def __init__(self, queue, *args, env=None):
-        self.log = f"/tmp/celery-interop-{os.getpid()}-{queue}.log"
+    def __init__(self, queue, *args, env=None, tag=""):
+        self.log = f"/tmp/celery-interop-{os.getpid()}-{queue}{tag}.log"
         self.proc = subprocess.Popen(
             [f"{BUILD}/taskd/taskd", "--broker", broker(), "-Q", queue,
              "--module", f"{BUILD}/tests/tasks/libtesttasks.so", *args],

@@ -6,6 +6,8 @@ benchmark needs (2000 concurrent calls that each take 1 s). Listens on 127.0.0.1
 unless given) and prints its port as the first line of stdout.
   /status/<code>   answers with that status
   /delay/<seconds> answers 200 after sleeping
+  /delay/<seconds>/<key>  the same, counting the calls per key (a task's runs)
+  /hits/<key>      how many calls /delay/.../<key> has had: "N T1 T2 ..." (arrival times, Unix s)
   /echo            echoes the request body (any method)
   /json            a small JSON document
   /redirect        302 to /json
@@ -15,6 +17,9 @@ import asyncio
 import json
 import signal
 import sys
+import time
+
+HITS = {}
 
 REASONS = {200: "OK", 302: "Found", 404: "Not Found", 500: "Internal Server Error"}
 
@@ -45,9 +50,15 @@ async def handle(reader, writer):
             parts = path.split("?")[0].strip("/").split("/")
             if parts[0] == "status" and len(parts) == 2:
                 await respond(writer, int(parts[1]), b"status\n")
-            elif parts[0] == "delay" and len(parts) == 2:
+            elif parts[0] == "delay" and len(parts) in (2, 3):
+                if len(parts) == 3:
+                    HITS.setdefault(parts[2], []).append(time.time())
                 await asyncio.sleep(float(parts[1]))
                 await respond(writer, 200, b"slept\n")
+            elif parts[0] == "hits" and len(parts) == 2:
+                times = HITS.get(parts[1], [])
+                text = " ".join([str(len(times))] + [f"{t:.3f}" for t in times])
+                await respond(writer, 200, text.encode() + b"\n")
             elif parts[0] == "echo":
                 await respond(writer, 200, data, headers.get("content-type", "text/plain"))
             elif parts[0] == "json":

@@ -170,6 +170,29 @@ static int http_get(task_ctx *ctx, json_object *args, json_object *kwargs, json_
 }
 TASK(http_get, "test.http_get");
 
+/* test.http_wait(url, timeout_s) -> HTTP status code: a GET allowed to take timeout_s (the
+ * helper's default is 60 s), for the long-task tests: the local server counts the calls. */
+static int http_wait(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
+{
+    (void)kwargs;
+    json_object *u = arg(args, 0), *t = arg(args, 1);
+    if (nargs(args) != 2 || !json_object_is_type(u, json_type_string) || !is_number(t) ||
+        json_object_get_double(t) <= 0)
+        return task_fail(ctx, "TypeError", "http_wait(url, timeout_s) takes a string and a "
+                         "number > 0");
+    const char *url = json_object_get_string(u);
+    task_http_opts o = {.timeout_s = json_object_get_double(t)};
+    task_http_response resp;
+    int rc = task_http_get(ctx, url, &o, &resp);
+    if (rc != 0)
+        return task_fail(ctx, rc == TASK_ETIMEDOUT ? "TimeoutError" : "IOError", "GET %s: %s",
+                         url, task_strerror(rc));
+    *result = json_object_new_int((int)resp.status);
+    task_http_response_free(&resp);
+    return TASK_OK;
+}
+TASK(http_wait, "test.http_wait");
+
 /* test.progress(steps[, delay_s]) -> steps; PROGRESS {current, total} after each step, which
  * takes delay_s (default 0.05). */
 static int progress(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)

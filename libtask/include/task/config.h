@@ -54,6 +54,12 @@ typedef struct task_config {
     char *metrics_listen;         /* worker.metrics_listen: "[HOST:]PORT" for /metrics; "" = off */
     bool allow_insecure_files;    /* worker.allow_insecure_files: load modules (and config files)
                                    * that others than root and us may change */
+    bool track_started;           /* worker.track_started: publish STARTED when a task starts */
+    double lease_after_s;         /* worker.lease_after: a delivery unacked this long is moved off
+                                   * its channel (leased if running, given back if waiting), well
+                                   * before the broker's consumer_timeout closes the channel */
+    double lease_s;               /* worker.lease: a leased task whose worker is gone runs again
+                                   * after this long */
 
     /* task defaults (a task's TASK() options override them) */
     int max_retries;              /* tasks.max_retries */

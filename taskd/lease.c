@@ -1,0 +1,293 @@
+/* lease.c - see lease.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "lease.h"
+#include "log.h"
+#include "msgcopy.h"
+#include "txchan.h"
+
+static bool lease_name(const struct job *job, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, LEASE_PREFIX "%s", job->m.id != NULL ? job->m.id : "");
+    return job->m.id != NULL && n > 0 && n <= 255 && (size_t)n < size;
+}
+
+static int64_t lease_ms(const struct worker *w)
+{
+    return (int64_t)(w->cfg->lease_s * 1000);
+}
+
+/* Messages in the lease queue go back to the task's queue when they expire; the queue goes
+ * after two leases without a renewal (basic.get and redeclares count as use). */
+static int declare(struct worker *w, const struct job *job, const char *name)
+{
+    amqp_table_entry_t e[4] = {
+        {.key = amqp_cstring_bytes("x-message-ttl"),
+         .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = lease_ms(w)}},
+        {.key = amqp_cstring_bytes("x-expires"),
+         .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = 2 * lease_ms(w)}},
+        {.key = amqp_cstring_bytes("x-dead-letter-exchange"),
+         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("")}},
+        {.key = amqp_cstring_bytes("x-dead-letter-routing-key"),
+         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(job->d.queue)}},
+    };
+    amqp_table_t args = {.num_entries = 4, .entries = e};
+    return task__conn_declare_queue(w->conn, CH_LEASE, name, true, false, false, args);
+}
+
+/* Publish a copy of the job's message to `rk` (in the open transaction). Its delivery count
+ * goes with it, so a crash loop is still seen as one after the copy comes back. */
+static int publish_copy(struct worker *w, const struct job *job, const char *rk, int seq)
+{
+    amqp_table_entry_t extra[2] = {
+        {.key = amqp_cstring_bytes("x-taskd-delivery-count"),
+         .value = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = delivery_count(&job->d)}},
+        {.key = amqp_cstring_bytes("x-taskd-lease"),
+         .value = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = seq}},
+    };
+    amqp_basic_properties_t p;
+    amqp_table_entry_t *kept;
+    int rc = msgcopy_props(&job->d.msg.properties, extra, seq > 0 ? 2 : 1, &p, &kept);
+    if (rc != 0)
+        return rc;
+    p._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+    p.delivery_mode = 2;
+    rc = task__conn_publish(w->conn, CH_LEASE, "", rk, &p, job->d.msg.body.bytes,
+                            job->d.msg.body.len, NULL);
+    free(kept);
+    return rc;
+}
+
+static void failed(struct worker *w, const struct job *job, const char *event, int rc,
+                   const char *action)
+{
+    log_event(LV_ERROR, rc, event, "task_id=%s detail=\"%s\" action=\"%s\"", log_v(job->m.id),
+              task__conn_errmsg(w->conn), action);
+    txchan_reset(w->conn, CH_LEASE, &w->lease_ready);
+}
+
+static void take(struct worker *w, struct job *job, double now)
+{
+    char name[300];
+    if (!lease_name(job, name, sizeof(name))) {
+        job->lease_renew_at = 1e300; /* said once */
+        log_event(LV_WARN, 0, "lease_unavailable", "task_id=%s reason=\"id too long for a queue "
+                  "name\" action=\"stays unacked; the broker's consumer_timeout may end it\"",
+                  log_v(job->m.id));
+        return;
+    }
+    int rc = txchan_open(w->conn, CH_LEASE, &w->lease_ready);
+    if (rc == 0)
+        rc = declare(w, job, name);
+    if (rc == 0)
+        rc = publish_copy(w, job, name, 1);
+    if (rc == 0)
+        rc = txchan_commit(w->conn, CH_LEASE);
+    if (rc == 0)
+        rc = task__conn_ack(w->conn, CH_CONSUME, job->dtag, false);
+    if (rc != 0) {
+        failed(w, job, "lease_failed", rc, "try again in 1 s");
+        return;
+    }
+    job->leased = true;
+    job->lease_seq = 1;
+    job->lease_renew_at = now + w->cfg->lease_s / 3;
+    w->inflight--; /* acked: no longer holds a prefetch slot */
+    log_event(LV_INFO, 0, "task_leased", "task=%s task_id=%s queue=%s lease_s=%g held_s=%.1f",
+              log_v(job->m.task), log_v(job->m.id), log_v(job->d.queue), w->cfg->lease_s,
+              now - job->d.received);
+}
+
+static int lease_seq_of(const amqp_basic_properties_t *p)
+{
+    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+        return -1;
+    for (int i = 0; i < p->headers.num_entries; i++) {
+        const amqp_table_entry_t *e = &p->headers.entries[i];
+        if (msgcopy_key_is(e->key, "x-taskd-lease") && e->value.kind == AMQP_FIELD_KIND_I32)
+            return e->value.value.i32;
+    }
+    return -1;
+}
+
+/* Take the oldest copy off the lease queue (in the open transaction): the previous one, unless
+ * it expired meanwhile (the loop stalled for most of a lease) and went back to the queue. */
+static int drop_old(struct worker *w, const struct job *job, const char *name, int old)
+{
+    amqp_connection_state_t st = task__conn_amqp(w->conn);
+    amqp_rpc_reply_t r = amqp_basic_get(st, CH_LEASE, amqp_cstring_bytes(name), 0);
+    int rc = task__conn_check(w->conn, r, "basic.get lease");
+    if (rc != 0 || r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
+        return rc;
+    uint64_t tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+    amqp_message_t msg;
+    rc = task__conn_check(w->conn, amqp_read_message(st, CH_LEASE, &msg, 0), "read lease");
+    if (rc != 0)
+        return rc;
+    int seq = lease_seq_of(&msg.properties);
+    amqp_destroy_message(&msg);
+    if (seq == old)
+        return task__conn_ack(w->conn, CH_LEASE, tag, false);
+    log_event(LV_WARN, 0, "lease_lapsed", "task_id=%s detail=\"the copy expired before it was "
+              "renewed and went back to its queue\" action=\"it may run again\"",
+              log_v(job->m.id));
+    return task__conn_reject(w->conn, CH_LEASE, tag, true);
+}
+
+static void renew(struct worker *w, struct job *job, double now)
+{
+    char name[300];
+    (void)lease_name(job, name, sizeof(name));
+    /* Declared again: an operator may have deleted it, and a copy published to no queue would
+     * be dropped without a word. */
+    int rc = txchan_open(w->conn, CH_LEASE, &w->lease_ready);
+    if (rc == 0)
+        rc = declare(w, job, name);
+    if (rc == 0)
+        rc = publish_copy(w, job, name, job->lease_seq + 1);
+    if (rc == 0)
+        rc = txchan_commit(w->conn, CH_LEASE);
+    if (rc == 0) {
+        job->lease_seq++; /* the new copy is in: from here a failure leaves two, never none */
+        job->lease_renew_at = now + w->cfg->lease_s / 3;
+        rc = drop_old(w, job, name, job->lease_seq - 1);
+    }
+    if (rc == 0)
+        rc = txchan_commit(w->conn, CH_LEASE);
+    if (rc != 0) {
+        job->lease_renew_at = now + 1;
+        failed(w, job, "lease_renew_failed", rc, "try again in 1 s");
+        return;
+    }
+    log_event(LV_DEBUG, 0, "lease_renewed", "task_id=%s seq=%d", log_v(job->m.id),
+              job->lease_seq);
+}
+
+void lease_end(struct worker *w, struct job *job)
+{
+    char name[300];
+    if (!job->leased || w->conn == NULL || !lease_name(job, name, sizeof(name)))
+        return;
+    int rc = txchan_open(w->conn, CH_LEASE, &w->lease_ready);
+    if (rc == 0) {
+        amqp_queue_delete(task__conn_amqp(w->conn), CH_LEASE, amqp_cstring_bytes(name), 0, 0);
+        rc = task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)), name);
+    }
+    if (rc != 0)
+        failed(w, job, "lease_end_failed", rc, "its copy runs again after the lease");
+}
+
+void lease_return(struct worker *w, struct job *job)
+{
+    if (!job->leased || w->conn == NULL)
+        return;
+    int rc = txchan_open(w->conn, CH_LEASE, &w->lease_ready);
+    if (rc == 0)
+        rc = publish_copy(w, job, job->d.queue, 0);
+    if (rc == 0)
+        rc = txchan_commit(w->conn, CH_LEASE);
+    if (rc != 0) {
+        failed(w, job, "lease_return_failed", rc, "it runs again after the lease");
+        return;
+    }
+    log_event(LV_INFO, 0, "task_requeued", "task=%s task_id=%s reason=lease_returned",
+              log_v(job->m.task), log_v(job->m.id));
+    lease_end(w, job);
+}
+
+static void tick_running(struct worker *w, double now)
+{
+    double after = w->cfg->lease_after_s;
+    for (int i = 0; i < w->pool.n; i++) {
+        for (struct job *j = w->pool.ch[i].running; j != NULL; j = j->next) {
+            if (j->orphan || j->done || !task__conn_alive(w->conn))
+                continue;
+            if (!j->leased && now - j->d.received >= after && now >= j->lease_renew_at)
+                take(w, j, now);
+            else if (j->leased && now >= j->lease_renew_at)
+                renew(w, j, now);
+        }
+    }
+}
+
+void lease_tick(struct worker *w)
+{
+    double now = task__now_mono();
+    if (w->conn == NULL || !task__conn_alive(w->conn) || now < w->lease_tick_at)
+        return;
+    w->lease_tick_at = now + 1;
+    tick_running(w, now);
+    double before = now - w->cfg->lease_after_s;
+    pool_give_back(w, before);
+    rate_give_back(w, before);
+    consumer_give_back(w, before);
+}
+
+int lease_give_back_old(struct worker *w, struct job **head, struct job **tail, double before)
+{
+    struct job *old = NULL;
+    int n = 0;
+    *tail = NULL;
+    for (struct job **pp = head; *pp != NULL;) {
+        struct job *j = *pp;
+        if (j->d.received >= before) {
+            *tail = j;
+            pp = &j->next;
+            continue;
+        }
+        *pp = j->next;
+        j->next = old;
+        old = j;
+        n++;
+    }
+    while (old != NULL) {
+        struct job *next = old->next;
+        old->next = NULL;
+        runner_give_back(w, old);
+        old = next;
+    }
+    return n;
+}
+
+void lease_stash(struct worker *w, struct job *job, int why, json_object *reply)
+{
+    log_event(LV_WARN, 0, "task_outcome_held", "task_id=%s reason=\"no broker connection\" "
+              "action=\"published on reconnect; the lease keeps its message\"", log_v(job->m.id));
+    job->stash = why;
+    job->stash_reply = reply;
+    job->next = w->stashed;
+    w->stashed = job;
+}
+
+void lease_replay(struct worker *w)
+{
+    struct job *j = w->stashed;
+    w->stashed = NULL;
+    while (j != NULL) {
+        struct job *next = j->next;
+        json_object *reply = j->stash_reply;
+        int why = j->stash;
+        j->next = NULL;
+        j->stash_reply = NULL;
+        j->stash = STASH_NONE;
+        if (why == STASH_DONE)
+            runner_done(w, j, reply);
+        else if (why == STASH_REQUEUE)
+            runner_requeue_fresh(w, j, "neighbour_lost");
+        else
+            runner_lost(w, j);
+        json_object_put(reply);
+        j = next;
+    }
+}
+
+void lease_free(struct worker *w)
+{
+    while (w->stashed != NULL) {
+        struct job *j = w->stashed;
+        w->stashed = j->next;
+        json_object_put(j->stash_reply);
+        job_free(j);
+    }
+}

@@ -1,0 +1,47 @@
+/*
+ * lease.h - long tasks and long waits off the consume channel.
+ *
+ * RabbitMQ closes a channel whose oldest unacked delivery is older than its consumer_timeout
+ * (30 min by default, less on some hosted brokers) and requeues everything unacked on it: a
+ * long task would run again while it still runs, and take its neighbours with it. So no
+ * delivery stays unacked past worker.lease_after:
+ *  - a running task's message moves to its lease queue taskd.lease.<id>: a durable queue whose
+ *    messages live worker.lease (x-message-ttl) and are then dead-lettered back to the task's
+ *    queue. The copy is committed (tx) before the delivery is acked. While the task runs the
+ *    worker renews the lease every lease/3 (a fresh copy committed, then the old one taken
+ *    off); when its outcome is confirmed the lease queue is deleted. If the worker dies, the
+ *    copy goes back to the queue after at most one lease and runs again: at-least-once, as
+ *    for short tasks. The queue itself expires (x-expires) after two leases unused.
+ *  - a delivery that waits (backlog, rate limit, eta) is given back: a fresh copy goes to the
+ *    tail of its queue (confirmed), then the delivery is acked.
+ * A leased job survives a reconnect: its outcome is published on the next connection.
+ */
+#ifndef TASKD_LEASE_H
+#define TASKD_LEASE_H
+
+#include "worker.h"
+
+#define CH_LEASE 8
+#define LEASE_PREFIX "taskd.lease."
+
+/* Why a leased job is stashed while the broker is away. */
+enum { STASH_NONE, STASH_DONE, STASH_LOST, STASH_REQUEUE };
+
+/* Once a loop turn: lease what runs long, renew what is due, give back what waits long. */
+void lease_tick(struct worker *w);
+/* The job's outcome is confirmed: drop its lease (the lease queue and its copy). */
+void lease_end(struct worker *w, struct job *job);
+/* The job must run again (a cold stop, a crash requeued): its copy goes back to its queue now
+ * instead of after the lease. */
+void lease_return(struct worker *w, struct job *job);
+/* A leased job ended with no connection: keep it (and `reply`, a new reference or NULL) for
+ * lease_replay(). */
+void lease_stash(struct worker *w, struct job *job, int why, json_object *reply);
+/* On a new connection: settle the stashed jobs. */
+void lease_replay(struct worker *w);
+/* Unlink from the list (*head, *tail) the jobs received before `before` (task__now_mono()) and
+ * give each back (runner_give_back). Returns how many. */
+int lease_give_back_old(struct worker *w, struct job **head, struct job **tail, double before);
+/* Free what is stashed (shutdown). */
+void lease_free(struct worker *w);
+#endif

@@ -1,0 +1,342 @@
+"""Long jobs (issue 17): tasks that run longer than the broker's consumer_timeout run once.
+
+The private broker's consumer_timeout is lowered to 60 s (RabbitMQ's default is 30 min). Runs
+are counted by the local HTTP server: each run of a task calls /delay/<s>/<key> once.
+
+  control  a bare AMQP consumer that holds one delivery unacked: the broker closes its channel
+           (proves the timeout is in force, and that its log line is what we look for)
+  A        a 150 s task on `taskd -c 2 --threads 4` with the defaults, short tasks flowing
+           beside it: the long one runs once and ends SUCCESS, STARTED shows while it runs
+           (Celery's AsyncResult.state, taskctl result), `taskctl wait` waits it out, every
+           short one runs once, the broker closes no channel of the worker's
+  B        kill -9 the worker during a long task: a second worker runs it again within the
+           lease, and it ends SUCCESS once
+  C        restart the broker during a long task: nothing lost, one final state
+A and B run at the same time; C restarts the broker, so it runs last.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "celery"))
+from common import BUILD, Checks, Taskd, broker  # noqa: E402
+
+url = broker()
+import amqp  # noqa: E402
+from celery import Celery  # noqa: E402
+
+ROOT = os.environ.get("TASKD_SOURCE_ROOT", ".")
+RMQ = f"{ROOT}/tests/harness/rmq-node"
+CTL = f"{BUILD}/taskctl/taskctl"
+BROKER_LOG = os.environ.get("TASKD_RMQ_LOG_1", "")
+PID = os.getpid()
+TIMEOUT_MS = 60000
+ACK_TIMEOUT_LINE = "delivery acknowledgement"
+t = Checks()
+lock = threading.Lock()
+
+
+def check(name, cond, detail=""):
+    with lock:
+        t.check(name, cond, detail)
+
+
+def set_consumer_timeout(ms):
+    p = subprocess.run([RMQ, "ctl", "1", "eval",
+                        f"application:set_env(rabbit, consumer_timeout, {ms})."],
+                       capture_output=True, text=True, timeout=60)
+    return p.returncode == 0
+
+
+def broker_log_count(needle):
+    try:
+        with open(BROKER_LOG, errors="replace") as f:
+            return f.read().count(needle)
+    except OSError:
+        return -1
+
+
+class Http:
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, f"{ROOT}/tests/harness/httpserver.py"],
+                                     stdout=subprocess.PIPE, text=True)
+        self.base = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
+
+    def hits(self, key):
+        with urllib.request.urlopen(f"{self.base}/hits/{key}", timeout=10) as r:
+            parts = r.read().decode().split()
+        return int(parts[0]), [float(x) for x in parts[1:]]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def amqp_conn():
+    m = re.match(r"amqp://([^:]*):([^@]*)@([^/]*)/(.*)", url)
+    vhost = urllib.request.unquote(m.group(4)) or "/"
+    c = amqp.Connection(host=m.group(3), userid=m.group(1), password=m.group(2),
+                        virtual_host=vhost, connect_timeout=5)
+    c.connect()
+    return c
+
+
+def wait_for(pred, timeout, step=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def log_has(path, needle):
+    try:
+        with open(path) as f:
+            return needle in f.read()
+    except OSError:
+        return False
+
+
+class Replies:
+    """A durable queue the tests name as reply_to: every state message taskd publishes for the
+    task lands there, so final states can be counted (and it survives a broker restart)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.states = []
+        self.by_id = {}
+        c = amqp_conn()
+        ch = c.channel()
+        ch.queue_declare(name, durable=True, auto_delete=False)
+        c.close()
+
+    def drain(self):
+        try:
+            c = amqp_conn()
+        except Exception:
+            return  # the broker is restarting
+        try:
+            ch = c.channel()
+            while True:
+                m = ch.basic_get(self.name, no_ack=True)
+                if m is None:
+                    break
+                body = json.loads(m.body)
+                self.states.append(body["status"])
+                self.by_id.setdefault(body["task_id"], []).append(body["status"])
+        except Exception:
+            pass
+        finally:
+            try:
+                c.close()
+            except Exception:
+                pass
+
+    def count(self, status):
+        self.drain()
+        return self.states.count(status)
+
+    def delete(self):
+        c = amqp_conn()
+        c.channel().queue_delete(self.name)
+        c.close()
+
+
+def control(result):
+    """Hold one delivery unacked on a bare consumer and time the broker's channel close."""
+    q = f"long_ctl_{PID}"
+    c = amqp_conn()
+    ch = c.channel()
+    ch.queue_declare(q, durable=False, auto_delete=False)
+    ch.basic_publish(amqp.Message("x"), exchange="", routing_key=q)
+    got = []
+    ch.basic_consume(q, callback=got.append, no_ack=False)
+    t0 = time.time()
+    try:
+        while time.time() - t0 < 200:
+            try:
+                c.drain_events(timeout=1)
+            except TimeoutError:
+                pass
+            except __import__("socket").timeout:
+                pass
+    except Exception as e:  # the channel (or connection) closed by the broker
+        result["closed_after"] = time.time() - t0
+        result["error"] = str(e)
+    try:
+        c.close()
+    except Exception:
+        pass
+    try:
+        c = amqp_conn()
+        c.channel().queue_delete(q)
+        c.close()
+    except Exception:
+        pass
+
+
+def scenario_a(http, app, app_plain):
+    q = f"long_a_{PID}"
+    replies = Replies(f"long_a_replies_{PID}")
+    w = Taskd(q, "-c", "2", "--threads", "4")  # worker.lease_after and worker.lease: defaults
+    key = f"longa{PID}"
+    t0 = time.time()
+    long_r = app.send_task("test.http_wait", args=[f"{http.base}/delay/150/{key}", 200], queue=q)
+    waiter = subprocess.Popen([CTL, "--broker", url, "wait", long_r.id, "--timeout", "400"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    check("A: STARTED shows in AsyncResult.state while the task runs",
+          wait_for(lambda: long_r.state == "STARTED", 10), long_r.state)
+    p = subprocess.run([CTL, "--broker", url, "result", long_r.id], capture_output=True,
+                       text=True, timeout=60)
+    check("A: taskctl result says STARTED", "STARTED" in p.stdout, p.stdout + p.stderr)
+    shorts = []
+    while time.time() - t0 < 155:
+        i = len(shorts)
+        # Their states go to a queue of ours: Celery's rpc backend is the long one's.
+        shorts.append((i, app_plain.send_task(
+            "test.http_wait", args=[f"{http.base}/delay/0.2/s{PID}x{i}", 10], queue=q,
+            reply_to=replies.name).id))
+        time.sleep(1)
+    try:
+        value = long_r.get(timeout=120)
+    except Exception as e:
+        value = repr(e)
+    took = time.time() - t0
+    check("A: the 150 s task ends SUCCESS", value == 200 and long_r.state == "SUCCESS",
+          f"{value!r} {long_r.state}")
+    print(f"# A: long task done after {took:.1f} s")
+    out, err = waiter.communicate(timeout=120)
+    check("A: taskctl wait waits it out (exit 0, the result)",
+          waiter.returncode == 0 and out.strip() == "200", f"rc={waiter.returncode} {out} {err}")
+    ids = [tid for _, tid in shorts]
+    wait_for(lambda: replies.drain() or all("SUCCESS" in replies.by_id.get(i, []) for i in ids),
+             60, step=0.5)
+    time.sleep(2)
+    replies.drain()
+    bad = [i for i in ids if replies.by_id.get(i, []).count("SUCCESS") != 1 or
+           any(s in ("FAILURE", "RETRY") for s in replies.by_id.get(i, []))]
+    check(f"A: all {len(shorts)} short tasks beside it end SUCCESS, once each", not bad,
+          str([(i, replies.by_id.get(i)) for i in bad[:5]]))
+    n, _ = http.hits(key)
+    check("A: the long task ran exactly once", n == 1, f"runs={n}")
+    twice = [i for i, _ in shorts if http.hits(f"s{PID}x{i}")[0] != 1]
+    replies.delete()
+    check("A: every short task ran exactly once", not twice, str(twice[:10]))
+    w.__exit__(None, None, None)
+    log = open(w.log).read()
+    check("A: the long task was leased", f"event=task_leased" in log and long_r.id in log)
+    check("A: the worker kept its one connection (no channel closed, no reconnect)",
+          log.count("event=broker_connected") == 1 and "event=broker_error" not in log,
+          f"connected={log.count('event=broker_connected')}")
+    check("A: no task was requeued or given back",
+          "event=task_requeued" not in log and "event=task_given_back" not in log)
+
+
+def scenario_b(http, app):
+    q = f"long_b_{PID}"
+    replies = Replies(f"long_b_replies_{PID}")
+    env = {"TASKD_WORKER_LEASE_AFTER": "3", "TASKD_WORKER_LEASE": "15"}
+    w1 = Taskd(q, "-c", "1", env=env)
+    key = f"longb{PID}"
+    r = app.send_task("test.http_wait", args=[f"{http.base}/delay/30/{key}", 60], queue=q,
+                      reply_to=replies.name)
+    leased = wait_for(lambda: log_has(w1.log, "event=task_leased"), 20)
+    check("B: the long task was leased", leased)
+    time.sleep(2)
+    os.kill(w1.proc.pid, signal.SIGKILL)
+    killed_at = time.time()
+    w1.proc.wait()
+    w2 = Taskd(q, "-c", "1", env=env, tag="-2")
+    again = wait_for(lambda: http.hits(key)[0] >= 2, 60)
+    n, times = http.hits(key)
+    rerun = times[1] - killed_at if len(times) > 1 else -1
+    print(f"# B: killed at +{killed_at - times[0]:.1f} s after the first run began; "
+          f"run again {rerun:.1f} s after the kill (lease 15 s)")
+    check("B: a second worker runs it again within the lease (+3 s)",
+          again and 0 < rerun <= 18, f"rerun={rerun:.1f}")
+    done = wait_for(lambda: replies.count("SUCCESS") >= 1, 60, step=0.5)
+    time.sleep(3)
+    replies.drain()
+    check("B: it ends SUCCESS once", done and replies.states.count("SUCCESS") == 1,
+          str(replies.states))
+    check("B: it ran twice, not more", http.hits(key)[0] == 2, str(http.hits(key)[0]))
+    w2.__exit__(None, None, None)
+    replies.delete()
+    _ = r
+
+
+def scenario_c(http, app):
+    q = f"long_c_{PID}"
+    replies = Replies(f"long_c_replies_{PID}")
+    env = {"TASKD_WORKER_LEASE_AFTER": "3", "TASKD_WORKER_LEASE": "60"}
+    w = Taskd(q, "-c", "1", env=env)
+    key = f"longc{PID}"
+    app.send_task("test.http_wait", args=[f"{http.base}/delay/30/{key}", 60], queue=q,
+                  reply_to=replies.name)
+    check("C: the long task was leased",
+          wait_for(lambda: log_has(w.log, "event=task_leased"), 20))
+    t0 = time.time()
+    p = subprocess.run([RMQ, "restart-node", "1"], capture_output=True, text=True, timeout=180)
+    print(f"# C: broker restarted in {time.time() - t0:.1f} s (rc={p.returncode})")
+    check("C: the broker restarted", p.returncode == 0, p.stderr[-300:])
+    set_consumer_timeout(TIMEOUT_MS)
+    done = wait_for(lambda: replies.count("SUCCESS") >= 1, 90, step=0.5)
+    time.sleep(3)
+    replies.drain()
+    check("C: it ends SUCCESS once", done and replies.states.count("SUCCESS") == 1,
+          str(replies.states))
+    check("C: it ran once", http.hits(key)[0] == 1, str(http.hits(key)[0]))
+    w.__exit__(None, None, None)
+    check("C: the worker reconnected", open(w.log).read().count("event=broker_connected") >= 2)
+    replies.delete()
+
+
+def guarded(fn, *args):
+    """Run a scenario; an exception is a failed check, not a thread that dies unseen."""
+    try:
+        fn(*args)
+    except Exception:
+        import traceback
+        check(f"{fn.__name__} ran to its end", False, traceback.format_exc())
+
+
+def main():
+    if not set_consumer_timeout(TIMEOUT_MS):
+        print("cannot set consumer_timeout on the test broker", file=sys.stderr)
+        sys.exit(1)
+    http = Http()
+    app = Celery("long", broker=url, backend="rpc://")
+    app_b = Celery("long_b", broker=url)
+    before = broker_log_count(ACK_TIMEOUT_LINE)
+    ctl = {}
+    threads = [threading.Thread(target=control, args=(ctl,)),
+               threading.Thread(target=guarded, args=(scenario_b, http, app_b))]
+    try:
+        for th in threads:
+            th.start()
+        guarded(scenario_a, http, app, app_b)
+        for th in threads:
+            th.join()
+        closed = ctl.get("closed_after", -1)
+        print(f"# control: channel closed by the broker after {closed:.1f} s: "
+              f"{ctl.get('error', '')[:120]}")
+        check("control: the broker closes a channel holding a delivery past 60 s",
+              60 <= closed <= 150, f"closed_after={closed}")
+        after = broker_log_count(ACK_TIMEOUT_LINE)
+        check("the broker's log has one ack timeout (the control's), none of taskd's",
+              after - before == 1, f"{after - before} lines with '{ACK_TIMEOUT_LINE}'")
+        guarded(scenario_c, http, app_b)
+    finally:
+        http.stop()
+        set_consumer_timeout(1800000)
+    t.finish()
+
+
+main()
