@@ -14,6 +14,7 @@ are counted by the local HTTP server: each run of a task calls /delay/<s>/<key> 
   C        restart the broker during a long task: nothing lost, one final state
 A and B run at the same time; C restarts the broker, so it runs last.
 """
+import glob
 import json
 import os
 import re
@@ -37,7 +38,8 @@ CTL = f"{BUILD}/taskctl/taskctl"
 BROKER_LOG = os.environ.get("TASKD_RMQ_LOG_1", "")
 PID = os.getpid()
 TIMEOUT_MS = 60000
-ACK_TIMEOUT_LINE = "delivery acknowledgement"
+# One line per channel the broker closes for an ack timeout (RabbitMQ 3.10).
+ACK_TIMEOUT_LINE = "channel exception precondition_failed: delivery acknowledgement"
 t = Checks()
 lock = threading.Lock()
 
@@ -55,11 +57,12 @@ def set_consumer_timeout(ms):
 
 
 def broker_log_count(needle):
-    try:
-        with open(BROKER_LOG, errors="replace") as f:
-            return f.read().count(needle)
-    except OSError:
-        return -1
+    """Lines with `needle` in the broker's log and its rotated copies (rabbit.log.1, ...)."""
+    n = 0
+    for path in glob.glob(BROKER_LOG + "*"):
+        with open(path, errors="replace") as f:
+            n += f.read().count(needle)
+    return n
 
 
 class Http:
