@@ -152,6 +152,7 @@ static bool dispatch(struct worker *w, struct job *job)
     job->next = c->running;
     c->running = job;
     c->busy++;
+    runner_started(w, job);
     return true;
 }
 

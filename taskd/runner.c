@@ -133,6 +133,12 @@ void job_free(struct job *job)
 void runner_start(struct worker *w, struct job *job)
 {
     events_task(w, "task-received", job, NULL);
+    pool_submit(w, job);
+}
+
+void runner_started(struct worker *w, struct job *job)
+{
+    /* Here, not when it joins the backlog: a status page must tell queued from running. */
     if (job->def->track_started || w->cfg->track_started) {
         json_object *meta = json_object_new_object();
         json_object_object_add(meta, "pid", json_object_new_int(getpid()));
@@ -140,7 +146,6 @@ void runner_start(struct worker *w, struct job *job)
         (void)pub_result(w, NULL, &job->m, "STARTED", meta, NULL, delivery_count(&job->d));
         json_object_put(meta);
     }
-    pool_submit(w, job);
     events_task(w, "task-started", job, NULL);
 }
 

@@ -189,6 +189,8 @@ void quarantine(struct worker *w, struct task__delivery *d, const struct task__m
 
 /* runner.c: hand a decoded task to the pool; publish what comes back. */
 void runner_start(struct worker *w, struct job *job);
+/* The pool handed the job to a child: STARTED (worker.track_started) and task-started. */
+void runner_started(struct worker *w, struct job *job);
 void runner_done(struct worker *w, struct job *job, json_object *reply);
 void runner_progress(struct worker *w, struct job *job, json_object *meta);
 /* The child running `job` died: WorkerLostError, or TimeLimitExceeded when it was killed. */
