@@ -129,7 +129,7 @@ void consumer_lost(struct worker *w, const char *tag)
 void consumer_reconsume(struct worker *w)
 {
     if (w->reconsume_at <= 0 || task__now_mono() < w->reconsume_at || w->conn == NULL ||
-        w->state != W_RUNNING || w->paused)
+        w->state != W_RUNNING || w->paused || w->blocked)
         return;
     w->reconsume_at = 0;
     task__topo_forget(&w->topo); /* the queue is gone: its declaration is not cached any more */
@@ -175,7 +175,7 @@ static void revoke_expired(struct worker *w, struct task__delivery *d, struct ta
     runner_revoked(w, job, why);
 }
 
-static void hold(struct worker *w, struct task__delivery *d, double due)
+static void hold(struct worker *w, struct task__delivery *d, double due, bool widen)
 {
     if (w->nheld == w->held_cap) {
         size_t cap = w->held_cap ? w->held_cap * 2 : 16;
@@ -193,6 +193,8 @@ static void hold(struct worker *w, struct task__delivery *d, double due)
     w->held[w->nheld].d = *d;
     w->nheld++;
     memset(d, 0, sizeof(*d));
+    if (!widen)
+        return;
     /* Held messages stay unacked and count against prefetch; widen it so they cannot starve
      * the worker (Celery does the same). The broker-side delay cascade makes this rare. */
     int rc = task__conn_qos(w->conn, CH_CONSUME, (uint16_t)(w->prefetch + (int)w->nheld));
@@ -252,7 +254,7 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
         goto out;
     }
     if (!due_checked && m.eta > now + 0.001) {
-        hold(w, d, m.eta); /* under a second (the cascade's granularity), or no cascade */
+        hold(w, d, m.eta, true); /* under a second (the cascade's granularity), or no cascade */
         goto out;
     }
     w->n_received++;
@@ -296,11 +298,19 @@ void consumer_on_delivery(struct worker *w, struct task__delivery *d)
         task__delivery_free(d);
         return;
     }
+    if (w->blocked) {
+        /* Running it would publish (STARTED, quarantine, parking) to a broker that does not
+         * read: it waits here, due at once, until the broker unblocks us. */
+        hold(w, d, 0, false);
+        return;
+    }
     handle(w, d, false);
 }
 
 void consumer_release_due(struct worker *w)
 {
+    if (w->blocked)
+        return;
     double now = task__now_wall();
     for (size_t i = 0; i < w->nheld;) {
         if (w->held[i].due > now) {
@@ -331,7 +341,7 @@ void consumer_give_back(struct worker *w, double before)
 
 int consumer_next_due_ms(const struct worker *w)
 {
-    if (w->nheld == 0)
+    if (w->nheld == 0 || w->blocked)
         return -1;
     double first = w->held[0].due;
     for (size_t i = 1; i < w->nheld; i++) {

@@ -39,7 +39,7 @@ static json_object *event_new(struct worker *w, const char *type)
 
 static void event_send(struct worker *w, json_object *ev, const char *type)
 {
-    if (w->conn == NULL || !task__conn_alive(w->conn)) {
+    if (w->conn == NULL || !task__conn_alive(w->conn) || w->blocked) {
         json_object_put(ev);
         return;
     }

@@ -214,7 +214,7 @@ static void tick_running(struct worker *w, double now)
 void lease_tick(struct worker *w)
 {
     double now = task__now_mono();
-    if (w->conn == NULL || !task__conn_alive(w->conn) || now < w->lease_tick_at)
+    if (w->conn == NULL || !task__conn_alive(w->conn) || w->blocked || now < w->lease_tick_at)
         return;
     w->lease_tick_at = now + 1;
     tick_running(w, now);
@@ -252,8 +252,9 @@ int lease_give_back_old(struct worker *w, struct job **head, struct job **tail, 
 
 void lease_stash(struct worker *w, struct job *job, int why, json_object *reply)
 {
-    log_event(LV_WARN, 0, "task_outcome_held", "task_id=%s reason=\"no broker connection\" "
-              "action=\"published on reconnect; the lease keeps its message\"", log_v(job->m.id));
+    log_event(w->blocked ? LV_DEBUG : LV_WARN, 0, "task_outcome_held", "task_id=%s reason=%s "
+              "action=\"published when the broker takes it\"", log_v(job->m.id),
+              w->blocked ? "broker_blocked" : "no_connection");
     job->stash = why;
     job->stash_reply = reply;
     job->next = w->stashed;
@@ -279,6 +280,20 @@ void lease_replay(struct worker *w)
             runner_lost(w, j);
         json_object_put(reply);
         j = next;
+    }
+}
+
+void lease_drop_unleased(struct worker *w)
+{
+    struct job **pp = &w->stashed;
+    while (*pp != NULL) {
+        struct job *j = *pp;
+        if (j->leased) {
+            pp = &j->next;
+            continue;
+        }
+        *pp = j->next;
+        job_free(j); /* its delivery goes back to the queue with the connection */
     }
 }
 

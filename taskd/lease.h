@@ -34,14 +34,18 @@ void lease_end(struct worker *w, struct job *job);
 /* The job must run again (a cold stop, a crash requeued): its copy goes back to its queue now
  * instead of after the lease. */
 void lease_return(struct worker *w, struct job *job);
-/* A leased job ended with no connection: keep it (and `reply`, a new reference or NULL) for
- * lease_replay(). */
+/* A job ended while its outcome cannot be published: a leased job with no connection, or any
+ * job while the broker blocks us (connection.blocked). Keep it (and `reply`, a new reference
+ * or NULL) for lease_replay(). */
 void lease_stash(struct worker *w, struct job *job, int why, json_object *reply);
-/* On a new connection: settle the stashed jobs. */
+/* On a new connection, or when the broker unblocks us: settle the stashed jobs. */
 void lease_replay(struct worker *w);
 /* Unlink from the list (*head, *tail) the jobs received before `before` (task__now_mono()) and
  * give each back (runner_give_back). Returns how many. */
 int lease_give_back_old(struct worker *w, struct job **head, struct job **tail, double before);
+/* The connection is gone: forget the stashed jobs that were not leased (the broker requeues
+ * their deliveries); leased ones are settled on the next connection. */
+void lease_drop_unleased(struct worker *w);
 /* Free what is stashed (shutdown). */
 void lease_free(struct worker *w);
 #endif

@@ -254,6 +254,13 @@ void metrics_render(const struct metrics *m, const struct metrics_gauges *g, str
     gauge(out, "taskd_children", "Pool child processes alive.", g->children);
     gauge(out, "taskd_broker_connected", "1 while the worker has a broker connection.",
           g->broker_connected ? 1 : 0);
+    gauge(out, "taskd_broker_blocked", "1 while the broker blocks the worker's connection (a "
+          "memory or disk alarm): outcomes wait in the worker.", g->broker_blocked ? 1 : 0);
+    header(out, "taskd_broker_blocked_total", "counter", "Times the broker blocked the worker.");
+    mbuf_printf(out, "taskd_broker_blocked_total %ld\n", g->blocked_count);
+    header(out, "taskd_broker_blocked_seconds_total", "counter",
+           "Time the worker's connection spent blocked by the broker.");
+    mbuf_printf(out, "taskd_broker_blocked_seconds_total %.3f\n", g->blocked_seconds);
     header(out, "process_start_time_seconds", "gauge",
            "Start time of the process since unix epoch in seconds.");
     mbuf_printf(out, "process_start_time_seconds %.3f\n", m->start_wall);
@@ -277,6 +284,10 @@ static void scrape(void *ud, struct mbuf *out)
         .prefetch_in_use = w->inflight + (long)w->nheld,
         .children = children,
         .broker_connected = w->conn != NULL,
+        .broker_blocked = w->blocked,
+        .blocked_count = (long)w->n_blocked,
+        .blocked_seconds = w->blocked_total_s +
+                           (w->blocked ? task__now_mono() - w->blocked_since : 0),
     };
     metrics_render(w->metrics, &g, out);
 }

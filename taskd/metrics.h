@@ -25,6 +25,9 @@ struct metrics_gauges {
     long prefetch_in_use;  /* deliveries received and not yet acked */
     long children;         /* pool processes alive */
     bool broker_connected;
+    bool broker_blocked;   /* connection.blocked: a broker resource alarm */
+    long blocked_count;    /* times blocked since start */
+    double blocked_seconds; /* time spent blocked since start */
 };
 
 /* New, with a zero series for every task registered so far (NULL when out of memory). The

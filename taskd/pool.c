@@ -172,9 +172,11 @@ void pool_submit(struct worker *w, struct job *job)
     p->backlog++;
 }
 
-static void drain_backlog(struct worker *w)
+void pool_drain_backlog(struct worker *w)
 {
     struct pool *p = &w->pool;
+    if (w->blocked)
+        return; /* its STARTED could not go out; the broker is not reading */
     while (p->bl_head != NULL) {
         struct job *job = p->bl_head;
         struct job *next = job->next;
@@ -236,7 +238,7 @@ static void on_frame(struct worker *w, int i, json_object *o)
                            : "";
     if (strcmp(kind, "progress") == 0) {
         struct job *job = find_running(c, jid);
-        if (job != NULL && !job->orphan && w->conn != NULL &&
+        if (job != NULL && !job->orphan && w->conn != NULL && !w->blocked &&
             json_object_object_get_ex(o, "meta", &v))
             runner_progress(w, job, v);
         return;
@@ -250,8 +252,9 @@ static void on_frame(struct worker *w, int i, json_object *o)
         c->rss_kb = (long)json_object_get_int64(v);
     if (job->orphan || (w->conn == NULL && w->pool.cold)) {
         job_free(job);
-    } else if (w->conn == NULL) {
-        lease_stash(w, job, STASH_DONE, json_object_get(o)); /* leased: not an orphan */
+    } else if (w->conn == NULL || w->blocked) {
+        /* leased (not an orphan) with no connection, or the broker blocks us */
+        lease_stash(w, job, STASH_DONE, json_object_get(o));
     } else if (w->pool.cold) {
         /* Cancelled by a cold stop: what it returned is not its outcome; it runs again. */
         job->nacked = true;
@@ -280,7 +283,7 @@ void pool_on_readable(struct worker *w, int i)
         log_event(LV_ERROR, 0, "child_protocol_error", "pid=%d action=kill", (int)c->pid);
         kill(c->pid, SIGKILL);
     }
-    drain_backlog(w);
+    pool_drain_backlog(w);
 }
 
 int pool_live(const struct worker *w)
@@ -346,7 +349,7 @@ static void child_died(struct worker *w, int i, int status)
         job->next = NULL;
         if (job->orphan || (w->conn == NULL && p->cold)) {
             job_free(job);
-        } else if (w->conn == NULL) {
+        } else if (w->conn == NULL || w->blocked) {
             lease_stash(w, job, blamed && job->jid != culprit && !job->timed_out &&
                                         !job->terminated ? STASH_REQUEUE : STASH_LOST, NULL);
         } else if (p->cold) {
@@ -391,7 +394,7 @@ void pool_reap(struct worker *w)
             }
         }
     }
-    drain_backlog(w);
+    pool_drain_backlog(w);
 }
 
 void pool_check_limits(struct worker *w)

@@ -297,6 +297,8 @@ static void flush_one(struct worker *w, struct stream_batch *b, unsigned partiti
 
 void pub_flush_stream(struct worker *w)
 {
+    if (w->blocked)
+        return; /* the records wait in the batch */
     for (unsigned i = 0; i < TASK__RESULTS_PARTITIONS; i++)
         flush_one(w, &w->batch[i], i);
 }

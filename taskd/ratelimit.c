@@ -113,6 +113,8 @@ void rate_wait(struct worker *w, struct job *job, double delay_s)
 /* Dispatch waiting jobs whose token is due, oldest first. */
 void rate_release(struct worker *w)
 {
+    if (w->blocked)
+        return;
     struct job *keep_head = NULL, *keep_tail = NULL;
     struct job *j = w->rate_head;
     w->rate_head = w->rate_tail = NULL;

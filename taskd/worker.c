@@ -151,7 +151,11 @@ static void drop_session(struct worker *w)
         task__delivery_free(&w->held[i].d);
     w->nheld = 0;
     pool_drop_jobs(w);
+    lease_drop_unleased(w);
     rate_drop(w, false);
+    if (w->blocked)
+        w->blocked_total_s += task__now_mono() - w->blocked_since;
+    w->blocked = false;
     for (int i = 0; i < w->ntags; i++) {
         free(w->tags[i]);
         free(w->tag_queues[i]);
@@ -296,6 +300,30 @@ static void on_frame(struct worker *w, amqp_frame_t *f)
         consumer_on_delivery(w, &d);
         return;
     }
+    case AMQP_CONNECTION_BLOCKED_METHOD: {
+        const amqp_connection_blocked_t *b = f->payload.method.decoded;
+        if (!w->blocked) {
+            w->blocked = true;
+            w->blocked_since = task__now_mono();
+            w->n_blocked++;
+        }
+        char why[201];
+        snprintf(why, sizeof(why), "%.*s", (int)(b->reason.len > 200 ? 200 : b->reason.len),
+                 (const char *)b->reason.bytes);
+        log_event(LV_WARN, 0, "broker_blocked", "reason=%s action=\"running tasks go on; their "
+                  "outcomes wait here until the broker takes them\"", log_v(why));
+        return;
+    }
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        if (w->blocked) {
+            double s = task__now_mono() - w->blocked_since;
+            w->blocked_total_s += s;
+            w->blocked = false;
+            log_event(LV_INFO, 0, "broker_unblocked", "blocked_s=%.1f held=%zu", s, w->nheld);
+            lease_replay(w);
+            pool_drain_backlog(w);
+        }
+        return;
     case AMQP_BASIC_RETURN_METHOD:
         /* Its header and body frames follow; on_frame skips them. */
         if (f->channel == CH_PUBLISH)

@@ -136,6 +136,11 @@ struct worker {
     bool delay_ready;       /* the delay cascade is declared on this connection */
     bool returned;          /* a basic.return came: the next confirm counts as a nack */
     bool paused;            /* consumers cancelled: no live pool child to run anything */
+    bool blocked;           /* connection.blocked: a broker alarm; we write nothing that can
+                             * wait (outcomes are stashed, deliveries held) until unblocked */
+    double blocked_since;   /* task__now_mono() */
+    uint64_t n_blocked;     /* times the broker blocked us */
+    double blocked_total_s; /* time spent blocked, over ended blocks */
     double reconsume_at;    /* task__now_mono() to consume again a queue the broker cancelled */
     bool chord_ready;       /* the chord channel (tx mode) is open on this connection */
     bool lease_ready;       /* the lease channel (tx mode) is open on this connection */
@@ -274,6 +279,8 @@ void rate_give_back(struct worker *w, double before);
 /* pool.c */
 int pool_start(struct worker *w);
 void pool_submit(struct worker *w, struct job *job);
+/* Hand waiting jobs to free slots (after a child reports, or the broker unblocks us). */
+void pool_drain_backlog(struct worker *w);
 void pool_on_readable(struct worker *w, int i);
 void pool_reap(struct worker *w);
 void pool_check_limits(struct worker *w);

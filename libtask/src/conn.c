@@ -167,15 +167,18 @@ static int open_one(struct task__conn *c, const char *url, const struct task__co
     amqp_set_rpc_timeout(c->st, &tv);
 
     /* consumer_cancel_notify: a deleted queue cancels our consumer with basic.cancel instead
-     * of leaving it silently consuming nothing. */
-    amqp_table_entry_t caps[1] = {
+     * of leaving it silently consuming nothing. connection.blocked: the broker says when a
+     * resource alarm stops it reading from us, so we stop writing instead of blocking. */
+    amqp_table_entry_t caps[2] = {
         {.key = amqp_cstring_bytes("consumer_cancel_notify"),
+         .value = {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
+        {.key = amqp_cstring_bytes("connection.blocked"),
          .value = {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
     };
     amqp_table_entry_t props[3];
     props[2].key = amqp_cstring_bytes("capabilities");
     props[2].value.kind = AMQP_FIELD_KIND_TABLE;
-    props[2].value.value.table = (amqp_table_t){.num_entries = 1, .entries = caps};
+    props[2].value.value.table = (amqp_table_t){.num_entries = 2, .entries = caps};
     props[0].key = amqp_cstring_bytes("connection_name");
     props[0].value.kind = AMQP_FIELD_KIND_UTF8;
     props[0].value.value.bytes = amqp_cstring_bytes(o->name ? o->name : "libtask");

@@ -26,7 +26,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "celery"))
-from common import BUILD, Checks, Taskd, broker  # noqa: E402
+from common import BUILD, Checks, Replies, Taskd, amqp_conn, broker, log_has, wait_for  # noqa: E402,E501
 
 url = broker()
 import amqp  # noqa: E402
@@ -79,77 +79,6 @@ class Http:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
-
-
-def amqp_conn():
-    m = re.match(r"amqp://([^:]*):([^@]*)@([^/]*)/(.*)", url)
-    vhost = urllib.request.unquote(m.group(4)) or "/"
-    c = amqp.Connection(host=m.group(3), userid=m.group(1), password=m.group(2),
-                        virtual_host=vhost, connect_timeout=5)
-    c.connect()
-    return c
-
-
-def wait_for(pred, timeout, step=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
-def log_has(path, needle):
-    try:
-        with open(path) as f:
-            return needle in f.read()
-    except OSError:
-        return False
-
-
-class Replies:
-    """A durable queue the tests name as reply_to: every state message taskd publishes for the
-    task lands there, so final states can be counted (and it survives a broker restart)."""
-
-    def __init__(self, name):
-        self.name = name
-        self.states = []
-        self.by_id = {}
-        c = amqp_conn()
-        ch = c.channel()
-        ch.queue_declare(name, durable=True, auto_delete=False)
-        c.close()
-
-    def drain(self):
-        try:
-            c = amqp_conn()
-        except Exception:
-            return  # the broker is restarting
-        try:
-            ch = c.channel()
-            while True:
-                m = ch.basic_get(self.name, no_ack=True)
-                if m is None:
-                    break
-                body = json.loads(m.body)
-                self.states.append(body["status"])
-                self.by_id.setdefault(body["task_id"], []).append(body["status"])
-        except Exception:
-            pass
-        finally:
-            try:
-                c.close()
-            except Exception:
-                pass
-
-    def count(self, status):
-        self.drain()
-        return self.states.count(status)
-
-    def delete(self):
-        c = amqp_conn()
-        c.channel().queue_delete(self.name)
-        c.close()
 
 
 def control(result):

@@ -1,0 +1,122 @@
+"""A broker memory alarm (issue 16): connection.blocked stops the worker's publishing and
+connection.unblocked resumes it; nothing is lost and the worker stays responsive meanwhile.
+
+The test sends sleeps (some to wait in the worker's backlog) and one task with a 2 s hard time
+limit, then sets the node's memory high watermark so low that the alarm goes off. While the
+broker blocks the worker: the log says so, /metrics answers at once with taskd_broker_blocked 1,
+the time limit still kills its task, and no outcome reaches the broker (they wait in the
+worker). After the alarm is cleared: every task has exactly one final state (SUCCESS for the
+sleeps, FAILURE TimeLimitExceeded for the limited one) and /metrics shows the block counted.
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "celery"))
+from common import Checks, Replies, Taskd, broker, log_has, wait_for  # noqa: E402
+
+url = broker()
+from celery import Celery  # noqa: E402
+
+ROOT = os.environ.get("TASKD_SOURCE_ROOT", ".")
+RMQ = f"{ROOT}/tests/harness/rmq-node"
+PID = os.getpid()
+t = Checks()
+
+
+def watermark(value):
+    p = subprocess.run([RMQ, "ctl", "1", "set_vm_memory_high_watermark", value],
+                       capture_output=True, text=True, timeout=60)
+    return p.returncode == 0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def metrics(port):
+    t0 = time.time()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    return body, time.time() - t0
+
+
+def metric(body, name):
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def main():
+    q = f"blocked_{PID}"
+    port = free_port()
+    replies = Replies(f"blocked_replies_{PID}")
+    app = Celery("blocked", broker=url)
+    w = Taskd(q, "-c", "2", "--threads", "4", "--metrics", f"127.0.0.1:{port}")
+    ids = {}
+    try:
+        # First, so that it runs at once: its limit passes while the broker blocks the worker.
+        r = app.send_task("test.sleep", args=[30], queue=q, reply_to=replies.name,
+                          time_limit=4)
+        ids[r.id] = "FAILURE"
+        limited = r.id
+        for i in range(12):  # 8 slots: 5 of these wait in the backlog
+            r = app.send_task("test.sleep", args=[3], queue=q, reply_to=replies.name)
+            ids[r.id] = "SUCCESS"
+        app.pool.force_close_all()  # our own publishing connection must not be blocked
+        time.sleep(0.5)
+        alarm_at = time.time()
+        t.check("the memory alarm is set", watermark("0.0001"))
+        blocked = wait_for(lambda: log_has(w.log, "event=broker_blocked"), 20)
+        print(f"# worker told it is blocked {time.time() - alarm_at:.2f} s after the alarm")
+        t.check("the worker logs broker_blocked", blocked)
+        body, took = metrics(port)
+        t.check("/metrics answers at once while blocked", took < 1.0, f"{took:.3f} s")
+        t.check("/metrics shows taskd_broker_blocked 1", metric(body, "taskd_broker_blocked") == 1,
+                str(metric(body, "taskd_broker_blocked")))
+        killed = wait_for(lambda: log_has(w.log, f"event=time_limit_exceeded task=test.sleep "
+                                                  f"task_id={limited}"), 10)
+        t.check("the hard time limit kills its task while blocked", killed)
+        time.sleep(5)  # the first sleeps end meanwhile
+        t.check("still blocked (no broker_unblocked yet)",
+                not log_has(w.log, "event=broker_unblocked"))
+        early = replies.count("SUCCESS") + replies.count("FAILURE")
+        t.check("no outcome reaches the broker while it blocks the worker", early == 0,
+                f"{early} final states")
+        body, took = metrics(port)
+        t.check("/metrics still answers at once", took < 1.0, f"{took:.3f} s")
+    finally:
+        cleared = watermark("0.4")
+    t.check("the alarm is cleared", cleared)
+    t.check("the worker logs broker_unblocked",
+            wait_for(lambda: log_has(w.log, "event=broker_unblocked"), 30))
+    done = wait_for(lambda: replies.drain() or
+                    all(s in replies.by_id.get(i, []) for i, s in ids.items()), 60, step=0.5)
+    time.sleep(2)
+    replies.drain()
+    finals = {i: [s for s in replies.by_id.get(i, []) if s in ("SUCCESS", "FAILURE")]
+              for i in ids}
+    wrong = {i: f for i, f in finals.items() if f != [ids[i]]}
+    t.check(f"all {len(ids)} tasks end with exactly one final state, the right one",
+            done and not wrong, str(list(wrong.items())[:4]))
+    body, _ = metrics(port)
+    t.check("/metrics: unblocked, one block counted",
+            metric(body, "taskd_broker_blocked") == 0 and
+            metric(body, "taskd_broker_blocked_total") == 1,
+            f"{metric(body, 'taskd_broker_blocked')} {metric(body, 'taskd_broker_blocked_total')}")
+    w.__exit__(None, None, None)
+    log = open(w.log).read()
+    t.check("the worker kept its connection", log.count("event=broker_connected") == 1)
+    replies.delete()
+    t.finish()
+
+
+main()
