@@ -175,7 +175,7 @@ static void revoke_expired(struct worker *w, struct task__delivery *d, struct ta
     runner_revoked(w, job, why);
 }
 
-static void hold(struct worker *w, struct task__delivery *d, double due, bool widen)
+static void hold(struct worker *w, struct task__delivery *d, double due)
 {
     if (w->nheld == w->held_cap) {
         size_t cap = w->held_cap ? w->held_cap * 2 : 16;
@@ -193,13 +193,10 @@ static void hold(struct worker *w, struct task__delivery *d, double due, bool wi
     w->held[w->nheld].d = *d;
     w->nheld++;
     memset(d, 0, sizeof(*d));
-    if (!widen)
-        return;
-    /* Held messages stay unacked and count against prefetch; widen it so they cannot starve
-     * the worker (Celery does the same). The broker-side delay cascade makes this rare. */
-    int rc = task__conn_qos(w->conn, CH_CONSUME, (uint16_t)(w->prefetch + (int)w->nheld));
-    if (rc != 0)
-        log_event(LV_WARN, rc, "qos_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
+    /* No basic.qos to widen the window for it (Celery's way): RabbitMQ applies a per-consumer
+     * prefetch to consumers created after it only, so it was a round trip per held message
+     * that changed nothing. Held messages are due within a second (later ones go to the
+     * broker's delay cascade), so they take a prefetch slot only briefly. */
 }
 
 /* Hand a task due later to the broker's delay cascade; ack once the broker has it. */
@@ -254,7 +251,7 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
         goto out;
     }
     if (!due_checked && m.eta > now + 0.001) {
-        hold(w, d, m.eta, true); /* under a second (the cascade's granularity), or no cascade */
+        hold(w, d, m.eta); /* under a second (the cascade's granularity), or no cascade */
         goto out;
     }
     w->n_received++;
@@ -301,7 +298,7 @@ void consumer_on_delivery(struct worker *w, struct task__delivery *d)
     if (w->blocked) {
         /* Running it would publish (STARTED, quarantine, parking) to a broker that does not
          * read: it waits here, due at once, until the broker unblocks us. */
-        hold(w, d, 0, false);
+        hold(w, d, 0);
         return;
     }
     handle(w, d, false);

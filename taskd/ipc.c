@@ -50,6 +50,56 @@ int ipc_send(int fd, json_object *o)
     return rc != 0 ? rc : write_all(fd, text, len);
 }
 
+int ipc_queue(struct ipc_out *o, json_object *frame)
+{
+    size_t len;
+    const char *text = task__json_str(frame, &len);
+    if (o->off == o->len)
+        o->off = o->len = 0;
+    if (o->cap - o->len < len + 4) {
+        /* Move the unwritten rest to the front before growing. */
+        memmove(o->p, o->p + o->off, o->len - o->off);
+        o->len -= o->off;
+        o->off = 0;
+        size_t cap = o->cap ? o->cap : 65536;
+        while (cap - o->len < len + 4)
+            cap *= 2;
+        if (cap != o->cap) {
+            char *p = realloc(o->p, cap);
+            if (p == NULL)
+                return -ENOMEM;
+            o->p = p;
+            o->cap = cap;
+        }
+    }
+    uint32_t hdr = htonl((uint32_t)len);
+    memcpy(o->p + o->len, &hdr, 4);
+    memcpy(o->p + o->len + 4, text, len);
+    o->len += len + 4;
+    return 0;
+}
+
+int ipc_flush(int fd, struct ipc_out *o)
+{
+    while (o->off < o->len) {
+        ssize_t w = write(fd, o->p + o->off, o->len - o->off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? 0 : -errno;
+        }
+        o->off += (size_t)w;
+    }
+    o->off = o->len = 0;
+    return 0;
+}
+
+void ipc_out_free(struct ipc_out *o)
+{
+    free(o->p);
+    memset(o, 0, sizeof(*o));
+}
+
 int ipc_fill(int fd, struct ipc_buf *b)
 {
     if (b->cap - b->len < 65536) {

@@ -59,6 +59,7 @@ static int spawn(struct worker *w, int i)
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     struct pchild *c = &p->ch[i];
     ipc_buf_free(&c->in);
+    ipc_out_free(&c->out);
     *c = (struct pchild){.pid = pid, .fd = sv[0], .backoff = c->backoff};
     log_event(LV_DEBUG, 0, "child_started", "slot=%d pid=%d threads=%d", i, (int)pid, p->threads);
     return 0;
@@ -112,7 +113,8 @@ static int least_busy(const struct pool *p)
     int best = -1;
     for (int i = 0; i < p->n; i++) {
         const struct pchild *c = &p->ch[i];
-        if (c->pid <= 0 || c->retiring || c->busy >= p->threads)
+        /* One whose socket is full is not reading: the job waits for another. */
+        if (c->pid <= 0 || c->retiring || c->busy >= p->threads || ipc_pending(&c->out))
             continue;
         if (best < 0 || c->busy < p->ch[best].busy)
             best = i;
@@ -136,8 +138,13 @@ static bool dispatch(struct worker *w, struct job *job)
         return false;
     struct pchild *c = &p->ch[i];
     json_object *frame = job_frame(w, job);
-    int rc = ipc_send(c->fd, frame);
+    int rc = ipc_queue(&c->out, frame); /* on failure nothing was added */
     json_object_put(frame);
+    if (rc == 0) {
+        rc = ipc_flush(c->fd, &c->out); /* what the socket does not take goes on POLLOUT */
+        if (rc != 0)
+            ipc_out_free(&c->out); /* the child is gone: nothing more reaches it */
+    }
     if (rc != 0) {
         /* The child is dying; SIGCHLD will tell. Try the job elsewhere later. */
         c->retiring = true;
@@ -286,6 +293,15 @@ void pool_on_readable(struct worker *w, int i)
     pool_drain_backlog(w);
 }
 
+void pool_on_writable(struct worker *w, int i)
+{
+    struct pchild *c = &w->pool.ch[i];
+    if (ipc_flush(c->fd, &c->out) != 0) {
+        ipc_out_free(&c->out);
+        c->retiring = true; /* it stopped reading for good: reaped when it exits */
+    }
+}
+
 int pool_live(const struct worker *w)
 {
     int n = 0;
@@ -367,6 +383,7 @@ static void child_died(struct worker *w, int i, int status)
     }
     close(c->fd);
     ipc_buf_free(&c->in);
+    ipc_out_free(&c->out);
     c->pid = 0;
     c->fd = -1;
     if (p->stopping)
@@ -539,7 +556,9 @@ static void send_cancel(struct worker *w, struct pchild *c, const struct job *j)
     json_object *o = json_object_new_object();
     json_object_object_add(o, "kind", json_object_new_string("cancel"));
     json_object_object_add(o, "jid", json_object_new_int64(j->jid));
-    (void)ipc_send(c->fd, o); /* a dying child is reaped as lost either way */
+    /* A dying child is reaped as lost either way. */
+    if (ipc_queue(&c->out, o) == 0)
+        (void)ipc_flush(c->fd, &c->out);
     json_object_put(o);
     if (w->pool.threads == 1) {
         /* Its one thread is busy running the task: it reads the frame only afterwards. */

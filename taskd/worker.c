@@ -401,7 +401,8 @@ static int turn(struct worker *w)
     for (int i = 0; i < w->pool.n; i++) {
         if (w->pool.ch[i].pid > 0) {
             map[n - first_child] = i;
-            pfd[n++] = (struct pollfd){.fd = w->pool.ch[i].fd, .events = POLLIN};
+            short ev = POLLIN | (ipc_pending(&w->pool.ch[i].out) ? POLLOUT : 0);
+            pfd[n++] = (struct pollfd){.fd = w->pool.ch[i].fd, .events = ev};
         }
     }
     int first_http = n;
@@ -414,6 +415,8 @@ static int turn(struct worker *w)
     /* Also with nothing ready: it drops clients past their deadline. */
     mhttp_on_poll(w->mhttp, pfd + first_http, ready > 0 ? n - first_http : 0);
     for (int k = first_child; ready > 0 && k < first_http; k++) {
+        if (pfd[k].revents & POLLOUT)
+            pool_on_writable(w, map[k - first_child]);
         if (pfd[k].revents & (POLLIN | POLLHUP | POLLERR))
             pool_on_readable(w, map[k - first_child]);
     }
@@ -518,6 +521,7 @@ void worker_free(struct worker *w)
         if (w->pool.ch[i].pid > 0)
             kill(w->pool.ch[i].pid, SIGKILL);
         ipc_buf_free(&w->pool.ch[i].in);
+        ipc_out_free(&w->pool.ch[i].out);
     }
     free(w->pool.ch);
     if (w->pool.crash != NULL)

@@ -60,6 +60,7 @@ struct pchild {
     pid_t pid;              /* 0: not running */
     int fd;
     struct ipc_buf in;
+    struct ipc_out out;     /* frames the child has not read yet (the socket was full) */
     int busy;
     int done_count;
     bool retiring;          /* finishing its jobs, then exiting (recycle or shutdown) */
@@ -282,6 +283,8 @@ void pool_submit(struct worker *w, struct job *job);
 /* Hand waiting jobs to free slots (after a child reports, or the broker unblocks us). */
 void pool_drain_backlog(struct worker *w);
 void pool_on_readable(struct worker *w, int i);
+/* The child's socket takes more: write what waits for it. */
+void pool_on_writable(struct worker *w, int i);
 void pool_reap(struct worker *w);
 void pool_check_limits(struct worker *w);
 int pool_next_deadline_ms(const struct worker *w);
