@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "common.h"
+#include "internal.h"
 
 static const struct cmd cmds[] = {
     {"send", cmd_send, "send NAME [--args JSON] [--kwargs JSON] [--countdown S] [--eta ISO]\n"
@@ -63,8 +64,11 @@ static int take_globals(int *argc, char **argv, struct globals *g)
         } else {
             return ctl_error("%s needs a value", a);
         }
-        if (broker)
+        if (broker) {
             append(g->brokers, sizeof(g->brokers), val);
+            /* Copied: take the password out of /proc/PID/cmdline (ps) while we run. */
+            task__url_scrub(argv[i]);
+        }
         else
             g->config = val;
     }

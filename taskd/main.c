@@ -7,6 +7,7 @@
 #include <string.h>
 #include <task/config.h>
 #include <task/task.h>
+#include "internal.h"
 #include "log.h"
 #include "worker.h"
 
@@ -91,6 +92,8 @@ static task_config *build_config(const struct flags *fl, task_error *err)
         append(all, sizeof(all), fl->modules);
         rc = task_config_set(cfg, "worker.modules", all, "--module", err);
     }
+    if (rc == 0)
+        rc = task_config_resolve(cfg, err); /* again: --broker came after the files */
     if (rc != 0) {
         task_config_free(cfg);
         return NULL;
@@ -168,6 +171,10 @@ int main(int argc, char **argv)
             fl.nlater++;
         }
     }
+    /* The URLs are copied: take their passwords out of /proc/PID/cmdline, which anyone on the
+     * host can read (ps). broker.password_file keeps them off the command line altogether. */
+    for (int i = 1; i < argc; i++)
+        task__url_scrub(argv[i]);
     if (optind < argc) {
         fprintf(stderr, "taskd: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
