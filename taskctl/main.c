@@ -149,7 +149,7 @@ int main(int argc, char **argv)
             usage(stdout);
             return EXIT_OK;
         }
-        const struct cmd *c = find_cmd(argv[2]);
+        const struct cmd *c = wants_help(argc - 1, argv + 1) ? find_cmd("help") : find_cmd(argv[2]);
         return c != NULL ? cmd_help(c)
                          : ctl_error("no command '%s' (try taskctl help)", argv[2]);
     }
