@@ -68,6 +68,18 @@ check "taskctl with TASKD_BROKER_PASSWORD_FILE: exit 0" 0 $rc
 check "taskctl with TASKD_BROKER_PASSWORD_FILE: the result" 7 "$out"
 out=$(TASKD_BROKER_PASSWORD_FILE=$TMP/pw TASKD_BROKER_URL=$NOPW_URL "$CTL" --json queues "$Q" 2>&1); rc=$?
 check "taskctl queues with the password file" 0 $rc
+# The management API takes the broker URL's credentials, now from the file.
+if [ -n "${TASKD_RMQ_MGMT_PORT_1:-}" ]; then
+    out=$(TASKD_BROKER_PASSWORD_FILE=$TMP/pw TASKD_MANAGEMENT_URL=http://127.0.0.1:$TASKD_RMQ_MGMT_PORT_1 \
+        "$CTL" --broker "$NOPW_URL" queues 2>&1); rc=$?
+    check "management API logs in with the password file's password" 0 $rc
+    err=$(TASKD_BROKER_PASSWORD_FILE=$TMP/wrong TASKD_MANAGEMENT_URL=http://127.0.0.1:$TASKD_RMQ_MGMT_PORT_1 \
+        "$CTL" --broker "$NOPW_URL" queues 2>&1 >/dev/null); rc=$?
+    [[ $rc -eq 4 && $err == *401* && $err != *n0t-th1s* ]] &&
+        ok "management API refuses the wrong file password (401, not shown)" || bad "mgmt: $rc '$err'"
+elif [ "${TASKD_REQUIRE_MANAGEMENT:-0}" = 1 ]; then
+    bad "no management API (TASKD_RMQ_MGMT_PORT_1)"
+fi
 err=$(TASKD_BROKER_PASSWORD_FILE=$TMP/wrong "$CTL" --broker "$NOPW_URL" queues "$Q" 2>&1 >/dev/null); rc=$?
 check "a wrong password from the file: exit 4" 4 $rc
 [[ -n $err && $err != *n0t-th1s* ]] && ok "the wrong password is not shown" || bad "message: '$err'"
