@@ -49,9 +49,9 @@ static void usage(FILE *out)
     fprintf(out, "usage: taskctl [--broker URL]... [--config FILE] [--json] COMMAND ...\n");
     for (size_t i = 0; i < NCMDS; i++)
         fprintf(out, "  taskctl %s\n", cmds[i].usage);
-    fprintf(out, "Global options go before or after the command. `taskctl COMMAND --help` tells more;\n"
-                 "keep the broker password in broker.password_file (TASKD_BROKER_PASSWORD_FILE),\n"
-                 "not in a --broker URL. See taskctl(1).\n"
+    fprintf(out, "Global options go before or after the command; `taskctl COMMAND --help` tells\n"
+                 "more. Keep the broker password in broker.password_file\n"
+                 "(TASKD_BROKER_PASSWORD_FILE), not in a --broker URL. See taskctl(1).\n"
                  "Exit: 0 ok, 1 task failed or revoked, 2 timeout, 3 unknown id, 4 error.\n");
 }
 
@@ -118,9 +118,9 @@ static int take_globals(int *argc, char **argv, struct globals *g)
             append(g->brokers, sizeof(g->brokers), val);
             /* Copied: take the password out of /proc/PID/cmdline (ps) while we run. */
             task__url_scrub(argv[i]);
-        }
-        else
+        } else {
             g->config = val;
+        }
     }
     *argc = out;
     argv[out] = NULL;
@@ -149,7 +149,8 @@ int main(int argc, char **argv)
             usage(stdout);
             return EXIT_OK;
         }
-        const struct cmd *c = wants_help(argc - 1, argv + 1) ? find_cmd("help") : find_cmd(argv[2]);
+        /* `help --help` is help's own help; `help CMD` is CMD's. */
+        const struct cmd *c = find_cmd(wants_help(argc - 1, argv + 1) ? "help" : argv[2]);
         return c != NULL ? cmd_help(c)
                          : ctl_error("no command '%s' (try taskctl help)", argv[2]);
     }

@@ -128,8 +128,8 @@ static void bad_password_files_are_named_where_set(void **state)
     (void)state;
     const char *open_pw = write_file("open", "visible\n", 0644);
     char text[512];
-    snprintf(text, sizeof(text), "broker:\n{\n  urls = \"amqp://h//\";\n  password_file = \"%s\";\n};\n",
-             open_pw);
+    snprintf(text, sizeof(text),
+             "broker:\n{\n  urls = \"amqp://h//\";\n  password_file = \"%s\";\n};\n", open_pw);
     const char *conf = write_file("taskd.conf", text, 0600);
     task_config *c = task_config_new();
     task_error err = {0};
