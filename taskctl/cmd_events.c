@@ -41,13 +41,17 @@ int cmd_events(const struct globals *g, int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end = NULL;
         if (c == 'n')
-            count = strtol(optarg, NULL, 10);
+            count = strtol(optarg, &end, 10);
         else if (c == 't')
             timeout = ctl_parse_seconds(optarg);
-        else
-            return ctl_error("usage: taskctl events [--count N] [--timeout S]");
+        if ((c == 'n' && (*end != '\0' || end == optarg || count < 1)) ||
+            (c == 't' && timeout < 0) || (c != 'n' && c != 't'))
+            return ctl_error("usage: taskctl events [--count N (>= 1)] [--timeout S]");
     }
+    if (optind != argc)
+        return ctl_error("usage: taskctl events [--count N (>= 1)] [--timeout S]");
     struct task__conn *cn = ctl_conn(g);
     if (cn == NULL)
         return EXIT_ERROR;

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "common.h"
 #include "conn.h"
 #include "mgmt.h"
@@ -71,10 +72,19 @@ int cmd_queues(const struct globals *g, int argc, char **argv)
         rc = rows_from_amqp(cfg, argv + 1, argc - 1, &rows, &missing);
     if (rc == 0) {
         print_rows(g, rows);
-        for (size_t i = 0; missing != NULL && i < json_object_array_length(missing); i++)
+        /* AMQP cannot list queues: say what was shown and how to see them all. */
+        if (use == 1 && argc < 2)
+            fprintf(stderr, "taskctl: showing %s and %s only; to list every queue set "
+                    "broker.management_url (TASKD_MANAGEMENT_URL=http://HOST:15672), or name "
+                    "queues: taskctl queues Q...\n", ctl_safe(cfg->default_queue, 0),
+                    ctl_safe(cfg->dead_queue, 1));
+        /* Only a queue the user named is an error when missing; a default one (no worker has
+         * declared it yet) is simply not shown. */
+        bool named = argc > 1;
+        for (size_t i = 0; named && missing != NULL && i < json_object_array_length(missing); i++)
             fprintf(stderr, "taskctl: queue %s does not exist\n",
                     json_object_get_string(json_object_array_get_idx(missing, i)));
-        rc = missing != NULL ? EXIT_UNKNOWN : EXIT_OK;
+        rc = named && missing != NULL ? EXIT_UNKNOWN : EXIT_OK;
     }
     json_object_put(rows);
     json_object_put(missing);
@@ -100,8 +110,15 @@ int cmd_purge(const struct globals *g, int argc, char **argv)
     const char *q = argv[optind];
     char prompt[300];
     snprintf(prompt, sizeof(prompt), "Delete every ready message in queue %s?", q);
-    if (!yes && !ctl_confirm(prompt))
-        return ctl_error("not purged (pass --yes to purge without asking)");
+    if (!yes) {
+        /* No terminal to ask: an error (a script must say --yes). A "no" is an answer: exit 0. */
+        if (!isatty(STDIN_FILENO))
+            return ctl_error("not purged: no terminal to ask (pass --yes to purge without asking)");
+        if (!ctl_confirm(prompt)) {
+            fprintf(stderr, "taskctl: not purged\n");
+            return EXIT_OK;
+        }
+    }
     struct task__conn *cn = ctl_conn(g);
     if (cn == NULL)
         return EXIT_ERROR;

@@ -31,6 +31,8 @@ task_config *ctl_config(const struct globals *g)
     int rc = task_config_load_default(cfg, "taskctl.conf", g->config, &err);
     if (rc == 0 && g->brokers[0] != '\0')
         rc = task_config_set(cfg, "broker.urls", g->brokers, "--broker", &err);
+    if (rc == 0)
+        rc = task_config_resolve(cfg, &err); /* again: --broker came after the files */
     if (rc != 0) {
         ctl_error("%s", err.msg);
         task_config_free(cfg);
@@ -78,18 +80,11 @@ bool ctl_confirm(const char *prompt)
 
 task_client *ctl_connect(const struct globals *g)
 {
-    task_error err = {0};
-    task_config *cfg = task_config_new();
-    if (cfg == NULL) {
-        ctl_error("out of memory");
+    task_config *cfg = ctl_config(g);
+    if (cfg == NULL)
         return NULL;
-    }
-    int rc = task_config_load_default(cfg, "taskctl.conf", g->config, &err);
-    if (rc == 0 && g->brokers[0] != '\0')
-        rc = task_config_set(cfg, "broker.urls", g->brokers, "--broker", &err);
-    task_client *c = NULL;
-    if (rc == 0)
-        c = task_client_new(cfg, &err);
+    task_error err = {0};
+    task_client *c = task_client_new(cfg, &err);
     if (c == NULL)
         ctl_error("%s", err.msg[0] ? err.msg : task_strerror(err.code));
     task_config_free(cfg);

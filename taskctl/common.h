@@ -8,7 +8,7 @@
 #include <task/client.h>
 #include <task/config.h>
 
-/* Exit codes (taskctl(1)). 0-3 are the contract of DESIGN.md section 12. */
+/* Exit codes (taskctl(1)). 0-3 are the contract of docs/operations.md (exit codes). */
 enum {
     EXIT_OK = 0,
     EXIT_TASK_FAILED = 1,   /* wait/call: FAILURE or REVOKED */
@@ -27,6 +27,7 @@ struct cmd {
     const char *name;
     int (*run)(const struct globals *g, int argc, char **argv);
     const char *usage;
+    const char *help;       /* what it does, for `taskctl help COMMAND` */
 };
 
 /* Load config (files, env, --broker); NULL after printing a one-line error. */

@@ -1,6 +1,6 @@
 /*
- * delay.h - broker-side delays (DESIGN.md section 6): a task due later is parked in a cascade of
- * TTL'd queues instead of sitting unacked in a worker.
+ * delay.h - broker-side delays (docs/architecture.md, "Delays"): a task due later is parked in
+ * a cascade of TTL'd queues instead of sitting unacked in a worker.
  *
  * Level L (0..DELAY_LEVELS-1) is a topic exchange and a queue `taskd.delay.L` whose messages
  * live 2^L seconds and then dead-letter into level L-1 (level 0 into `taskd.delivery`). The

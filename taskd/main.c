@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <task/config.h>
 #include <task/task.h>
+#include "internal.h"
 #include "log.h"
 #include "worker.h"
 
@@ -21,7 +23,24 @@ static void usage(FILE *out)
             "             [--metrics [HOST:]PORT] [--allow-insecure-files]\n"
             "Runs a worker: consumes the task queues, runs the tasks the modules register and\n"
             "publishes their results. --metrics serves Prometheus metrics at\n"
-            "http://HOST:PORT/metrics (HOST defaults to 127.0.0.1). See taskd(8).\n");
+            "http://HOST:PORT/metrics (HOST defaults to 127.0.0.1).\n"
+            "\n"
+            "  -f, --config FILE        read FILE after /etc/taskd/taskd.conf\n"
+            "  -b, --broker URL         broker URL (repeat for fallbacks); keep the password in\n"
+            "                           broker.password_file (TASKD_BROKER_PASSWORD_FILE)\n"
+            "  -Q, --queues Q1,Q2       queues to consume (default celery)\n"
+            "  -c, --concurrency N      worker processes (default: one per core)\n"
+            "  -t, --threads N          task threads per process\n"
+            "  -m, --module PATH.so     task module to load (repeatable; a bare name is looked\n"
+            "                           up in the working directory, then the library paths)\n"
+            "  -n, --hostname NAME      node name (default taskd<pid>@<host>)\n"
+            "  -l, --loglevel LEVEL     error, warn, info or debug\n"
+            "  -E, --events             send task events (celeryev)\n"
+            "  -M, --metrics [HOST:]PORT  serve Prometheus metrics\n"
+            "  -I, --allow-insecure-files  load files others than root and us could change\n"
+            "  -h, --help               this help;  -V, --version: the version\n"
+            "Exit: 0 warm stop, 1 broker refused, 2 bad config or module, 3 cold stop.\n"
+            "See taskd(8), taskd.conf(5).\n");
 }
 
 struct flags {
@@ -42,26 +61,52 @@ static void append(char *list, size_t size, const char *item)
     snprintf(list + n, size - n, "%s%s", n ? "," : "", item);
 }
 
+/* Where `name` is loaded from: as written when it holds a '/'; "./name" when the working
+ * directory has it (what someone typing --module libx.so next to the file means); else the bare
+ * name, which the dynamic linker looks up in the system's library paths (root's). */
+static void module_path(const char *name, char *buf, size_t size)
+{
+    if (strchr(name, '/') == NULL && access(name, F_OK) == 0)
+        snprintf(buf, size, "./%s", name);
+    else
+        snprintf(buf, size, "%s", name);
+}
+
 static int load_modules(const task_config *cfg)
 {
     for (int i = 0; i < cfg->modules.n; i++) {
-        /* A module runs as taskd: it must be no one else's to change. A bare name is found by
-         * the dynamic linker in the system's library paths, which are root's. */
+        char path[4096];
+        module_path(cfg->modules.v[i], path, sizeof(path));
+        /* A module runs as taskd: it must be no one else's to change. */
         task_error err = {0};
-        if (!cfg->allow_insecure_files && strchr(cfg->modules.v[i], '/') != NULL &&
-            task_config_file_trusted(cfg->modules.v[i], &err) != 0) {
+        if (!cfg->allow_insecure_files && strchr(path, '/') != NULL &&
+            task_config_file_trusted(path, &err) != 0) {
             fprintf(stderr, "taskd: module %s (--allow-insecure-files loads it anyway)\n",
                     err.msg);
             return -1;
         }
         int before = task_registry_count();
-        void *h = dlopen(cfg->modules.v[i], RTLD_NOW | RTLD_LOCAL);
-        if (h == NULL) {
-            fprintf(stderr, "taskd: cannot load module %s: %s\n", cfg->modules.v[i], dlerror());
+        void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (h == NULL && strchr(path, '/') == NULL) {
+            char cwd[4096];
+            fprintf(stderr, "taskd: cannot load module %s: not in the working directory %s nor "
+                    "in the dynamic linker's paths (LD_LIBRARY_PATH, /etc/ld.so.conf, /lib, "
+                    "/usr/lib): %s\n", path, getcwd(cwd, sizeof(cwd)) ? cwd : "(unknown)",
+                    dlerror());
             return -1;
         }
-        log_event(LV_INFO, 0, "module_loaded", "path=%s tasks=%d", cfg->modules.v[i],
+        if (h == NULL) {
+            fprintf(stderr, "taskd: cannot load module %s: %s\n", path, dlerror());
+            return -1;
+        }
+        log_event(LV_INFO, 0, "module_loaded", "path=%s tasks=%d", path,
                   task_registry_count() - before);
+    }
+    /* Without a task every message would be quarantined as unknown: refuse to start. */
+    if (task_registry_count() == 0) {
+        fprintf(stderr, "taskd: no tasks registered: pass --module PATH.so (or set "
+                "worker.modules in taskd.conf)\n");
+        return -1;
     }
     return 0;
 }
@@ -91,6 +136,8 @@ static task_config *build_config(const struct flags *fl, task_error *err)
         append(all, sizeof(all), fl->modules);
         rc = task_config_set(cfg, "worker.modules", all, "--module", err);
     }
+    if (rc == 0)
+        rc = task_config_resolve(cfg, err); /* again: --broker came after the files */
     if (rc != 0) {
         task_config_free(cfg);
         return NULL;
@@ -138,7 +185,7 @@ int main(int argc, char **argv)
     };
     static struct flags fl;
     int c;
-    while ((c = getopt_long(argc, argv, "f:b:Q:c:t:m:n:l:EhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:b:Q:c:t:m:n:l:EhVM:I", opts, NULL)) != -1) {
         const char *path = NULL, *origin = NULL;
         switch (c) {
         case 'f': fl.config = optarg; continue;
@@ -158,7 +205,7 @@ int main(int argc, char **argv)
             fl.allow_insecure = true;
             break;
         case 'h': usage(stdout); return 0;
-        case 'V': printf("taskd 0.1.0\n"); return 0;
+        case 'V': printf("taskd %s\n", TASKD_VERSION); return 0;
         default: usage(stderr); return TASKD_EXIT_FATAL;
         }
         if (fl.nlater < 16) {
@@ -168,6 +215,10 @@ int main(int argc, char **argv)
             fl.nlater++;
         }
     }
+    /* The URLs are copied: take their passwords out of /proc/PID/cmdline, which anyone on the
+     * host can read (ps). broker.password_file keeps them off the command line altogether. */
+    for (int i = 1; i < argc; i++)
+        task__url_scrub(argv[i]);
     if (optind < argc) {
         fprintf(stderr, "taskd: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);

@@ -1,4 +1,5 @@
-"""The seed scenario as a Flask app (DESIGN.md section 1), with a stock Celery client.
+"""The seed scenario as a Flask app (docs/celery-interop.md, "The seed scenario"), with a
+stock Celery client.
 
 POST /render/<song_id>   sends audio.render and answers 202 with Location: /status/<task_id>
 GET  /status/<task_id>   202 with {state, progress} while it runs, 200 with the result when done,

@@ -1,6 +1,7 @@
 /*
- * render_audio.c - the seed scenario's task (DESIGN.md section 1): "render" a song by calling a
- * slow third-party API once per step with libcurl, reporting PROGRESS after each call.
+ * render_audio.c - the seed scenario's task (docs/celery-interop.md, "The seed scenario"):
+ * "render" a song by calling a slow third-party API once per step with libcurl, reporting
+ * PROGRESS after each call.
  *
  *   audio.render(song_id, api_url, steps=4) -> {"song": song_id, "steps": n, "statuses": [...]}
  *

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 #include "codec.h"
+#include "config_opts.h"
 #include "conn.h"
 #include "replies.h"
 #include <task/client.h>
@@ -107,7 +108,7 @@ task_client *task_client_new(const task_config *cfg, task_error *err)
             task__fail(err, TASK_ENOMEM, "config");
             return NULL;
         }
-        if (task_config_load_env(own, err) != 0) {
+        if (task_config_load_env(own, err) != 0 || task_config_resolve(own, err) != 0) {
             task_config_free(own);
             return NULL;
         }
@@ -130,10 +131,17 @@ task_client *task_client_new(const task_config *cfg, task_error *err)
         if ((v[c->urls.n] = task__strdup(cfg->broker_urls.v[i])) != NULL)
             c->urls.n++;
     }
+    /* A config whose caller set broker.password_file without task_config_resolve() still gets
+     * its password (resolving twice changes nothing). */
+    if (task__urls_resolve(&c->urls, cfg->broker_password_file, err) != 0) {
+        task_config_free(own);
+        task_client_free(c);
+        return NULL;
+    }
     c->default_queue = task__strdup(cfg->default_queue ? cfg->default_queue : "celery");
     int trc = task__topo_init(&c->topo, cfg);
     task__uuid4(c->reply_queue);
-    struct task__conn_opts o = {.urls = &cfg->broker_urls,
+    struct task__conn_opts o = {.urls = &c->urls,
                                 .connect_timeout_s = cfg->connect_timeout_s,
                                 .heartbeat_s = 0,
                                 .name = "libtask client"};

@@ -117,6 +117,9 @@ static int set_string(task_config *cfg, const struct task__opt *o, const char *s
             return task__fail(err, TASK_ECONFIG, "%s%s: \"%s\" is not one of the allowed values",
                               where, o->path, s);
     }
+    char why[300];
+    if (o->check != NULL && s[0] != '\0' && o->check(s, why, sizeof(why)) != 0)
+        return task__fail(err, TASK_ECONFIG, "%s%s: %s", where, o->path, why);
     char *copy = strdup(s);
     if (copy == NULL)
         return task__fail(err, TASK_ENOMEM, "%s%s", where, o->path);
@@ -418,6 +421,93 @@ int task_config_file_trusted(const char *path, task_error *err)
     return 0;
 }
 
+int task__secret_file_check(const char *path, char *why, size_t size)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(why, size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, size, "%s: not a regular file", path);
+        return -1;
+    }
+    /* A password others can read is no secret; one others can write lets them pick ours. */
+    if (st.st_mode & (S_IRWXO | S_IWGRP)) {
+        snprintf(why, size, "%s: refused: %s (chmod 600 or 640)", path,
+                 (st.st_mode & (S_IWOTH | S_IWGRP)) ? "writable by group or others"
+                                                    : "readable by others");
+        return -1;
+    }
+    if (access(path, R_OK) != 0) {
+        snprintf(why, size, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The first line of secret file `path` (no line end) into buf. */
+static int read_secret(const char *path, char *buf, size_t size, task_error *err)
+{
+    char why[300];
+    if (task__secret_file_check(path, why, sizeof(why)) != 0)
+        return task__fail(err, TASK_ECONFIG, "broker.password_file: %s", why);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return task__fail(err, TASK_ECONFIG, "broker.password_file: %s: cannot read: %s", path,
+                          strerror(errno));
+    char line[512];
+    bool got = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    size_t n = got ? strcspn(line, "\r\n") : 0;
+    int rc = 0;
+    if (n == 0)
+        rc = task__fail(err, TASK_ECONFIG, "broker.password_file: %s: empty first line", path);
+    else if (n >= size)
+        rc = task__fail(err, TASK_ECONFIG, "broker.password_file: %s: longer than %zu bytes",
+                        path, size - 1);
+    else
+        memcpy(buf, line, n), buf[n] = '\0';
+    explicit_bzero(line, sizeof(line));
+    return rc;
+}
+
+int task__urls_resolve(task_strlist *urls, const char *password_file, task_error *err)
+{
+    if (password_file == NULL || password_file[0] == '\0')
+        return 0;
+    char pw[TASK__URL_PASSWORD_MAX];
+    int rc = read_secret(password_file, pw, sizeof(pw), err);
+    task_strlist out = {0};
+    for (int i = 0; rc == 0 && i < urls->n; i++) {
+        char url[2048];
+        if (task__url_with_password(urls->v[i], pw, url, sizeof(url)) != 0) {
+            char shown[300];
+            task__url_redact(urls->v[i], shown, sizeof(shown));
+            rc = task__fail(err, TASK_ECONFIG, "broker.password_file: cannot use it with %s",
+                            shown);
+        } else if (strlist_add(&out, url, strlen(url)) != 0) {
+            rc = task__fail(err, TASK_ENOMEM, "broker.password_file");
+        }
+        explicit_bzero(url, sizeof(url));
+    }
+    explicit_bzero(pw, sizeof(pw));
+    if (rc != 0) {
+        strlist_clear(&out);
+        return rc;
+    }
+    strlist_clear(urls);
+    *urls = out;
+    return 0;
+}
+
+int task_config_resolve(task_config *cfg, task_error *err)
+{
+    if (cfg == NULL)
+        return task__fail(err, TASK_EINVAL, "task_config_resolve: no config");
+    return task__urls_resolve(&cfg->broker_urls, cfg->broker_password_file, err);
+}
+
 int task_config_load_default_ex(task_config *cfg, const char *name, const char *explicit_path,
                                 unsigned flags, task_error *err)
 {
@@ -444,7 +534,8 @@ int task_config_load_default_ex(task_config *cfg, const char *name, const char *
         if (rc != 0)
             return rc;
     }
-    return task_config_load_env(cfg, err);
+    int rc = task_config_load_env(cfg, err);
+    return rc == 0 ? task_config_resolve(cfg, err) : rc;
 }
 
 int task_config_load_default(task_config *cfg, const char *name, const char *explicit_path,

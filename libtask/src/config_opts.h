@@ -22,12 +22,23 @@ struct task__opt {
     bool reload;               /* may change on SIGHUP */
     const char *env;           /* environment variable; NULL: TASKD_<SECTION>_<NAME> */
     const char *doc;
+    /* OPT_STRING: more checks of a non-empty value; 0, or -1 with a reason in why. NULL: none. */
+    int (*check)(const char *value, char *why, size_t size);
 };
 
 const struct task__opt *task__config_opts(size_t *n);
 const struct task__opt *task__config_opt_find(const char *path);
 /* The environment variable of `o` into buf. */
 void task__config_opt_env(const struct task__opt *o, char *buf, size_t size);
+/* A secret file (broker.password_file) may be read by its owner and group only: 0, or -1 with
+ * the reason in why ("readable by others"). */
+int task__secret_file_check(const char *path, char *why, size_t size);
+struct task_strlist;
+struct task_error;
+/* Puts the password from `password_file` (NULL or "": nothing to do) into every URL of `urls`
+ * (task_config_resolve() on a list; the client applies it to its own copy). */
+int task__urls_resolve(struct task_strlist *urls, const char *password_file,
+                       struct task_error *err);
 
 struct task_config;
 /*

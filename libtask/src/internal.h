@@ -68,12 +68,15 @@ int task__uuid7_time_ms(const char *s, uint64_t *ms);
 
 /* ---- broker URLs (url.c) ---- */
 
+/* The longest password task__url_parse() keeps (with its NUL). */
+#define TASK__URL_PASSWORD_MAX 128
+
 struct task__url {
     bool tls;
     char host[256];
     int port;
     char user[128];
-    char password[128];
+    char password[TASK__URL_PASSWORD_MAX];
     char vhost[128];
 };
 /* Parses amqp[s]://[user[:password]@]host[:port][/vhost] as Celery/kombu read it: no path, "/"
@@ -83,6 +86,13 @@ struct task__url {
 int task__url_parse(const char *text, struct task__url *out, task_error *err);
 /* Writes `text` with any password replaced by "***" into buf. */
 void task__url_redact(const char *text, char *buf, size_t size);
+/* Writes `text` with its password set to `password` (percent-encoded) into buf: the URL's user
+ * stays (none: "guest"). 0, or -1 when `text` has no scheme or buf is too small. */
+int task__url_with_password(const char *text, const char *password, char *buf, size_t size);
+/* Overwrites the password of URL `text` in place with "***" (shorter passwords: as many '*'),
+ * moving the rest left and padding with NULs: for argv, so that ps shows no password. Returns
+ * 1 when there was a password, else 0. */
+int task__url_scrub(char *text);
 
 /* ---- records read back from streams (stream.c, lookup.c) ---- */
 

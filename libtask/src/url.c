@@ -4,6 +4,7 @@
  * rabbitmq-c's amqp_parse_url() reads "amqp://h:5672/" as the empty vhost, which the broker
  * refuses, so user URLs never reach it: this parser maps "", "/", "//" and "/%2F" to vhost "/".
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,4 +138,66 @@ void task__url_redact(const char *text, char *buf, size_t size)
         return;
     }
     snprintf(buf, size, "%.*s:***%s", (int)(colon - text), text, at);
+}
+
+/* Where the user-info of URL `text` ends ('@', or NULL) and where its host starts. */
+static const char *authority(const char *text, const char **at)
+{
+    const char *scheme = strstr(text, "://");
+    if (scheme == NULL)
+        return NULL;
+    const char *start = scheme + 3;
+    const char *slash = strchr(start, '/');
+    const char *end = slash ? slash : start + strlen(start);
+    *at = memrchr(start, '@', (size_t)(end - start));
+    return start;
+}
+
+int task__url_with_password(const char *text, const char *password, char *buf, size_t size)
+{
+    const char *at;
+    const char *start = authority(text, &at);
+    if (start == NULL || size == 0)
+        return -1;
+    const char *colon = at ? memchr(start, ':', (size_t)(at - start)) : NULL;
+    const char *user_end = colon ? colon : at;
+    size_t n = (size_t)snprintf(buf, size, "%.*s", (int)(start - text), text);
+    if (at != NULL && user_end > start)
+        n += (size_t)snprintf(buf + (n < size ? n : size), n < size ? size - n : 0, "%.*s",
+                              (int)(user_end - start), start);
+    else
+        n += (size_t)snprintf(buf + (n < size ? n : size), n < size ? size - n : 0, "guest");
+    if (n + 1 < size)
+        buf[n++] = ':';
+    /* RFC 3986 unreserved characters pass; everything else is escaped, as pct_decode reads. */
+    for (const unsigned char *p = (const unsigned char *)password; *p != '\0'; p++) {
+        if (n + 4 > size)
+            return -1;
+        if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~')
+            buf[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(buf + n, size - n, "%%%02X", *p);
+    }
+    const char *rest = at ? at + 1 : start;
+    int m = snprintf(buf + n, size - n, "@%s", rest);
+    return m < 0 || (size_t)m >= size - n ? -1 : 0;
+}
+
+int task__url_scrub(char *text)
+{
+    const char *at;
+    const char *start = authority(text, &at);
+    if (start == NULL || at == NULL)
+        return 0;
+    char *colon = memchr(start, ':', (size_t)(at - start));
+    if (colon == NULL)
+        return 0;
+    size_t len = (size_t)(at - colon - 1), stars = len < 3 ? len : 3;
+    size_t total = strlen(text);
+    memset(colon + 1, '*', stars);
+    /* Shift "@host..." left over the rest of the password; NULs fill the freed tail so the
+     * argument keeps its size in /proc/PID/cmdline. */
+    memmove(colon + 1 + stars, at, strlen(at) + 1);
+    memset(text + total - (len - stars), '\0', len - stars);
+    return 1;
 }

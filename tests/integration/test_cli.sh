@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# test_cli.sh - taskctl's command-line contract (DESIGN.md section 12) against a real broker and
-# a real taskd: output, exit codes, global options anywhere, Celery-style URLs, and one-line
+# test_cli.sh - taskctl's command-line contract (docs/operations.md, exit codes; taskctl(1))
+# against a real broker and a real taskd: output, exit codes, global options anywhere, Celery-style URLs, and one-line
 # errors for a wrong password or a broker that is down.
 set -u
 if [ -z "${TASKD_BROKER_URL:-}" ]; then

@@ -1,5 +1,5 @@
 /*
- * testtasks.c - the test-task module (DESIGN.md section 13), loaded with
+ * testtasks.c - the test-task module (docs/architecture.md, "The test-task module"), loaded with
  * `taskd --module build/tests/tasks/libtesttasks.so`. Interop tests, benchmarks, fault tests and
  * the demo use these names and results; keep them stable. Wrong arity or argument types fail
  * with TypeError, as the Python function would.

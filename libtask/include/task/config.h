@@ -77,6 +77,10 @@ typedef struct task_config {
     /* results */
     double results_max_age_s;     /* results.max_age: result stream retention */
     bool results_stream;          /* results.stream: append states to the results stream */
+
+    /* Since 0.2; last so that the offsets of the fields above stay as they were. */
+    char *broker_password_file;   /* broker.password_file: the broker password, first line of
+                                   * this file; "" = the password in the URL (or guest) */
 } task_config;
 
 /* task_config_new - a config holding the defaults. NULL on out-of-memory. Free with
@@ -108,9 +112,20 @@ TASK_API int task_config_set(task_config *cfg, const char *path, const char *val
                              const char *origin, task_error *err);
 
 /*
+ * task_config_resolve - apply what the config refers to: when broker.password_file is set,
+ * read the password (the file's first line) and put it into every broker URL (replacing any
+ * password there; a URL without a user gets "guest"). Idempotent: call it again after a later
+ * task_config_set() of broker.urls (flags). task_config_load_default() and
+ * task_config_load_default_ex() call it last. Returns 0 or TASK_ECONFIG ("broker.password_file:
+ * PATH: ..."); the password is never put into err. Since: 0.2.
+ */
+TASK_API int task_config_resolve(task_config *cfg, task_error *err);
+
+/*
  * task_config_load_default - the standard sequence: /etc/taskd/<name>, ./<name> (each only if it
  * exists, and only if task_config_file_trusted() accepts it), then `explicit_path` (must exist,
- * when not NULL), then the environment. `name` is "taskd.conf" or "taskctl.conf".
+ * when not NULL), then the environment, then task_config_resolve(). `name` is "taskd.conf" or
+ * "taskctl.conf".
  * Same as task_config_load_default_ex() with flags 0.
  */
 TASK_API int task_config_load_default(task_config *cfg, const char *name,
