@@ -3,21 +3,8 @@
 # against a real broker and a real taskd: output, exit codes, global options anywhere, Celery-style URLs, and one-line
 # errors for a wrong password or a broker that is down.
 set -u
-if [ -z "${TASKD_BROKER_URL:-}" ]; then
-    echo "no TASKD_BROKER_URL: run under tests/harness/with-broker" >&2
-    [ "${TASKD_REQUIRE_BROKER:-0}" = 1 ] && exit 1
-    exit 77
-fi
-B=${TASKD_BUILD_ROOT:?}
-CTL=$B/taskctl/taskctl
+. "$(dirname "$0")/itest.sh"
 Q=t_cli_$$
-URL=${TASKD_BROKER_URL%%,*}
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { # check NAME EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected '$2', got '$3')"; fi
-}
 
 LOG=$(mktemp /tmp/itest-cli-taskd.XXXXXX)
 TASKD_WORKER_DEAD_QUEUE=$Q.dead "$B/taskd/taskd" --broker "$URL" -Q "$Q" -E \
@@ -125,5 +112,4 @@ check "send --countdown nan is a usage error" 4 $rc
 kill -TERM $TASKD_PID; wait $TASKD_PID; rc=$?
 check "taskd exits 0 after a warm shutdown" 0 $rc
 trap 'rm -f "$LOG"' EXIT
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -6,24 +6,9 @@
 # saying how to list every queue; `purge` answered "n" on a terminal exiting 0 with the
 # messages kept; `events --count N` printing N events and stopping.
 set -u
-if [ -z "${TASKD_BROKER_URL:-}" ]; then
-    echo "no TASKD_BROKER_URL: run under tests/harness/with-broker" >&2
-    [ "${TASKD_REQUIRE_BROKER:-0}" = 1 ] && exit 1
-    exit 77
-fi
-B=${TASKD_BUILD_ROOT:?}
-CTL=$B/taskctl/taskctl
-TASKD=$B/taskd/taskd
-MOD=$B/tests/tasks/libtesttasks.so
+. "$(dirname "$0")/itest.sh"
 Q=t_usage_$$
-URL=${TASKD_BROKER_URL%%,*}
 export TASKD_CLIENT_DEFAULT_QUEUE=$Q TASKD_WORKER_DEAD_QUEUE=$Q.dead
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { # check NAME EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected '$2', got '$3')"; fi
-}
 TMP=$(mktemp -d /tmp/itest-usage.XXXXXX)
 chmod 755 "$TMP"
 PID=
@@ -114,5 +99,4 @@ out=$(printf 'y\n' | TASKD_MANAGEMENT_URL='' script -qec "'$CTL' --broker '$URL'
 check "purge answered y exits 0" 0 $rc
 check "purge answered y purges" 0 "$(TASKD_MANAGEMENT_URL='' ready)"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

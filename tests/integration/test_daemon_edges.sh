@@ -4,24 +4,9 @@
 # period ends it; taskctl result 1 for FAILURE and REVOKED), taskctl --args/--kwargs strict JSON
 # only, taskd ignoring ./taskd.conf, and modules or config files others could change refused.
 set -u
-if [ -z "${TASKD_BROKER_URL:-}" ]; then
-    echo "no TASKD_BROKER_URL: run under tests/harness/with-broker" >&2
-    [ "${TASKD_REQUIRE_BROKER:-0}" = 1 ] && exit 1
-    exit 77
-fi
-B=${TASKD_BUILD_ROOT:?}
-CTL=$B/taskctl/taskctl
-TASKD=$B/taskd/taskd
-MOD=$B/tests/tasks/libtesttasks.so
+. "$(dirname "$0")/itest.sh"
 Q=t_edges_$$
-URL=${TASKD_BROKER_URL%%,*}
 export TASKD_CLIENT_DEFAULT_QUEUE=$Q TASKD_WORKER_DEAD_QUEUE=$Q.dead
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { # check NAME EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected '$2', got '$3')"; fi
-}
 TMP=$(mktemp -d /tmp/itest-edges.XXXXXX)
 chmod 755 "$TMP"
 PID=
@@ -179,5 +164,4 @@ grep -q 'event=shutdown_cold reason="*grace period over' "$LOG" && ok "it logged
     bad "no grace shutdown_cold line: $(grep shutdown "$LOG")"
 
 "$CTL" --broker "$URL" purge "$Q" --yes >/dev/null 2>&1
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -5,28 +5,13 @@
 # (exit 2, naming the config file and line), and a password given in a --broker URL anyway is
 # gone from /proc/PID/cmdline (what ps shows) while taskd and taskctl run.
 set -u
-if [ -z "${TASKD_BROKER_URL:-}" ]; then
-    echo "no TASKD_BROKER_URL: run under tests/harness/with-broker" >&2
-    [ "${TASKD_REQUIRE_BROKER:-0}" = 1 ] && exit 1
-    exit 77
-fi
-B=${TASKD_BUILD_ROOT:?}
-CTL=$B/taskctl/taskctl
-TASKD=$B/taskd/taskd
-MOD=$B/tests/tasks/libtesttasks.so
+. "$(dirname "$0")/itest.sh"
 Q=t_secrets_$$
-URL=${TASKD_BROKER_URL%%,*}
 # The harness's node takes guest/guest; our URLs carry the user only.
 hostport=${URL#amqp://guest:guest@}
 NOPW_URL="amqp://guest@$hostport"
 export TASKD_CLIENT_DEFAULT_QUEUE=$Q TASKD_WORKER_DEAD_QUEUE=$Q.dead
 unset TASKD_BROKER_URL
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { # check NAME EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected '$2', got '$3')"; fi
-}
 TMP=$(mktemp -d /tmp/itest-secrets.XXXXXX)
 chmod 755 "$TMP"
 PID=
@@ -127,5 +112,4 @@ done
 wait "$CPID"
 check "that taskctl still ran (events --timeout exits 0)" 0 $?
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

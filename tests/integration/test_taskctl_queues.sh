@@ -5,29 +5,16 @@
 # and exit 4, fast. The management URL is built from TASKD_RMQ_MGMT_PORT_1 (the harness's node
 # started with --management), so this also runs against a broker started by hand.
 set -u
-if [ -z "${TASKD_BROKER_URL:-}" ]; then
-    echo "no TASKD_BROKER_URL: run under tests/harness/with-broker" >&2
-    [ "${TASKD_REQUIRE_BROKER:-0}" = 1 ] && exit 1
-    exit 77
-fi
+. "$(dirname "$0")/itest.sh"
 if [ -z "${TASKD_RMQ_MGMT_PORT_1:-}" ]; then
     echo "no TASKD_RMQ_MGMT_PORT_1: start the broker with --management" >&2
     [ "${TASKD_REQUIRE_MANAGEMENT:-0}" = 1 ] && exit 1
     exit 77
 fi
-B=${TASKD_BUILD_ROOT:?}
-CTL=$B/taskctl/taskctl
 PY=/usr/bin/python3
-URL=${TASKD_BROKER_URL%%,*}
 MGMT=http://127.0.0.1:$TASKD_RMQ_MGMT_PORT_1
 Q=t_tq_$$
 N=5
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { # check NAME EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected '$2', got '$3')"; fi
-}
 # field JSON-ARRAY KEY: KEY of the first row, as Python prints it (None for null)
 field() { printf '%s' "$1" | $PY -c 'import json,sys; r=json.load(sys.stdin); print(r[0][sys.argv[1]] if r else "norow")' "$2" 2>/dev/null; }
 # rates_are_numbers JSON-ARRAY: both rates of the first row are JSON numbers
@@ -164,5 +151,4 @@ err=$(TASKD_MANAGEMENT_URL=ftp://x "$CTL" --broker "$URL" queues 2>&1 >/dev/null
 check "bad management URL exits 4" 4 $rc
 [[ $err == *management_url* ]] && ok "bad URL: message names the option" || bad "message: $err"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

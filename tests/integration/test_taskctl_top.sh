@@ -5,20 +5,13 @@
 # shell's screen back). Not a terminal: one plain snapshot; --json: the same data as JSON.
 # And `taskctl wait`/`call` on a terminal draw test.progress's PROGRESS states as one live line.
 set -u
-if [ -z "${TASKD_BROKER_URL:-}" ]; then
-    echo "no TASKD_BROKER_URL: run under tests/harness/with-broker" >&2
-    [ "${TASKD_REQUIRE_BROKER:-0}" = 1 ] && exit 1
-    exit 77
-fi
+. "$(dirname "$0")/itest.sh"
 if ! command -v tmux >/dev/null; then
     echo "tmux is not installed (scripts/install-deps installs it)" >&2
     [ "${TASKD_REQUIRE_BROKER:-0}" = 1 ] && exit 1
     exit 77
 fi
-B=${TASKD_BUILD_ROOT:?}
-CTL=$B/taskctl/taskctl
 PY=/usr/bin/python3
-URL=${TASKD_BROKER_URL%%,*}
 MGMT=''
 [ -n "${TASKD_RMQ_MGMT_PORT_1:-}" ] && MGMT=http://127.0.0.1:$TASKD_RMQ_MGMT_PORT_1
 if [ -z "$MGMT" ] && [ "${TASKD_REQUIRE_MANAGEMENT:-0}" = 1 ]; then
@@ -27,12 +20,6 @@ if [ -z "$MGMT" ] && [ "${TASKD_REQUIRE_MANAGEMENT:-0}" = 1 ]; then
 fi
 Q=t_top_$$
 NODE=toptest$$@localhost
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { # check NAME EXPECTED ACTUAL
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected '$2', got '$3')"; fi
-}
 
 D=$(mktemp -d /tmp/itest-top.XXXXXX)
 TM=(tmux -L "taskd-top-$$" -f /dev/null)
@@ -188,5 +175,4 @@ pid_id=$("$CTL" --broker "$URL" send test.progress --args '[16, 0.25]' --queue "
 progress_in_pane wait "$CTL --broker '$URL' wait $pid_id"
 progress_in_pane call "$CTL --broker '$URL' call test.progress --args '[16, 0.2]' --queue $Q"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish
