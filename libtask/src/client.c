@@ -163,7 +163,8 @@ void task_client_free(task_client *c)
         return;
     task__conn_close(c->conn);
     task__replies_free(&c->replies);
-    task__client_forget_lookups(c);
+    if (c->forget_lookups != NULL)
+        c->forget_lookups(c);
     for (int i = 0; i < c->urls.n; i++)
         free(c->urls.v[i]);
     free(c->urls.v);
@@ -203,8 +204,8 @@ int task__client_pump(task_client *c, int timeout_ms)
     if (f.frame_type == AMQP_FRAME_METHOD) {
         switch (f.payload.method.id) {
         case AMQP_BASIC_DELIVER_METHOD:
-            if (f.channel == CH_STREAM)
-                task__client_on_stream(c, &f);
+            if (f.channel == CH_STREAM && c->on_stream != NULL)
+                c->on_stream(c, &f);
             else
                 take_reply(c, &f);
             break;

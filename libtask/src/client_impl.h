@@ -39,6 +39,10 @@ struct task_client {
     uint64_t stream_tag, stream_acked; /* its last delivery tag, and the last acked */
     struct task__resume resume[TASK__RESUME_SLOTS]; /* lookup.c */
     unsigned resume_next;
+    /* lookup.c's part, set by its first read: client.c hands it the results stream's
+     * deliveries and its resume points to free, and never calls into lookup.c. */
+    void (*on_stream)(task_client *c, const amqp_frame_t *f);
+    void (*forget_lookups)(task_client *c);
     task_strlist urls;          /* owned copy, for reconnects */
     double connect_timeout_s;
 };
@@ -62,10 +66,6 @@ int task__client_fail(task_client *c, int code, const char *fmt, ...)
 int task__client_from_conn(task_client *c, int rc);
 /* Read and dispatch one frame: 1 handled, 0 timeout, < 0 error. */
 int task__client_pump(task_client *c, int timeout_ms);
-/* lookup.c: a delivery from the results stream channel. */
-void task__client_on_stream(task_client *c, const amqp_frame_t *f);
-/* lookup.c: free the resume points. */
-void task__client_forget_lookups(task_client *c);
 /* Milliseconds left to a task__now_mono() deadline; -1 for a negative deadline (forever). */
 int task__remaining_ms(double deadline);
 

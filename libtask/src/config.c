@@ -14,48 +14,14 @@
 #include <task/config.h>
 #include "config_opts.h"
 #include "internal.h"
+#include "strlist.h"
 #include "topology.h"
 
 extern char **environ;
 
-static void strlist_clear(task_strlist *l)
-{
-    for (int i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
-    l->v = NULL;
-    l->n = 0;
-}
-
-static int strlist_add(task_strlist *l, const char *s, size_t len)
-{
-    char **v = realloc(l->v, (size_t)(l->n + 1) * sizeof(*v));
-    if (v == NULL)
-        return TASK_ENOMEM;
-    l->v = v;
-    v[l->n] = strndup(s, len);
-    if (v[l->n] == NULL)
-        return TASK_ENOMEM;
-    l->n++;
-    return 0;
-}
-
 static void *field(task_config *cfg, const struct task__opt *o)
 {
     return (char *)cfg + o->off;
-}
-
-void task__strlist_free(task_strlist *l)
-{
-    strlist_clear(l);
-}
-
-int task__strlist_append(task_strlist *dst, const task_strlist *src)
-{
-    for (int i = 0; i < src->n; i++)
-        if (strlist_add(dst, src->v[i], strlen(src->v[i])) != 0)
-            return TASK_ENOMEM;
-    return 0;
 }
 
 /* Moves list `l` into the option's field once every item passed the option's own check. */
@@ -65,12 +31,12 @@ static int strlist_store(task_config *cfg, const struct task__opt *o, task_strli
     char why[400];
     for (int i = 0; i < l->n; i++) {
         if (task__topo_check(o->path, l->v[i], why, sizeof(why)) != 0) {
-            strlist_clear(l);
+            task__strlist_free(l);
             return task__fail(err, TASK_ECONFIG, "%s%s: %s", where, o->path, why);
         }
     }
     task_strlist *dst = field(cfg, o);
-    strlist_clear(dst);
+    task__strlist_free(dst);
     *dst = *l;
     return 0;
 }
@@ -192,8 +158,8 @@ static int set_text(task_config *cfg, const struct task__opt *o, const char *tex
                 p++, len--;
             while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
                 len--;
-            if (len > 0 && strlist_add(&l, p, len) != 0) {
-                strlist_clear(&l);
+            if (len > 0 && task__strlist_add(&l, p, len) != 0) {
+                task__strlist_free(&l);
                 return task__fail(err, TASK_ENOMEM, "%s%s", where, o->path);
             }
             p = comma ? comma + 1 : p + strlen(p);
@@ -230,7 +196,7 @@ void task_config_free(task_config *cfg)
         if (o[i].type == OPT_STRING)
             free(*(char **)field(cfg, &o[i]));
         else if (o[i].type == OPT_STRLIST)
-            strlist_clear(field(cfg, &o[i]));
+            task__strlist_free(field(cfg, &o[i]));
     }
     free(cfg);
 }
@@ -314,12 +280,12 @@ static int file_value(task_config *cfg, const struct task__opt *o, config_settin
         for (int i = 0; i < config_setting_length(s); i++) {
             const char *e = config_setting_get_string_elem(s, i);
             if (e == NULL) {
-                strlist_clear(&l);
+                task__strlist_free(&l);
                 return task__fail(err, TASK_ECONFIG, "%s%s: element %d is not a string", where,
                                   o->path, i);
             }
-            if (strlist_add(&l, e, strlen(e)) != 0) {
-                strlist_clear(&l);
+            if (task__strlist_add(&l, e, strlen(e)) != 0) {
+                task__strlist_free(&l);
                 return task__fail(err, TASK_ENOMEM, "%s%s", where, o->path);
             }
         }
@@ -486,17 +452,17 @@ int task__urls_resolve(task_strlist *urls, const char *password_file, task_error
             task__url_redact(urls->v[i], shown, sizeof(shown));
             rc = task__fail(err, TASK_ECONFIG, "broker.password_file: cannot use it with %s",
                             shown);
-        } else if (strlist_add(&out, url, strlen(url)) != 0) {
+        } else if (task__strlist_add(&out, url, strlen(url)) != 0) {
             rc = task__fail(err, TASK_ENOMEM, "broker.password_file");
         }
         explicit_bzero(url, sizeof(url));
     }
     explicit_bzero(pw, sizeof(pw));
     if (rc != 0) {
-        strlist_clear(&out);
+        task__strlist_free(&out);
         return rc;
     }
-    strlist_clear(urls);
+    task__strlist_free(urls);
     *urls = out;
     return 0;
 }

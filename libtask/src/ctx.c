@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <string.h>
 #include "ctx.h"
-#include "http_impl.h"
 #include "internal.h"
 
 void task__ctx_init(task_ctx *ctx, const struct task_ctx_ops *ops, void *rt, const char *id,
@@ -20,7 +19,8 @@ void task__ctx_init(task_ctx *ctx, const struct task_ctx_ops *ops, void *rt, con
 
 void task__ctx_release(task_ctx *ctx)
 {
-    task__http_release(ctx->http);
+    if (ctx->http != NULL && ctx->http_ops != NULL)
+        ctx->http_ops->release(ctx->http);
     ctx->http = NULL;
 }
 
@@ -75,5 +75,7 @@ bool task_cancelled(const task_ctx *ctx)
 void task__ctx_cancel(task_ctx *ctx)
 {
     atomic_store(&ctx->cancelled, true);
-    task__http_wakeup(ctx->http);
+    void *http = ctx->http;
+    if (http != NULL && ctx->http_ops != NULL)
+        ctx->http_ops->wakeup(http);
 }

@@ -14,6 +14,14 @@ struct task_ctx_ops {
     int (*progress)(task_ctx *ctx, json_object *meta);
 };
 
+/* What the context holds for a helper (the libcurl handle the http helpers keep between
+ * transfers), with the two things the runtime must be able to do to it without knowing what
+ * it is: wake a transfer so it sees a cancel (any thread), and free it. */
+struct task_ctx_res_ops {
+    void (*wakeup)(void *res);
+    void (*release)(void *res);
+};
+
 struct task_ctx {
     const struct task_ctx_ops *ops;
     void *rt;                  /* the runtime's own data for this task */
@@ -30,6 +38,7 @@ struct task_ctx {
     double retry_in_s;         /* < 0: use the backoff policy */
 
     void *http;                /* CURL easy handle kept for connection reuse; freed by runtime */
+    const struct task_ctx_res_ops *http_ops; /* set by the helper that made `http` */
 };
 
 /* Initialise `ctx` for a task run. */

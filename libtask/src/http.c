@@ -18,7 +18,6 @@
 #include <task/http.h>
 #include "ctx.h"
 #include "curl_api.h"
-#include "http_impl.h"
 #include "internal.h"
 
 #define DEFAULT_TIMEOUT_S 60.0
@@ -104,14 +103,14 @@ static long budget_ms(const task_ctx *ctx, const task_http_opts *o, bool *capped
     return ms < 1 ? 1 : ms > 1e9 ? 1000000000L : (long)ms; /* 0 would mean "no timeout" */
 }
 
-void task__http_wakeup(void *http)
+static void http_wakeup(void *http)
 {
     void *m = NULL;
     if (http != NULL && CU->easy_getinfo(http, CURLINFO_PRIVATE, &m) == CURLE_OK && m != NULL)
         CU->multi_wakeup(m); /* documented as callable from any thread */
 }
 
-void task__http_release(void *http)
+static void http_release(void *http)
 {
     if (http == NULL)
         return;
@@ -143,8 +142,11 @@ static CURL *handle_for(task_ctx *ctx)
         return NULL;
     }
     CU->easy_setopt(h, CURLOPT_PRIVATE, (void *)m);
-    if (ctx != NULL)
+    if (ctx != NULL) {
+        static const struct task_ctx_res_ops ops = {http_wakeup, http_release};
+        ctx->http_ops = &ops;
         ctx->http = h;
+    }
     return h;
 }
 
@@ -353,7 +355,7 @@ int task_http_request(task_ctx *ctx, const char *method, const char *url, const 
     CU->easy_setopt(h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
     CU->slist_free_all(hdrs);
     if (ctx == NULL)
-        task__http_release(h);
+        http_release(h);
     return rc;
 }
 

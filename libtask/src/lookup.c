@@ -93,7 +93,7 @@ static int64_t stream_offset(const struct task__delivery *d)
     return -1;
 }
 
-void task__client_on_stream(task_client *c, const amqp_frame_t *f)
+static void on_stream(task_client *c, const amqp_frame_t *f)
 {
     struct task__delivery d;
     if (task__conn_read_delivery(c->conn, f, &d) != 0)
@@ -184,8 +184,12 @@ static int stream_consume(task_client *c, struct task__stream_read *s, amqp_fiel
 
 /* The channel stays open from one lookup to the next: opening, setting up and closing one
  * cost a lookup four round trips and the broker's reader teardown. */
+static void forget_lookups(task_client *c);
+
 static int stream_open(task_client *c, struct task__stream_read *s, double since_s)
 {
+    c->on_stream = on_stream;
+    c->forget_lookups = forget_lookups;
     if (!c->stream_ch) {
         int rc = task__conn_channel_open(c->conn, CH_STREAM);
         if (rc != 0)
@@ -239,7 +243,7 @@ static int stream_widen(task_client *c, struct task__stream_read *s)
 
 /* End a read: cancel its consumer and ack what it was sent, keeping the channel for the next;
  * after a failure, close the channel. The cancel does not wait for the broker: deliveries it
- * sends meanwhile carry the old consumer tag and are dropped (task__client_on_stream()). */
+ * sends meanwhile carry the old consumer tag and are dropped (on_stream()). */
 static void stream_close(task_client *c, struct task__stream_read *s, int rc)
 {
     c->stream = NULL;
@@ -298,7 +302,7 @@ static void resume_clear(struct task__resume *r)
     r->result = NULL;
 }
 
-void task__client_forget_lookups(task_client *c)
+static void forget_lookups(task_client *c)
 {
     for (int i = 0; i < TASK__RESUME_SLOTS; i++)
         resume_clear(&c->resume[i]);

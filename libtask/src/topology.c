@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
+#include "strlist.h"
 #include "topology.h"
 
 #define MAX_ARGS 16

@@ -46,8 +46,4 @@ int task__topo_declare_plain(struct task__topo *t, struct task__conn *c, uint16_
  * with the reason in why. Other paths always pass. */
 int task__topo_check(const char *path, const char *item, char *why, size_t size);
 
-/* Owned string lists (config.c): append copies of src's items to dst (0 or TASK_ENOMEM); free. */
-int task__strlist_append(task_strlist *dst, const task_strlist *src);
-void task__strlist_free(task_strlist *l);
-
 #endif
