@@ -3,8 +3,10 @@
  * Consumes a queue (acks late), "runs" test.add by summing the two args, publishes an rpc
  * result to reply_to with a publisher confirm, and acks the delivery once that is confirmed.
  * One process; bench/run starts two (like taskd -c 2). No decoding beyond what the reply needs.
+ * With `stream`, each result is also appended to a stream (bench.raw.results), as taskd appends
+ * every state to a results stream, and the delivery is acked once both are confirmed.
  *
- *   raw_worker QUEUE PREFETCH     (broker from TASKD_BROKER_URL; runs until killed)
+ *   raw_worker QUEUE PREFETCH [stream]   (broker from TASKD_BROKER_URL; runs until killed)
  */
 #include <signal.h>
 #include <stdio.h>
@@ -19,12 +21,24 @@
 
 static uint64_t pend_dtag[MAXPEND]; /* confirm sequence -> delivery tag to ack */
 
+#define STREAM "bench.raw.results"
+
+static int declare_stream(struct task__conn *c)
+{
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-queue-type"),
+                            .value = {.kind = AMQP_FIELD_KIND_UTF8,
+                                      .value.bytes = amqp_cstring_bytes("stream")}};
+    amqp_table_t args = {.num_entries = 1, .entries = &e};
+    return task__conn_declare_queue(c, CH_IN, STREAM, true, false, false, args);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3 || getenv("TASKD_BROKER_URL") == NULL) {
-        fprintf(stderr, "usage: raw_worker QUEUE PREFETCH (with TASKD_BROKER_URL)\n");
+    if (argc < 3 || argc > 4 || getenv("TASKD_BROKER_URL") == NULL) {
+        fprintf(stderr, "usage: raw_worker QUEUE PREFETCH [stream] (with TASKD_BROKER_URL)\n");
         return 2;
     }
+    bool stream = argc == 4 && strcmp(argv[3], "stream") == 0;
     char url[512];
     const char *env = getenv("TASKD_BROKER_URL");
     snprintf(url, sizeof(url), "%.*s", (int)strcspn(env, ","), env);
@@ -36,6 +50,7 @@ int main(int argc, char **argv)
         task__conn_channel_open(c, CH_OUT) || task__conn_confirm_select(c, CH_OUT) ||
         task__conn_declare_task_queue(c, CH_IN, argv[1], amqp_empty_table) ||
         task__conn_qos(c, CH_IN, (uint16_t)atoi(argv[2])) ||
+        (stream && declare_stream(c) != 0) ||
         task__conn_consume(c, CH_IN, argv[1], false, amqp_empty_table, NULL)) {
         fprintf(stderr, "raw_worker: %s %s\n", err.msg, c ? task__conn_errmsg(c) : "");
         return 1;
@@ -76,8 +91,10 @@ int main(int argc, char **argv)
             struct task__result_wire w;
             uint64_t seq = 0;
             if (task__result_encode(&r, &w, NULL) == 0 &&
-                task__conn_publish(c, CH_OUT, "", reply, &w.props, w.body, w.body_len, &seq) == 0)
-                pend_dtag[seq % MAXPEND] = d.tag;
+                task__conn_publish(c, CH_OUT, "", reply, &w.props, w.body, w.body_len, &seq) == 0 &&
+                (!stream || task__conn_publish(c, CH_OUT, "", STREAM, &w.props, w.body,
+                                               w.body_len, &seq) == 0))
+                pend_dtag[seq % MAXPEND] = d.tag; /* the later confirm: both are in */
             task__result_wire_free(&w);
             json_object_put(res);
             json_object_put(body);

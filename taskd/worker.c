@@ -78,7 +78,8 @@ int worker_init(struct worker *w, task_config *cfg)
     if (w->pfd == NULL || w->pfd_child == NULL)
         return -ENOMEM;
     long slots = (long)w->pool.n * w->pool.threads;
-    long prefetch = slots * (cfg->prefetch_multiplier > 0 ? cfg->prefetch_multiplier : 4);
+    long prefetch = slots * (cfg->prefetch_multiplier > 0 ? cfg->prefetch_multiplier : 4) +
+                    cfg->confirm_window;
     w->prefetch = (int)(prefetch > 65535 ? 65535 : prefetch);
     return 0;
 }

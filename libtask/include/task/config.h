@@ -39,7 +39,9 @@ typedef struct task_config {
     task_strlist queues;          /* worker.queues: queues to consume */
     int pool_size;                /* worker.pool_size: processes; 0 = one per core */
     int threads;                  /* worker.threads: task threads per process */
-    int prefetch_multiplier;      /* worker.prefetch_multiplier: prefetch = slots x this */
+    int prefetch_multiplier;      /* worker.prefetch_multiplier: prefetch = slots x this + ... */
+    int confirm_window;           /* worker.confirm_window: ... + deliveries whose results wait
+                                   * for the broker's confirm before their ack */
     task_strlist modules;         /* worker.modules: task modules (.so) to load */
     char *dead_queue;             /* worker.dead_queue: quarantine for bad messages */
     int max_message_bytes;        /* worker.max_message_size: larger bodies are quarantined */
