@@ -57,10 +57,11 @@ int ipc_queue(struct ipc_out *o, json_object *frame)
     if (o->off == o->len)
         o->off = o->len = 0;
     if (o->cap - o->len < len + 4) {
-        /* Move the unwritten rest to the front before growing. */
-        memmove(o->p, o->p + o->off, o->len - o->off);
-        o->len -= o->off;
-        o->off = 0;
+        if (o->off > 0) { /* move the unwritten rest to the front before growing */
+            memmove(o->p, o->p + o->off, o->len - o->off);
+            o->len -= o->off;
+            o->off = 0;
+        }
         size_t cap = o->cap ? o->cap : 65536;
         while (cap - o->len < len + 4)
             cap *= 2;
