@@ -72,8 +72,8 @@ int worker_init(struct worker *w, task_config *cfg)
     if (rc != 0)
         return rc;
     /* Every child is polled, however many worker.pool_size asks for. */
-    w->pfd = calloc((size_t)(2 + w->pool.n + MHTTP_MAX_FDS), sizeof(*w->pfd));
-    w->pfd_child = calloc((size_t)w->pool.n, sizeof(*w->pfd_child));
+    w->pfd = calloc((size_t)(2 + w->pool.cap + MHTTP_MAX_FDS), sizeof(*w->pfd));
+    w->pfd_child = calloc((size_t)w->pool.cap, sizeof(*w->pfd_child));
     if (w->pfd == NULL || w->pfd_child == NULL)
         return -ENOMEM;
     long slots = (long)w->pool.n * w->pool.threads;
@@ -489,7 +489,7 @@ void worker_free(struct worker *w)
     }
     free(w->pool.ch);
     if (w->pool.crash != NULL)
-        munmap(w->pool.crash, 2 * (size_t)w->pool.n * sizeof(*w->pool.crash));
+        munmap(w->pool.crash, 2 * (size_t)w->pool.cap * sizeof(*w->pool.crash));
     task__replies_free(&w->revoked);
     task__topo_free(&w->topo);
     rate_free(w);

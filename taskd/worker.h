@@ -64,16 +64,21 @@ struct pchild {
     struct job *running;
 };
 
+/* Slots pool_grow may add beyond worker.pool_size. */
+#define POOL_GROW_MAX 64
+
 struct pool {
-    struct pchild *ch;
+    struct pchild *ch;      /* cap slots; [0, n) in use */
     int n, threads;
+    int cap;                /* slots allocated (ch, crash) */
+    int target;             /* slots to keep a child in: [target, n) are retiring (shrink) */
     struct job *bl_head, *bl_tail; /* deliveries waiting for a free slot */
     size_t backlog;
     int64_t next_jid;
     bool stopping;          /* do not respawn */
     bool cold;              /* children killed by us: their jobs go back to the queue */
     int64_t *crash;         /* shared with the children: [slot] the jid whose thread crashed,
-                             * [n + slot] the jid a one-thread child must cancel (SIGUSR1) */
+                             * [cap + slot] the jid a one-thread child must cancel (SIGUSR1) */
 };
 
 /* Publishes awaiting a confirm, in sequence order. */
@@ -254,6 +259,13 @@ void rate_release(struct worker *w);
 int rate_next_ms(const struct worker *w);
 void rate_drop(struct worker *w, bool requeue);
 void rate_free(struct worker *w);
+/* The rate limit of task `name` as set ("10/s"), or NULL for none. */
+const char *rate_limit_text(struct worker *w, const char *name);
+/* pidbox time_limit: task `name` runs with these limits (seconds; 0: the worker's default, as
+ * Celery's None) unless its message carries its own. 0, TASK_EINVAL or TASK_ENOMEM. */
+int time_limit_set(struct worker *w, const char *name, double soft, double hard);
+/* The limits time_limit_set() gave `name`: false when it gave none. */
+bool time_limit_get(const struct worker *w, const char *name, double *soft, double *hard);
 
 /* pool.c */
 int pool_start(struct worker *w);
@@ -276,6 +288,14 @@ void pool_revoke(struct worker *w, const char *id, bool terminate);
 void pool_drop_jobs(struct worker *w);
 /* Give waiting (not yet running) jobs back to the broker. */
 void pool_requeue_backlog(struct worker *w);
+/* pidbox pool_grow / pool_shrink: fork `k` more children (up to POOL_GROW_MAX beyond the
+ * configured size) or retire `k` (after their running tasks; one always stays). The number
+ * added or removed, or TASK_EINVAL (k < 1, stopping). */
+int pool_grow(struct worker *w, int k);
+int pool_shrink(struct worker *w, int k);
+/* pidbox pool_restart: every child finishes its tasks, exits and is replaced by a fresh fork.
+ * The number of children recycled, or TASK_EINVAL (stopping). */
+int pool_restart(struct worker *w);
 
 /* runner.c: times this message was delivered (quorum x-delivery-count, else redelivered). */
 int delivery_count(const struct task__delivery *d);
@@ -298,5 +318,12 @@ void consumer_pause(struct worker *w);
 void consumer_resume(struct worker *w);
 void consumer_release_due(struct worker *w);
 int consumer_next_due_ms(const struct worker *w);
+/* pidbox add_consumer / cancel_consumer: consume `queue` too (declared as the configured ones
+ * are), or stop consuming it. worker.queues follows, so a reconnect keeps the change. 0,
+ * TASK_EINVAL (33rd queue, a comma in the name), TASK_ENOTFOUND (cancel: not consumed) or the
+ * connection's error. */
+int consumer_add_queue(struct worker *w, const char *queue);
+int consumer_cancel_queue(struct worker *w, const char *queue);
+bool consumer_has_queue(const struct worker *w, const char *queue);
 
 #endif
