@@ -10,7 +10,13 @@ static const struct cmd cmds[] = {
     {"wait", cmd_wait, "wait ID [--timeout S]"},
     {"result", cmd_result, "result ID [--since UNIX_S]"},
     {"workers", cmd_workers, "workers [--timeout S]"},
-    {"inspect", cmd_inspect, "inspect active|registered|stats|revoked [--timeout S]"},
+    {"inspect", cmd_inspect, "inspect COMMAND [ARG...] [--timeout S] [--destination NODE,...]\n"
+                             "       (active reserved scheduled active_queues registered revoked\n"
+                             "        stats conf query_task clock report ping; no COMMAND: list)"},
+    {"control", cmd_control, "control COMMAND [ARG...] [--timeout S] [--destination NODE,...]\n"
+                             "       (revoke terminate rate_limit time_limit add_consumer\n"
+                             "        cancel_consumer pool_grow pool_shrink pool_restart autoscale\n"
+                             "        enable_events disable_events heartbeat shutdown)"},
     {"revoke", cmd_revoke, "revoke ID [--terminate]"},
     {"events", cmd_events, "events [--count N] [--timeout S]"},
     {"queues", cmd_queues, "queues [QUEUE...]"},

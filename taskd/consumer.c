@@ -252,6 +252,7 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
         goto out;
     }
     if (!due_checked && m.eta > now + 0.001) {
+        events_task_msg(w, "task-received", &m); /* with its eta: inspect scheduled lists it */
         hold(w, d, m.eta); /* under a second (the cascade's granularity), or no cascade */
         goto out;
     }

@@ -164,6 +164,8 @@ static bool dispatch(struct worker *w, struct job *job)
     job->next = c->running;
     c->running = job;
     c->busy++;
+    /* Now, not when it joined the backlog: monitors' state agrees with inspect active. */
+    events_task(w, "task-started", job, NULL);
     return true;
 }
 

@@ -146,7 +146,8 @@ void job_free(struct job *job)
 
 void runner_start(struct worker *w, struct job *job)
 {
-    events_task(w, "task-received", job, NULL);
+    if (job->rate_due == 0) /* a rate-limited job had it when it began to wait (rate_wait) */
+        events_task(w, "task-received", job, NULL);
     if (job->def->track_started) {
         json_object *meta = json_object_new_object();
         json_object_object_add(meta, "pid", json_object_new_int(getpid()));
@@ -154,8 +155,7 @@ void runner_start(struct worker *w, struct job *job)
         (void)pub_result(w, NULL, &job->m, "STARTED", meta, NULL, delivery_count(&job->d));
         json_object_put(meta);
     }
-    pool_submit(w, job);
-    events_task(w, "task-started", job, NULL);
+    pool_submit(w, job); /* task-started when a child takes it (pool.c), as inspect active */
 }
 
 
