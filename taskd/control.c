@@ -331,30 +331,19 @@ static double seconds_arg(json_object *args, const char *key)
     return 0.0 / 0.0;
 }
 
-/* The pool changed size: prefetch follows, as Celery's _update_prefetch_count does. */
-static void prefetch_follow_pool(struct worker *w)
-{
-    int mult = w->cfg->prefetch_multiplier > 0 ? w->cfg->prefetch_multiplier : 4;
-    long prefetch = (long)w->pool.target * w->pool.threads * mult;
-    w->prefetch = (int)(prefetch > 65535 ? 65535 : prefetch);
-    if (w->conn == NULL)
-        return;
-    long qos = w->prefetch + (long)w->nheld;
-    int rc = task__conn_qos(w->conn, CH_CONSUME, (uint16_t)(qos > 65535 ? 65535 : qos));
-    if (rc != 0)
-        log_event(LV_WARN, rc, "qos_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
-}
-
 static json_object *do_pool_grow(struct worker *w, json_object *args)
 {
     long n = count_arg(args, "n", 1);
+    if (w->autoscale.max > 0) /* Celery's answer with its autoscaler on */
+        return nok_msg("pool_grow is not supported with autoscale. Adjust autoscale range "
+                       "instead.");
     if (n < 1 || n > POOL_GROW_MAX)
         return nok_msg("pool_grow: n must be 1..%d", POOL_GROW_MAX);
     int added = pool_grow(w, (int)n);
     if (added <= 0)
         return nok_msg("pool_grow: the pool is at its largest (%d processes: worker.pool_size "
                        "+ %d)", w->pool.target, POOL_GROW_MAX);
-    prefetch_follow_pool(w);
+    pool_prefetch_follow(w);
     if (added < n)
         return ok_msg("pool will grow by %d (to %d processes, its largest)", added,
                       w->pool.target);
@@ -364,12 +353,15 @@ static json_object *do_pool_grow(struct worker *w, json_object *args)
 static json_object *do_pool_shrink(struct worker *w, json_object *args)
 {
     long n = count_arg(args, "n", 1);
+    if (w->autoscale.max > 0)
+        return nok_msg("pool_shrink is not supported with autoscale. Adjust autoscale range "
+                       "instead.");
     if (n < 1)
         return nok_msg("pool_shrink: n must be 1 or more");
     int dropped = pool_shrink(w, n > INT32_MAX ? INT32_MAX : (int)n);
     if (dropped <= 0)
         return nok_msg("pool_shrink: the pool keeps at least one process");
-    prefetch_follow_pool(w);
+    pool_prefetch_follow(w);
     if (dropped < n)
         return ok_msg("pool will shrink by %d (to 1 process, its smallest)", dropped);
     return ok_msg("pool will shrink");
@@ -516,10 +508,11 @@ static json_object *h_terminate(struct worker *w, json_object *a)
 
 static json_object *h_autoscale(struct worker *w, json_object *a)
 {
-    (void)w, (void)a;
-    /* What Celery answers for a worker started without --autoscale; taskd has no autoscaler. */
-    return nok_msg("autoscale is not supported by taskd (no autoscaler): use pool_grow and "
-                   "pool_shrink");
+    long max = count_arg(a, "max", 0), min = count_arg(a, "min", 0);
+    if (max < 0 || min < 0 || max > INT32_MAX || min > INT32_MAX ||
+        autoscale_set(w, (int)max, (int)min) != 0)
+        return nok_msg("autoscale: needs 1 <= min <= max <= %d processes", w->pool.cap);
+    return ok_msg("autoscale now max=%d min=%d", w->autoscale.max, w->autoscale.min);
 }
 
 static const struct {

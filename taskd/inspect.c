@@ -365,6 +365,14 @@ json_object *inspect_stats(const struct worker *w)
     json_object_object_add(o, "clock", json_object_new_string(clock));
     json_object_object_add(o, "uptime", json_object_new_int((int)(task__now_mono() - w->started)));
     json_object_object_add(o, "pool", pool_stats(w));
+    if (w->autoscale.max > 0) { /* Celery's Autoscaler.info() */
+        json_object *a = json_object_new_object();
+        json_object_object_add(a, "max", json_object_new_int(w->autoscale.max));
+        json_object_object_add(a, "min", json_object_new_int(w->autoscale.min));
+        json_object_object_add(a, "current", json_object_new_int(w->pool.target));
+        json_object_object_add(a, "qty", json_object_new_int(autoscale_demand(w)));
+        json_object_object_add(o, "autoscaler", a);
+    }
     json_object_object_add(o, "broker", broker_stats(w));
     /* Celery reports its qos value: prefetch plus the widening for eta holds. */
     json_object_object_add(o, "prefetch_count", json_object_new_int(w->prefetch + (int)w->nheld));

@@ -390,6 +390,7 @@ static int turn(struct worker *w)
     if (ready > 0 && (pfd[0].revents & POLLIN))
         on_signal(w);
     pool_check_limits(w);
+    autoscale_tick(w);
     if (w->conn == NULL)
         return 0;
     (void)amqp_idx;

@@ -106,6 +106,13 @@ struct held {
     struct task__delivery d;
 };
 
+/* pidbox autoscale (autoscale.c); max 0: off, the pool keeps the size it is given. */
+struct autoscaler {
+    int min, max;           /* processes */
+    double last_up;         /* task__now_mono() of the last growth (shrinking waits after it) */
+    double next_check;
+};
+
 struct worker {
     task_config *cfg;
     struct task__conn *conn;
@@ -150,6 +157,7 @@ struct worker {
     double drain_deadline;  /* warm shutdown turns cold after this (task__now_mono()) */
     uint64_t n_received, n_succeeded, n_failed, n_retried, n_quarantined;
     struct metrics *metrics; /* per-task counters for /metrics (metrics.h) */
+    struct autoscaler autoscale;
     struct mhttp *mhttp;     /* the /metrics endpoint; NULL: worker.metrics_listen is off */
 };
 
@@ -295,6 +303,15 @@ void pool_requeue_backlog(struct worker *w);
  * added or removed, or TASK_EINVAL (k < 1, stopping). */
 int pool_grow(struct worker *w, int k);
 int pool_shrink(struct worker *w, int k);
+/* autoscale.c: prefetch follows the pool's size (pool_grow/shrink, autoscale), as Celery's. */
+void pool_prefetch_follow(struct worker *w);
+/* pidbox autoscale MAX MIN (0: keep the one set before): 0, or TASK_EINVAL (MIN < 1, MIN > MAX,
+ * MAX beyond worker.pool_size + POOL_GROW_MAX). Resizes at once into the range. */
+int autoscale_set(struct worker *w, int max, int min);
+/* Once a loop turn: grow or shrink by demand when autoscale is on (acts once a second). */
+void autoscale_tick(struct worker *w);
+/* Tasks running or waiting for a slot or a rate-limit token (Celery's autoscaler "qty"). */
+int autoscale_demand(const struct worker *w);
 /* pidbox pool_restart: every child finishes its tasks, exits and is replaced by a fresh fork.
  * The number of children recycled, or TASK_EINVAL (stopping). */
 int pool_restart(struct worker *w);
