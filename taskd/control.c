@@ -456,8 +456,9 @@ static json_object *do_events(struct worker *w, bool on)
     return ok_msg("task events %s", on ? "enabled" : "disabled");
 }
 
-static json_object *do_shutdown(struct worker *w)
+static json_object *do_shutdown(struct worker *w, json_object *args)
 {
+    (void)args;
     log_event(LV_INFO, 0, "shutdown_requested", "via=pidbox");
     worker_request_shutdown(w);
     return ok_msg("shutting down");
@@ -468,24 +469,33 @@ static json_object *do_shutdown(struct worker *w)
 static const char *const unsupported[] = {"memsample", "memdump", "objgraph", "election",
                                           "dump_conf_defaults", NULL};
 
+/* A command that acts on, or reads, its arguments; or one that only reads the worker. */
 typedef json_object *(*handler_fn)(struct worker *w, json_object *args);
+typedef json_object *(*view_fn)(const struct worker *w);
 
-static json_object *h_ping(struct worker *w, json_object *a) { (void)w, (void)a; return ok_msg("pong"); }
-static json_object *h_active(struct worker *w, json_object *a) { return inspect_active(w, a); }
-static json_object *h_reserved(struct worker *w, json_object *a) { (void)a; return inspect_reserved(w); }
-static json_object *h_scheduled(struct worker *w, json_object *a) { (void)a; return inspect_scheduled(w); }
-static json_object *h_queues(struct worker *w, json_object *a) { (void)a; return inspect_active_queues(w); }
-static json_object *h_registered(struct worker *w, json_object *a) { return inspect_registered(w, a); }
-static json_object *h_revoked(struct worker *w, json_object *a) { (void)a; return revoked_list(w); }
-static json_object *h_stats(struct worker *w, json_object *a) { (void)a; return inspect_stats(w); }
-static json_object *h_conf(struct worker *w, json_object *a) { (void)a; return inspect_conf(w); }
-static json_object *h_query(struct worker *w, json_object *a) { return inspect_query_task(w, a); }
-static json_object *h_clock(struct worker *w, json_object *a) { (void)a; return inspect_clock(w); }
-static json_object *h_report(struct worker *w, json_object *a) { (void)a; return inspect_report(w); }
-static json_object *h_hello(struct worker *w, json_object *a) { return inspect_hello(w, a); }
-static json_object *h_enable(struct worker *w, json_object *a) { (void)a; return do_events(w, true); }
-static json_object *h_disable(struct worker *w, json_object *a) { (void)a; return do_events(w, false); }
-static json_object *h_shutdown(struct worker *w, json_object *a) { (void)a; return do_shutdown(w); }
+static json_object *pong(const struct worker *w)
+{
+    (void)w;
+    return ok_msg("pong");
+}
+
+static json_object *h_revoked(struct worker *w, json_object *a)
+{
+    (void)a;
+    return revoked_list(w);
+}
+
+static json_object *h_enable(struct worker *w, json_object *a)
+{
+    (void)a;
+    return do_events(w, true);
+}
+
+static json_object *h_disable(struct worker *w, json_object *a)
+{
+    (void)a;
+    return do_events(w, false);
+}
 
 static json_object *h_heartbeat(struct worker *w, json_object *a)
 {
@@ -516,36 +526,37 @@ static json_object *h_autoscale(struct worker *w, json_object *a)
 }
 
 static const struct {
-    const char *name, *alias;
-    handler_fn fn;
+    const char *name, *alias; /* alias: Celery's old dump_* name */
+    handler_fn act;           /* or: */
+    view_fn view;
 } handlers[] = {
-    {"ping", NULL, h_ping},
-    {"active", "dump_active", h_active},
-    {"reserved", "dump_reserved", h_reserved},
-    {"scheduled", "dump_schedule", h_scheduled},
-    {"active_queues", NULL, h_queues},
-    {"registered", "dump_tasks", h_registered},
-    {"revoked", "dump_revoked", h_revoked},
-    {"stats", NULL, h_stats},
-    {"conf", "dump_conf", h_conf},
-    {"query_task", NULL, h_query},
-    {"clock", NULL, h_clock},
-    {"report", NULL, h_report},
-    {"hello", NULL, h_hello},
-    {"revoke", NULL, do_revoke},
-    {"terminate", NULL, h_terminate},
-    {"rate_limit", NULL, do_rate_limit},
-    {"time_limit", NULL, do_time_limit},
-    {"enable_events", NULL, h_enable},
-    {"disable_events", NULL, h_disable},
-    {"heartbeat", NULL, h_heartbeat},
-    {"pool_grow", NULL, do_pool_grow},
-    {"pool_shrink", NULL, do_pool_shrink},
-    {"pool_restart", NULL, do_pool_restart},
-    {"autoscale", NULL, h_autoscale},
-    {"add_consumer", NULL, do_add_consumer},
-    {"cancel_consumer", NULL, do_cancel_consumer},
-    {"shutdown", NULL, h_shutdown},
+    {"ping", NULL, NULL, pong},
+    {"active", "dump_active", inspect_active, NULL},
+    {"reserved", "dump_reserved", NULL, inspect_reserved},
+    {"scheduled", "dump_schedule", NULL, inspect_scheduled},
+    {"active_queues", NULL, NULL, inspect_active_queues},
+    {"registered", "dump_tasks", inspect_registered, NULL},
+    {"revoked", "dump_revoked", h_revoked, NULL},
+    {"stats", NULL, NULL, inspect_stats},
+    {"conf", "dump_conf", NULL, inspect_conf},
+    {"query_task", NULL, inspect_query_task, NULL},
+    {"clock", NULL, NULL, inspect_clock},
+    {"report", NULL, NULL, inspect_report},
+    {"hello", NULL, inspect_hello, NULL},
+    {"revoke", NULL, do_revoke, NULL},
+    {"terminate", NULL, h_terminate, NULL},
+    {"rate_limit", NULL, do_rate_limit, NULL},
+    {"time_limit", NULL, do_time_limit, NULL},
+    {"enable_events", NULL, h_enable, NULL},
+    {"disable_events", NULL, h_disable, NULL},
+    {"heartbeat", NULL, h_heartbeat, NULL},
+    {"pool_grow", NULL, do_pool_grow, NULL},
+    {"pool_shrink", NULL, do_pool_shrink, NULL},
+    {"pool_restart", NULL, do_pool_restart, NULL},
+    {"autoscale", NULL, h_autoscale, NULL},
+    {"add_consumer", NULL, do_add_consumer, NULL},
+    {"cancel_consumer", NULL, do_cancel_consumer, NULL},
+    {"shutdown", NULL, do_shutdown, NULL},
 };
 
 /* The answer to a request; NULL is Celery's None. */
@@ -555,7 +566,7 @@ static json_object *dispatch(struct worker *w, const struct control_req *req)
     for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
         if (strcmp(method, handlers[i].name) == 0 ||
             (handlers[i].alias != NULL && strcmp(method, handlers[i].alias) == 0))
-            return handlers[i].fn(w, req->args);
+            return handlers[i].act ? handlers[i].act(w, req->args) : handlers[i].view(w);
     for (size_t i = 0; unsupported[i] != NULL; i++)
         if (strcmp(method, unsupported[i]) == 0)
             return nok_msg("%s is not supported by taskd (a C worker: no Python heap, no "

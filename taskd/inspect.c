@@ -60,7 +60,7 @@ static json_object *job_info(const struct worker *w, const struct job *j, bool s
     return request_info(w, &j->m, &j->d, start, pid, safe);
 }
 
-json_object *inspect_active(const struct worker *w, json_object *args)
+json_object *inspect_active(struct worker *w, json_object *args)
 {
     bool safe = task__json_get_bool(args, "safe");
     json_object *list = json_object_new_array();
@@ -469,7 +469,7 @@ static const struct job *find_job(const struct worker *w, const char *id, const 
     return NULL;
 }
 
-json_object *inspect_query_task(const struct worker *w, json_object *args)
+json_object *inspect_query_task(struct worker *w, json_object *args)
 {
     json_object *o = json_object_new_object(), *ids = NULL;
     json_object_object_get_ex(args, "ids", &ids);

@@ -11,7 +11,7 @@
 struct worker;
 
 /* Tasks running in the pool (Request.info() each); `args` may ask {"safe": true}. */
-json_object *inspect_active(const struct worker *w, json_object *args);
+json_object *inspect_active(struct worker *w, json_object *args);
 /* Taken from the broker, not started: waiting for a pool slot or for a rate-limit token. */
 json_object *inspect_reserved(const struct worker *w);
 /* Held in the worker until their eta: [{eta, priority, request}]. Tasks due later than a second
@@ -28,7 +28,7 @@ json_object *inspect_stats(const struct worker *w);
  * names that have a taskd equivalent. */
 json_object *inspect_conf(const struct worker *w);
 /* {id: [state, info]} for args.ids that are active or reserved here. */
-json_object *inspect_query_task(const struct worker *w, json_object *args);
+json_object *inspect_query_task(struct worker *w, json_object *args);
 json_object *inspect_clock(const struct worker *w);
 json_object *inspect_report(const struct worker *w);
 /* Mingle: merge args.revoked (a Celery peer's revoked ids) and answer ours with the clock;
