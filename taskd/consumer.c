@@ -267,6 +267,7 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
     job->d = *d;
     job->m = m;
     job->def = task_registry_find(m.task);
+    job->announced = due_checked; /* out of an eta hold: task-received went out then */
     memset(d, 0, sizeof(*d));
     memset(&m, 0, sizeof(m));
     double wait = rate_take(w, job->m.task);

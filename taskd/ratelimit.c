@@ -107,7 +107,9 @@ double rate_take(struct worker *w, const char *name)
 void rate_wait(struct worker *w, struct job *job, double delay_s)
 {
     /* Received now (inspect reserved lists it), started when its token comes. */
-    events_task(w, "task-received", job, NULL);
+    if (!job->announced)
+        events_task(w, "task-received", job, NULL);
+    job->announced = true;
     job->rate_due = task__now_mono() + delay_s;
     job->next = NULL;
     if (w->rate_tail != NULL)

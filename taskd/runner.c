@@ -146,7 +146,7 @@ void job_free(struct job *job)
 
 void runner_start(struct worker *w, struct job *job)
 {
-    if (job->rate_due == 0) /* a rate-limited job had it when it began to wait (rate_wait) */
+    if (!job->announced) /* once per delivery, as Celery: not again after an eta or rate wait */
         events_task(w, "task-received", job, NULL);
     if (job->def->track_started) {
         json_object *meta = json_object_new_object();

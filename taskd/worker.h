@@ -47,6 +47,7 @@ struct job {
     double hard_deadline;   /* task__now_mono() seconds; 0: none */
     struct job *next;       /* backlog, rate wait list, or the child's running list */
     double rate_due;        /* task__now_mono() when its rate-limit token is due */
+    bool announced;         /* task-received sent already (at its eta hold or rate wait) */
 };
 
 /* A pool child as the supervisor sees it. */
