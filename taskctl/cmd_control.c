@@ -156,7 +156,8 @@ static int remote_usage(bool inspect)
             "[--destination NODE,...]\ncommands:\n", inspect ? "inspect" : "control");
     for (size_t i = 0; i < NRCMDS; i++)
         if (rcmds[i].inspect == inspect)
-            fprintf(stderr, "  %s %s\n", rcmds[i].name, rcmds[i].usage);
+            fprintf(stderr, "  %s%s%s\n", rcmds[i].name, rcmds[i].usage[0] ? " " : "",
+                    rcmds[i].usage);
     return EXIT_ERROR;
 }
 
@@ -260,7 +261,12 @@ static bool print_reply(const char *node, json_object *v)
             printf("    * %s\n", json_object_to_json_string_ext(json_object_array_get_idx(v, i),
                                                                 JSON_C_TO_STRING_PLAIN));
     } else if (v != NULL) {
-        printf("    %s\n", json_object_to_json_string_ext(v, JSON_C_TO_STRING_PRETTY));
+        const char *text = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PRETTY);
+        for (const char *line = text; *line != '\0';) { /* indented under the node */
+            size_t len = strcspn(line, "\n");
+            printf("    %.*s\n", (int)len, line);
+            line += len + (line[len] == '\n');
+        }
     }
     return false;
 }

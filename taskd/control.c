@@ -248,31 +248,6 @@ static void reply(struct worker *w, const struct control_req *req, json_object *
     json_object_put(body);
 }
 
-static json_object *do_rate_limit(struct worker *w, json_object *args)
-{
-    const char *name = task__json_get_str(args, "task_name");
-    json_object *lim = NULL;
-    json_object_object_get_ex(args, "rate_limit", &lim);
-    /* Celery sends "10/s", a plain number (per second) or null (no limit). */
-    const char *limit = lim == NULL ? ""
-                        : json_object_is_type(lim, json_type_string) ||
-                                  json_object_is_type(lim, json_type_int) ||
-                                  json_object_is_type(lim, json_type_double)
-                            ? json_object_get_string(lim)
-                            : NULL;
-    json_object *value = json_object_new_object();
-    if (name != NULL && limit != NULL && task_registry_find(name) != NULL &&
-        rate_set(w, name, limit) == 0)
-        json_object_object_add(value, "ok",
-                               json_object_new_string(limit[0] == '\0'
-                                                          ? "rate limit disabled successfully"
-                                                          : "new rate limit set successfully"));
-    else
-        json_object_object_add(value, "error",
-                               json_object_new_string("unknown task or bad rate limit"));
-    return value;
-}
-
 static json_object *ok_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static json_object *nok_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -302,6 +277,27 @@ static json_object *nok_msg(const char *fmt, ...)
     json_object *o = status_msg("error", fmt, ap);
     va_end(ap);
     return o;
+}
+
+static json_object *do_rate_limit(struct worker *w, json_object *args)
+{
+    const char *name = task__json_get_str(args, "task_name");
+    json_object *lim = NULL;
+    json_object_object_get_ex(args, "rate_limit", &lim);
+    /* Celery sends "10/s", a plain number (per second) or null (no limit). */
+    const char *limit = lim == NULL ? ""
+                        : json_object_is_type(lim, json_type_string) ||
+                                  json_object_is_type(lim, json_type_int) ||
+                                  json_object_is_type(lim, json_type_double)
+                            ? json_object_get_string(lim)
+                            : NULL;
+    /* Celery's answers, checked in its order: the limit, then the task. */
+    if (limit == NULL || rate_parse(limit) < 0)
+        return nok_msg("Invalid rate limit string: %.100s", limit ? limit : "(not a string)");
+    if (name == NULL || task_registry_find(name) == NULL || rate_set(w, name, limit) != 0)
+        return nok_msg("unknown task");
+    return ok_msg(limit[0] == '\0' ? "rate limit disabled successfully"
+                                   : "new rate limit set successfully");
 }
 
 /* An argument that is a count: an integer, or a string of one (the CLI sends ints, others may

@@ -166,3 +166,16 @@ json_object *metrics_totals(const struct metrics *m)
     (void)m;
     return json_object_new_object();
 }
+
+/* Enough of ratelimit.c's parser for control.c's checks: a number, optionally "/s|m|h". */
+double rate_parse(const char *text)
+{
+    if (text == NULL || text[0] == '\0')
+        return 0;
+    char *end;
+    double n = strtod(text, &end);
+    if (end == text || !(n >= 0 && n <= 1e9))
+        return -1;
+    bool unit = end[0] == '/' && end[1] != '\0' && strchr("smh", end[1]) != NULL;
+    return *end == '\0' || unit ? n : -1;
+}
