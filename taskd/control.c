@@ -411,12 +411,17 @@ static json_object *do_add_consumer(struct worker *w, json_object *args)
     if (consumer_has_queue(w, q))
         return ok_msg("already consuming from %s", q);
     int rc = consumer_add_queue(w, q);
-    if (rc != 0)
-        return nok_msg("add_consumer %s: %s", q, rc == TASK_EINVAL ? "32 queues at most"
-                                                  : w->conn && task__conn_errmsg(w->conn)[0]
-                                                      ? task__conn_errmsg(w->conn)
-                                                      : task_strerror(rc));
-    return ok_msg("add consumer %s", q);
+    if (rc == 0)
+        return ok_msg("add consumer %s", q);
+    json_object *r = nok_msg("add_consumer %s: %s", q,
+                             rc == TASK_EINVAL                           ? "32 queues at most"
+                             : w->conn && task__conn_errmsg(w->conn)[0] ? task__conn_errmsg(w->conn)
+                                                                        : task_strerror(rc));
+    /* A refusal (406: the queue exists with other arguments) is answered here; the connection
+     * goes on, and its next error must not read as this one. */
+    if (w->conn != NULL && task__conn_alive(w->conn))
+        task__conn_clear_error(w->conn);
+    return r;
 }
 
 static json_object *do_cancel_consumer(struct worker *w, json_object *args)

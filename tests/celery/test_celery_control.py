@@ -314,6 +314,19 @@ with Taskd(Q2, "--hostname", NODE2, "-E", "-c", "1") as w2:
     cli("control", "add_consumer", QB)
     t.check("  consuming it again runs the waiting task", late.get(timeout=10) == 6)
     cli("control", "cancel_consumer", QB)
+    # a queue the broker refuses as taskd declares it (other arguments): an error reply, and
+    # the worker goes on
+    import kombu  # noqa: E402
+    QX = f"t_cc2x_{os.getpid()}"
+    with app.connection() as conn:
+        kombu.Queue(QX, kombu.Exchange(QX), routing_key=QX,
+                    queue_arguments={"x-max-priority": 5})(conn.default_channel).declare()
+    rc, text, _ = cli("control", "add_consumer", QX)
+    t.check("add_consumer of a queue declared with other arguments: an error reply",
+            f"{NODE2}: ERROR" in text and "PRECONDITION_FAILED" in text, text[-300:])
+    _, _, qs = cli("inspect", "active_queues", json_out=True)
+    t.check("  not listed, and the worker goes on", [q["name"] for q in qs or []] == [Q2] and
+            app.send_task("test.add", (6, 6), queue=Q2).get(timeout=10) == 12, repr(qs))
 
     # scheduled through the CLI: a queue too long for the delay cascade holds any countdown
     cli("control", "add_consumer", QLONG)
