@@ -508,6 +508,13 @@ with Taskd(Q2, "--hostname", NODE2, "-E", "-c", "1") as w2:
     rc, text, _ = cli("control", "pool_grow", "1")
     t.check("  pool_grow with autoscale on: Celery's error",
             f"{NODE2}: ERROR" in text and "not supported with autoscale" in text, text[-300:])
+    t0 = time.time()
+    idle = wait_for(lambda: len(api_stats()["pool"]["processes"]) == 1, 40)
+    t.check("  idle, it shrinks to min after the 30 s keepalive",
+            idle and time.time() - t0 > 20, f"{idle} after {time.time() - t0:.1f}s")
+    rc, text, _ = cli("control", "autoscale", "2", "2")
+    t.check("  autoscale 2 2 grows it to min at once", answered_ok(text) and wait_for(
+        lambda: len(api_stats()["pool"]["processes"]) == 2), text[-300:])
     rc, text, _ = cli("control", "autoscale", "1", "1")
     t.check("  autoscale 1 1 shrinks it back at once", answered_ok(text) and wait_for(
         lambda: len(api_stats()["pool"]["processes"]) == 1), text[-300:])
