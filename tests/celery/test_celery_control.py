@@ -313,6 +313,37 @@ with Taskd(Q2, "--hostname", NODE2, "-E", "-c", "1") as w2:
             repr(qs))
     cli("control", "add_consumer", QB)
     t.check("  consuming it again runs the waiting task", late.get(timeout=10) == 6)
+
+    # an added queue outlives a reconnect (the broker closes the worker's connection)
+    mport = os.environ.get("TASKD_RMQ_MGMT_PORT_1")
+    if mport:
+        import base64  # noqa: E402
+        import urllib.parse  # noqa: E402
+        import urllib.request  # noqa: E402
+        u = urllib.parse.urlparse(url)
+        auth = base64.b64encode(f"{urllib.parse.unquote(u.username or 'guest')}:"
+                                f"{urllib.parse.unquote(u.password or 'guest')}".encode()).decode()
+
+        def mgmt(path, method="GET"):
+            req = urllib.request.Request(f"http://127.0.0.1:{mport}{path}", method=method)
+            req.add_header("Authorization", "Basic " + auth)
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                body = resp.read()
+                return json.loads(body) if body else None
+        conns = wait_for(lambda: [c["name"] for c in mgmt("/api/connections") if
+                                  c.get("client_properties", {}).get("connection_name") ==
+                                  f"taskd worker {NODE2}"], 10) or []
+        for c in conns:
+            mgmt("/api/connections/" + urllib.parse.quote(c, safe=""), "DELETE")
+        back = wait_for(lambda: open(w2.log).read().count("event=broker_connected") >= 2, 20)
+        _, _, qs = cli("inspect", "active_queues", json_out=True)
+        t.check("after a reconnect the added queue is still consumed",
+                len(conns) == 1 and back and [q["name"] for q in qs or []] == [Q2, QB] and
+                app.send_task("test.add", (8, 8), queue=QB).get(timeout=15) == 16,
+                f"{conns} {back} {[q['name'] for q in qs or []]}")
+    else:
+        t.check("management API for the reconnect check (start the broker with --management)",
+                os.environ.get("TASKD_REQUIRE_MANAGEMENT") != "1")
     cli("control", "cancel_consumer", QB)
     # a queue the broker refuses as taskd declares it (other arguments): an error reply, and
     # the worker goes on
