@@ -390,8 +390,11 @@ int consumer_add_queue(struct worker *w, const char *queue)
                                 &w->tags[w->ntags++]);
     if (rc != 0)
         (void)set_queues(w, NULL, queue); /* not consumed: not kept either */
-    log_event(rc == 0 ? LV_INFO : LV_WARN, rc, "consumer_added", "queue=%s detail=\"%s\"",
-              log_v(queue), rc == 0 ? "" : task__conn_errmsg(w->conn));
+    if (rc == 0)
+        log_event(LV_INFO, 0, "consumer_added", "queue=%s", log_v(queue));
+    else
+        log_event(LV_WARN, rc, "consumer_add_failed", "queue=%s detail=\"%s\"", log_v(queue),
+                  task__conn_errmsg(w->conn));
     return rc;
 }
 
@@ -415,6 +418,7 @@ int consumer_cancel_queue(struct worker *w, const char *queue)
     w->tags[i] = w->tags[w->ntags];
     w->tag_queues[i] = w->tag_queues[w->ntags];
     w->tags[w->ntags] = w->tag_queues[w->ntags] = NULL;
-    log_event(rc == 0 ? LV_INFO : LV_WARN, rc, "consumer_cancelled", "queue=%s", log_v(queue));
+    log_event(rc == 0 ? LV_INFO : LV_WARN, rc, rc == 0 ? "consumer_cancelled" : "cancel_failed",
+              "queue=%s", log_v(queue));
     return rc;
 }
