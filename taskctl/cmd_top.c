@@ -217,8 +217,9 @@ static void render_workers(const struct view *v, const char **nodes, int n, stru
             fmt_duration(json_object_get_double(up), uptime, sizeof(uptime));
         frame_add(f, false, "%-40s %6s %8s %9s %9s %7s %9s", nodes[i],
                   or_dash(path2(st, "pool", "max-concurrency")), running,
-                  or_dash(path2(st, "total", "received")), or_dash(path2(st, "total", "succeeded")),
-                  or_dash(path2(st, "total", "failed")), uptime);
+                  /* stats "total" is Celery's per-task-name count; taskd's counters are here */
+                  or_dash(path2(st, "taskd", "received")), or_dash(path2(st, "taskd", "succeeded")),
+                  or_dash(path2(st, "taskd", "failed")), uptime);
     }
 }
 

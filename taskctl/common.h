@@ -66,6 +66,7 @@ bool ctl_confirm(const char *prompt);
 int cmd_send(const struct globals *g, int argc, char **argv);
 int cmd_workers(const struct globals *g, int argc, char **argv);
 int cmd_inspect(const struct globals *g, int argc, char **argv);
+int cmd_control(const struct globals *g, int argc, char **argv);
 int cmd_revoke(const struct globals *g, int argc, char **argv);
 int cmd_events(const struct globals *g, int argc, char **argv);
 int cmd_queues(const struct globals *g, int argc, char **argv);

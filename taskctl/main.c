@@ -21,8 +21,17 @@ static const struct cmd cmds[] = {
      "Print the state and result of task ID without waiting (exit 3: no record of the id)."},
     {"workers", cmd_workers, "workers [--timeout S]",
      "Ping every worker (taskd and Celery) and list those that answer within --timeout (1 s)."},
-    {"inspect", cmd_inspect, "inspect active|registered|stats|revoked [--timeout S]",
-     "Ask every worker for its running tasks, registered tasks, statistics or revoked ids."},
+    {"inspect", cmd_inspect, "inspect COMMAND [ARG...] [--timeout S] [--destination NODE,...]\n"
+                             "       (active reserved scheduled active_queues registered revoked\n"
+                             "        stats conf query_task clock report ping; no COMMAND: list)",
+     "Ask every worker (or --destination's) what Celery's `celery inspect COMMAND` asks: running,\n"
+     "reserved and scheduled tasks, queues, registered tasks, statistics, configuration, ..."},
+    {"control", cmd_control, "control COMMAND [ARG...] [--timeout S] [--destination NODE,...]\n"
+                             "       (revoke terminate rate_limit time_limit add_consumer\n"
+                             "        cancel_consumer pool_grow pool_shrink pool_restart autoscale\n"
+                             "        enable_events disable_events heartbeat shutdown)",
+     "Send Celery's `celery control COMMAND` to every worker (or --destination's) and print the\n"
+     "answers; exit 4 on an error answer, 3 when nobody answered."},
     {"revoke", cmd_revoke, "revoke ID [--terminate] [--timeout S]",
      "Revoke task ID on every worker, now and later (kept in the broker); --terminate also\n"
      "kills the process running it."},

@@ -52,7 +52,8 @@ static int broadcast(struct pidbox *p, struct pidbox_req *r, double timeout_s)
     json_object_object_add(req, "method", json_object_new_string(r->method));
     json_object_object_add(req, "arguments", r->arguments ? r->arguments : json_object_new_object());
     r->arguments = NULL;
-    json_object_object_add(req, "destination", NULL);
+    json_object_object_add(req, "destination", r->destination);
+    r->destination = NULL;
     json_object_object_add(req, "pattern", NULL);
     json_object_object_add(req, "matcher", NULL);
     json_object_object_add(req, "ticket", json_object_new_string(r->ticket));

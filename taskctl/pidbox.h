@@ -21,6 +21,7 @@ struct pidbox {
 struct pidbox_req {
     const char *method;
     json_object *arguments;  /* given away (may be NULL: {}) */
+    json_object *destination; /* given away: an array of node names; NULL: every worker */
     json_object *replies;    /* out: {node: reply}; the caller puts it */
     char ticket[37];         /* set by pidbox_ask */
 };

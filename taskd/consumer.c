@@ -251,6 +251,7 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
         goto out;
     }
     if (!due_checked && m.eta > now + 0.001) {
+        events_task_msg(w, "task-received", &m); /* with its eta: inspect scheduled lists it */
         hold(w, d, m.eta); /* under a second (the cascade's granularity), or no cascade */
         goto out;
     }
@@ -265,6 +266,7 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
     job->d = *d;
     job->m = m;
     job->def = task_registry_find(m.task);
+    job->announced = due_checked; /* out of an eta hold: task-received went out then */
     memset(d, 0, sizeof(*d));
     memset(&m, 0, sizeof(m));
     double wait = rate_take(w, job->m.task);
@@ -347,4 +349,99 @@ int consumer_next_due_ms(const struct worker *w)
     }
     double ms = (first - task__now_wall()) * 1000.0;
     return ms <= 0 ? 0 : (int)ms + 1;
+}
+
+/* worker.queues with `add` appended or `drop` left out (either may be NULL), so a reconnect or
+ * consumer_resume consumes what pidbox add_consumer / cancel_consumer left. */
+static int set_queues(struct worker *w, const char *add, const char *drop)
+{
+    size_t size = 1 + (add != NULL ? strlen(add) + 1 : 0);
+    for (int i = 0; i < w->cfg->queues.n; i++)
+        size += strlen(w->cfg->queues.v[i]) + 1;
+    char *list = malloc(size), *p = list;
+    if (list == NULL)
+        return TASK_ENOMEM;
+    *p = '\0';
+    for (int i = 0; i < w->cfg->queues.n; i++)
+        if (drop == NULL || strcmp(w->cfg->queues.v[i], drop) != 0)
+            p += sprintf(p, "%s%s", p == list ? "" : ",", w->cfg->queues.v[i]);
+    if (add != NULL)
+        sprintf(p, "%s%s", p == list ? "" : ",", add);
+    task_error err = {0};
+    int rc = task_config_set(w->cfg, "worker.queues", list, "pidbox", &err);
+    if (rc != 0)
+        log_event(LV_WARN, rc, "queues_update_failed", "detail=\"%s\"", err.msg);
+    free(list);
+    return rc;
+}
+
+static int tag_index(const struct worker *w, const char *queue)
+{
+    for (int i = 0; i < w->ntags; i++)
+        if (w->tag_queues[i] != NULL && strcmp(w->tag_queues[i], queue) == 0)
+            return i;
+    return -1;
+}
+
+bool consumer_has_queue(const struct worker *w, const char *queue)
+{
+    for (int i = 0; i < w->cfg->queues.n; i++)
+        if (strcmp(w->cfg->queues.v[i], queue) == 0)
+            return true;
+    return false;
+}
+
+int consumer_add_queue(struct worker *w, const char *queue)
+{
+    if (consumer_has_queue(w, queue))
+        return 0;
+    if (w->cfg->queues.n >= 32 || strchr(queue, ',') != NULL)
+        return TASK_EINVAL; /* w->tags holds 32; a comma would split it in worker.queues */
+    int rc = set_queues(w, queue, NULL);
+    if (rc != 0 || w->conn == NULL || w->paused)
+        return rc; /* consumed when the connection (or a pool child) is back */
+    rc = worker_ensure_queue(w, queue);
+    if (rc == 0 && delay_fits(queue))
+        rc = delay_bind_queue(w, queue);
+    if (rc == 0) {
+        w->tag_queues[w->ntags] = strdup(queue);
+        if (w->tag_queues[w->ntags] == NULL)
+            rc = TASK_ENOMEM;
+    }
+    if (rc == 0)
+        rc = task__conn_consume(w->conn, CH_CONSUME, queue, false, amqp_empty_table,
+                                &w->tags[w->ntags++]);
+    if (rc != 0)
+        (void)set_queues(w, NULL, queue); /* not consumed: not kept either */
+    if (rc == 0)
+        log_event(LV_INFO, 0, "consumer_added", "queue=%s", log_v(queue));
+    else
+        log_event(LV_WARN, rc, "consumer_add_failed", "queue=%s detail=\"%s\"", log_v(queue),
+                  task__conn_errmsg(w->conn));
+    return rc;
+}
+
+int consumer_cancel_queue(struct worker *w, const char *queue)
+{
+    if (!consumer_has_queue(w, queue))
+        return TASK_ENOTFOUND;
+    int rc = set_queues(w, NULL, queue);
+    int i = tag_index(w, queue);
+    if (rc != 0 || i < 0)
+        return rc;
+    if (w->tags[i] != NULL && w->conn != NULL) {
+        /* Deliveries already here stay ours and run, as with Celery. */
+        amqp_basic_cancel(task__conn_amqp(w->conn), CH_CONSUME, amqp_cstring_bytes(w->tags[i]));
+        rc = task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)),
+                              "basic.cancel");
+    }
+    free(w->tags[i]);
+    free(w->tag_queues[i]);
+    w->ntags--;
+    w->tags[i] = w->tags[w->ntags];
+    w->tag_queues[i] = w->tag_queues[w->ntags];
+    w->tags[w->ntags] = w->tag_queues[w->ntags] = NULL;
+    log_event(rc == 0 ? LV_INFO : LV_WARN, rc, rc == 0 ? "consumer_cancelled" : "cancel_failed",
+              "queue=%s", log_v(queue));
+    return rc;
 }

@@ -2,15 +2,19 @@
  * control.c - remote control over Celery's pidbox layout (celery-protocol.md section 6): a
  * fanout exchange `celery.pidbox`, one `<node>.celery.pidbox` queue per worker, replies on
  * `reply.celery.pidbox` with the request's ticket. So `celery inspect ping` and
- * `app.control.revoke()` work against taskd. Commands: ping, registered, active, stats,
- * revoked, revoke (terminate), shutdown.
+ * `app.control.revoke()` work against taskd. Every command of Celery 5.2's worker answers:
+ * inspect replies are built in inspect.c, control commands act here (the table `handlers`);
+ * Python-only tools answer a "not supported by taskd" error.
  */
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "task_limits.h"
 #include "control.h"
+#include "inspect.h"
 #include "log.h"
 #include "metrics.h"
 #include "worker.h"
@@ -172,101 +176,29 @@ const char *control_revoke_id(json_object *args, size_t i)
     return id != NULL && id[0] != '\0' && strlen(id) <= TASK__ID_MAX ? id : NULL;
 }
 
-static json_object *registered(void)
+static bool is_running(const struct worker *w, const char *id)
 {
-    json_object *list = json_object_new_array();
-    int n = task_registry_count();
-    const char **names = calloc((size_t)n + 1, sizeof(*names));
-    for (int i = 0; names && i < n; i++)
-        names[i] = task_registry_at(i)->name;
-    for (int i = 1; names && i < n; i++) /* sorted, as Celery answers */
-        for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
-            const char *t = names[j];
-            names[j] = names[j - 1];
-            names[j - 1] = t;
-        }
-    for (int i = 0; names && i < n; i++)
-        json_object_array_add(list, json_object_new_string(names[i]));
-    free(names);
-    return list;
-}
-
-static json_object *active(const struct worker *w)
-{
-    json_object *list = json_object_new_array();
-    double wall_minus_mono = task__now_wall() - task__now_mono();
-    for (int i = 0; i < w->pool.n; i++) {
-        for (const struct job *j = w->pool.ch[i].running; j != NULL; j = j->next) {
-            json_object *o = json_object_new_object();
-            json_object_object_add(o, "id", json_object_new_string(j->m.id));
-            json_object_object_add(o, "name", json_object_new_string(j->m.task));
-            json_object_object_add(o, "args", json_object_get(j->m.args));
-            json_object_object_add(o, "kwargs", json_object_get(j->m.kwargs));
-            json_object_object_add(o, "type", json_object_new_string(j->m.task));
-            json_object_object_add(o, "hostname", json_object_new_string(w->hostname));
-            json_object_object_add(o, "time_start",
-                                   json_object_new_double(j->started + wall_minus_mono));
-            json_object_object_add(o, "acknowledged", json_object_new_boolean(0));
-            json_object *di = json_object_new_object();
-            json_object_object_add(di, "exchange", json_object_new_string(j->d.exchange));
-            json_object_object_add(di, "routing_key", json_object_new_string(j->d.routing_key));
-            json_object_object_add(di, "priority", json_object_new_int(j->m.priority));
-            json_object_object_add(di, "redelivered", json_object_new_boolean(j->d.redelivered));
-            json_object_object_add(o, "delivery_info", di);
-            json_object_object_add(o, "worker_pid", json_object_new_int(w->pool.ch[i].pid));
-            json_object_array_add(list, o);
-        }
-    }
-    return list;
-}
-
-static json_object *stats(const struct worker *w)
-{
-    json_object *o = json_object_new_object();
-    json_object *total = json_object_new_object();
-    json_object_object_add(total, "received", json_object_new_int64((int64_t)w->n_received));
-    json_object_object_add(total, "succeeded", json_object_new_int64((int64_t)w->n_succeeded));
-    json_object_object_add(total, "failed", json_object_new_int64((int64_t)w->n_failed));
-    json_object_object_add(total, "retried", json_object_new_int64((int64_t)w->n_retried));
-    json_object_object_add(total, "quarantined", json_object_new_int64((int64_t)w->n_quarantined));
-    json_object_object_add(total, "delayed", json_object_new_int64((int64_t)w->n_delayed));
-    json_object_object_add(o, "total", total);
-    json_object_object_add(o, "pid", json_object_new_int(getpid()));
-    json_object_object_add(o, "clock", json_object_new_string("0"));
-    json_object_object_add(o, "uptime", json_object_new_int((int)(task__now_mono() - w->started)));
-    json_object *pool = json_object_new_object();
-    json_object *procs = json_object_new_array();
     for (int i = 0; i < w->pool.n; i++)
-        if (w->pool.ch[i].pid > 0)
-            json_object_array_add(procs, json_object_new_int(w->pool.ch[i].pid));
-    json_object_object_add(pool, "max-concurrency",
-                           json_object_new_int(w->pool.n * w->pool.threads));
-    json_object_object_add(pool, "processes", procs);
-    json_object_object_add(pool, "threads", json_object_new_int(w->pool.threads));
-    json_object_object_add(pool, "running", json_object_new_int(pool_running(w)));
-    json_object_object_add(pool, "backlog", json_object_new_int64((int64_t)w->pool.backlog));
-    json_object_object_add(o, "pool", pool);
-    json_object_object_add(o, "prefetch_count", json_object_new_int(w->prefetch));
-    json_object_object_add(o, "held", json_object_new_int64((int64_t)w->nheld));
-    json_object_object_add(o, "unacked", json_object_new_int(w->inflight + (int)w->nheld));
-    json_object *broker = json_object_new_object();
-    const char *where = w->conn != NULL ? task__conn_where(w->conn) : "";
-    json_object_object_add(broker, "url", json_object_new_string(where));
-    json_object_object_add(o, "broker", broker);
-    json_object_object_add(o, "sw_ident", json_object_new_string("taskd"));
-    return o;
+        for (const struct job *j = w->pool.ch[i].running; j != NULL; j = j->next)
+            if (strcmp(j->m.id, id) == 0)
+                return true;
+    return false;
 }
 
 static json_object *do_revoke(struct worker *w, json_object *args)
 {
     bool terminate = task__json_get_bool(args, "terminate");
-    size_t n = control_revoke_count(args), done = 0;
-    const char *one = NULL;
+    size_t n = control_revoke_count(args), done = 0, running = 0;
+    const char *one = NULL, *one_running = NULL;
     for (size_t i = 0; i < n; i++) {
         const char *id = control_revoke_id(args, i);
         if (id == NULL)
             continue; /* counted below: an element that names no task */
         revoked_persist(w, id);
+        if (is_running(w, id)) {
+            running++;
+            one_running = id;
+        }
         pool_revoke(w, id, terminate); /* running here: cancel it, or with terminate, kill it */
         log_event(LV_INFO, 0, "task_revoked", "task_id=%s terminate=%d", log_v(id),
                   (int)terminate);
@@ -279,12 +211,18 @@ static json_object *do_revoke(struct worker *w, json_object *args)
         metrics_control_rejected(w->metrics, CONTROL_BAD_ARGUMENTS);
     }
     char msg[160];
-    snprintf(msg, sizeof(msg), "tasks %.100s flagged as revoked", done == 1 ? one : "(several)");
+    if (terminate) /* Celery names the tasks it found running */
+        snprintf(msg, sizeof(msg), "terminate: %.100s",
+                 running == 0 ? "tasks unknown" : running == 1 ? one_running : "(several)");
+    else
+        snprintf(msg, sizeof(msg), "tasks %.100s flagged as revoked",
+                 done == 1 ? one : "(several)");
     json_object *o = json_object_new_object();
     json_object_object_add(o, "ok", json_object_new_string(msg));
     return o;
 }
 
+/* Sends {hostname: value}; value NULL is Celery's None (kombu replies to every call). */
 static void reply(struct worker *w, const struct control_req *req, json_object *value)
 {
     if (req->reply_rk == NULL) {
@@ -310,6 +248,37 @@ static void reply(struct worker *w, const struct control_req *req, json_object *
     json_object_put(body);
 }
 
+static json_object *ok_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_object *nok_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static json_object *status_msg(const char *key, const char *fmt, va_list ap)
+{
+    char text[512];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, key, json_object_new_string(text));
+    return o;
+}
+
+/* Celery's ok(value) and nok(value): {"ok": ...} and {"error": ...}. */
+static json_object *ok_msg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_object *o = status_msg("ok", fmt, ap);
+    va_end(ap);
+    return o;
+}
+
+static json_object *nok_msg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_object *o = status_msg("error", fmt, ap);
+    va_end(ap);
+    return o;
+}
+
 static json_object *do_rate_limit(struct worker *w, json_object *args)
 {
     const char *name = task__json_get_str(args, "task_name");
@@ -322,57 +291,289 @@ static json_object *do_rate_limit(struct worker *w, json_object *args)
                                   json_object_is_type(lim, json_type_double)
                             ? json_object_get_string(lim)
                             : NULL;
-    json_object *value = json_object_new_object();
-    if (name != NULL && limit != NULL && task_registry_find(name) != NULL &&
-        rate_set(w, name, limit) == 0)
-        json_object_object_add(value, "ok",
-                               json_object_new_string("new rate limit set successfully"));
-    else
-        json_object_object_add(value, "error",
-                               json_object_new_string("unknown task or bad rate limit"));
-    return value;
+    /* Celery's answers, checked in its order: the limit, then the task. */
+    if (limit == NULL || rate_parse(limit) < 0)
+        return nok_msg("Invalid rate limit string: %.100s", limit ? limit : "(not a string)");
+    if (name == NULL || task_registry_find(name) == NULL || rate_set(w, name, limit) != 0)
+        return nok_msg("unknown task");
+    return ok_msg(limit[0] == '\0' ? "rate limit disabled successfully"
+                                   : "new rate limit set successfully");
 }
 
-static json_object *pong(void)
+/* An argument that is a count: an integer, or a string of one (the CLI sends ints, others may
+ * send text); `dflt` when absent or null, -1 when it is anything else. */
+static long count_arg(json_object *args, const char *key, long dflt)
 {
-    json_object *value = json_object_new_object();
-    json_object_object_add(value, "ok", json_object_new_string("pong"));
-    return value;
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(args, key, &v) || v == NULL)
+        return dflt;
+    if (json_object_is_type(v, json_type_int))
+        return (long)json_object_get_int64(v);
+    if (!json_object_is_type(v, json_type_string))
+        return -1;
+    char *end;
+    long n = strtol(json_object_get_string(v), &end, 10);
+    return *end == '\0' && end != json_object_get_string(v) ? n : -1;
 }
 
-/* The answer to a request, or NULL for one that gets none. */
+/* Seconds: a number, null or absent (0: none); NaN for anything else. */
+static double seconds_arg(json_object *args, const char *key)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(args, key, &v) || v == NULL)
+        return 0;
+    if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double))
+        return json_object_get_double(v);
+    return 0.0 / 0.0;
+}
+
+static json_object *do_pool_grow(struct worker *w, json_object *args)
+{
+    long n = count_arg(args, "n", 1);
+    if (w->autoscale.max > 0) /* Celery's answer with its autoscaler on */
+        return nok_msg("pool_grow is not supported with autoscale. Adjust autoscale range "
+                       "instead.");
+    if (n < 1 || n > POOL_GROW_MAX)
+        return nok_msg("pool_grow: n must be 1..%d", POOL_GROW_MAX);
+    int added = pool_grow(w, (int)n);
+    if (added <= 0)
+        return nok_msg("pool_grow: the pool is at its largest (%d processes: worker.pool_size "
+                       "+ %d)", w->pool.target, POOL_GROW_MAX);
+    pool_prefetch_follow(w);
+    if (added < n)
+        return ok_msg("pool will grow by %d (to %d processes, its largest)", added,
+                      w->pool.target);
+    return ok_msg("pool will grow");
+}
+
+static json_object *do_pool_shrink(struct worker *w, json_object *args)
+{
+    long n = count_arg(args, "n", 1);
+    if (w->autoscale.max > 0)
+        return nok_msg("pool_shrink is not supported with autoscale. Adjust autoscale range "
+                       "instead.");
+    if (n < 1)
+        return nok_msg("pool_shrink: n must be 1 or more");
+    int dropped = pool_shrink(w, n > INT32_MAX ? INT32_MAX : (int)n);
+    if (dropped <= 0)
+        return nok_msg("pool_shrink: the pool keeps at least one process");
+    pool_prefetch_follow(w);
+    if (dropped < n)
+        return ok_msg("pool will shrink by %d (to 1 process, its smallest)", dropped);
+    return ok_msg("pool will shrink");
+}
+
+static json_object *do_pool_restart(struct worker *w, json_object *args)
+{
+    json_object *mods = NULL;
+    json_object_object_get_ex(args, "modules", &mods);
+    if (task__json_get_bool(args, "reload") ||
+        (json_object_is_type(mods, json_type_array) && json_object_array_length(mods) > 0))
+        return nok_msg("pool_restart: taskd cannot reload task modules (restart the worker); "
+                       "without modules or reload it recycles the pool's processes");
+    if (pool_restart(w) < 0)
+        return nok_msg("pool_restart: the worker is stopping");
+    return ok_msg("reload started");
+}
+
+/* A queue name as add_consumer takes it: it also goes into the comma list worker.queues. */
+static bool queue_name_ok(const char *q)
+{
+    size_t len = q != NULL ? strlen(q) : 0;
+    return len > 0 && len <= SHORT_MAX && strchr(q, ',') == NULL && q[0] != ' ' &&
+           q[len - 1] != ' ';
+}
+
+/* add_consumer's exchange, exchange_type and routing_key: taskd binds a task queue as Celery's
+ * default does (a direct exchange and a routing key both named as the queue); other values
+ * would need a topology taskd does not declare. */
+static bool default_binding(json_object *args, const char *queue)
+{
+    const char *ex = task__json_get_str(args, "exchange");
+    const char *type = task__json_get_str(args, "exchange_type");
+    const char *rk = task__json_get_str(args, "routing_key");
+    return (ex == NULL || ex[0] == '\0' || strcmp(ex, queue) == 0) &&
+           (type == NULL || strcmp(type, "direct") == 0) &&
+           (rk == NULL || rk[0] == '\0' || strcmp(rk, queue) == 0);
+}
+
+static json_object *do_add_consumer(struct worker *w, json_object *args)
+{
+    const char *q = task__json_get_str(args, "queue");
+    if (!queue_name_ok(q))
+        return nok_msg("add_consumer: a queue name of 1..255 bytes without commas or edge "
+                       "spaces is needed");
+    if (!default_binding(args, q))
+        return nok_msg("add_consumer: taskd binds %s to a direct exchange named %s (custom "
+                       "exchange, type or routing key not supported)", q, q);
+    if (w->state != W_RUNNING)
+        return nok_msg("add_consumer: the worker is stopping");
+    if (consumer_has_queue(w, q))
+        return ok_msg("already consuming from %s", q);
+    int rc = consumer_add_queue(w, q);
+    if (rc == 0)
+        return ok_msg("add consumer %s", q);
+    json_object *r = nok_msg("add_consumer %s: %s", q,
+                             rc == TASK_EINVAL                           ? "32 queues at most"
+                             : w->conn && task__conn_errmsg(w->conn)[0] ? task__conn_errmsg(w->conn)
+                                                                        : task_strerror(rc));
+    /* A refusal (406: the queue exists with other arguments) is answered here; the connection
+     * goes on, and its next error must not read as this one. */
+    if (w->conn != NULL && task__conn_alive(w->conn))
+        task__conn_clear_error(w->conn);
+    return r;
+}
+
+static json_object *do_cancel_consumer(struct worker *w, json_object *args)
+{
+    const char *q = task__json_get_str(args, "queue");
+    if (q == NULL || !consumer_has_queue(w, q))
+        return nok_msg("cancel_consumer: not consuming from %s", q ? q : "(no queue given)");
+    int rc = consumer_cancel_queue(w, q);
+    if (rc != 0)
+        return nok_msg("cancel_consumer %s: %s", q, task_strerror(rc));
+    return ok_msg("no longer consuming from %s", q);
+}
+
+static json_object *do_time_limit(struct worker *w, json_object *args)
+{
+    const char *name = task__json_get_str(args, "task_name");
+    if (name == NULL || task_registry_find(name) == NULL)
+        return nok_msg("unknown task");
+    double soft = seconds_arg(args, "soft"), hard = seconds_arg(args, "hard");
+    if (time_limit_set(w, name, soft, hard) != 0)
+        return nok_msg("time limits must be numbers of seconds from 0 to 1e9 (or null)");
+    return ok_msg("time limits set successfully");
+}
+
+static json_object *do_events(struct worker *w, bool on)
+{
+    if (w->cfg->send_events == on)
+        return ok_msg("task events already %s", on ? "enabled" : "disabled");
+    task_error err = {0};
+    if (task_config_set(w->cfg, "worker.send_events", on ? "true" : "false", "pidbox", &err) != 0)
+        return nok_msg("%s", err.msg);
+    log_event(LV_INFO, 0, "task_events", "enabled=%d via=pidbox", (int)on);
+    return ok_msg("task events %s", on ? "enabled" : "disabled");
+}
+
+static json_object *do_shutdown(struct worker *w, json_object *args)
+{
+    (void)args;
+    log_event(LV_INFO, 0, "shutdown_requested", "via=pidbox");
+    worker_request_shutdown(w);
+    return ok_msg("shutting down");
+}
+
+/* Python-heap and cluster tools that mean nothing for a C worker: a clear error, not Celery's
+ * KeyError for an unknown command. */
+static const char *const unsupported[] = {"memsample", "memdump", "objgraph", "election",
+                                          "dump_conf_defaults", NULL};
+
+/* A command that acts on, or reads, its arguments; or one that only reads the worker. */
+typedef json_object *(*handler_fn)(struct worker *w, json_object *args);
+typedef json_object *(*view_fn)(const struct worker *w);
+
+static json_object *pong(const struct worker *w)
+{
+    (void)w;
+    return ok_msg("pong");
+}
+
+static json_object *h_revoked(struct worker *w, json_object *a)
+{
+    (void)a;
+    return revoked_list(w);
+}
+
+static json_object *h_enable(struct worker *w, json_object *a)
+{
+    (void)a;
+    return do_events(w, true);
+}
+
+static json_object *h_disable(struct worker *w, json_object *a)
+{
+    (void)a;
+    return do_events(w, false);
+}
+
+static json_object *h_heartbeat(struct worker *w, json_object *a)
+{
+    (void)a;
+    events_worker(w, "worker-heartbeat"); /* monitors ask on start */
+    return NULL;                          /* Celery's answer is None */
+}
+
+static json_object *h_terminate(struct worker *w, json_object *a)
+{
+    json_object *args = json_object_new_object();
+    json_object *id = NULL;
+    if (json_object_object_get_ex(a, "task_id", &id))
+        json_object_object_add(args, "task_id", json_object_get(id));
+    json_object_object_add(args, "terminate", json_object_new_boolean(1));
+    json_object *r = do_revoke(w, args);
+    json_object_put(args);
+    return r;
+}
+
+static json_object *h_autoscale(struct worker *w, json_object *a)
+{
+    long max = count_arg(a, "max", 0), min = count_arg(a, "min", 0);
+    if (max < 0 || min < 0 || max > INT32_MAX || min > INT32_MAX ||
+        autoscale_set(w, (int)max, (int)min) != 0)
+        return nok_msg("autoscale: needs 1 <= min <= max <= %d processes", w->pool.cap);
+    return ok_msg("autoscale now max=%d min=%d", w->autoscale.max, w->autoscale.min);
+}
+
+static const struct {
+    const char *name, *alias; /* alias: Celery's old dump_* name */
+    handler_fn act;           /* or: */
+    view_fn view;
+} handlers[] = {
+    {"ping", NULL, NULL, pong},
+    {"active", "dump_active", inspect_active, NULL},
+    {"reserved", "dump_reserved", NULL, inspect_reserved},
+    {"scheduled", "dump_schedule", NULL, inspect_scheduled},
+    {"active_queues", NULL, NULL, inspect_active_queues},
+    {"registered", "dump_tasks", inspect_registered, NULL},
+    {"revoked", "dump_revoked", h_revoked, NULL},
+    {"stats", NULL, NULL, inspect_stats},
+    {"conf", "dump_conf", NULL, inspect_conf},
+    {"query_task", NULL, inspect_query_task, NULL},
+    {"clock", NULL, NULL, inspect_clock},
+    {"report", NULL, NULL, inspect_report},
+    {"hello", NULL, inspect_hello, NULL},
+    {"revoke", NULL, do_revoke, NULL},
+    {"terminate", NULL, h_terminate, NULL},
+    {"rate_limit", NULL, do_rate_limit, NULL},
+    {"time_limit", NULL, do_time_limit, NULL},
+    {"enable_events", NULL, h_enable, NULL},
+    {"disable_events", NULL, h_disable, NULL},
+    {"heartbeat", NULL, h_heartbeat, NULL},
+    {"pool_grow", NULL, do_pool_grow, NULL},
+    {"pool_shrink", NULL, do_pool_shrink, NULL},
+    {"pool_restart", NULL, do_pool_restart, NULL},
+    {"autoscale", NULL, h_autoscale, NULL},
+    {"add_consumer", NULL, do_add_consumer, NULL},
+    {"cancel_consumer", NULL, do_cancel_consumer, NULL},
+    {"shutdown", NULL, do_shutdown, NULL},
+};
+
+/* The answer to a request; NULL is Celery's None. */
 static json_object *dispatch(struct worker *w, const struct control_req *req)
 {
     const char *method = req->method;
-    if (strcmp(method, "ping") == 0)
-        return pong();
-    if (strcmp(method, "registered") == 0)
-        return registered();
-    if (strcmp(method, "active") == 0)
-        return active(w);
-    if (strcmp(method, "stats") == 0)
-        return stats(w);
-    if (strcmp(method, "revoked") == 0)
-        return revoked_list(w);
-    if (strcmp(method, "revoke") == 0)
-        return do_revoke(w, req->args);
-    if (strcmp(method, "rate_limit") == 0)
-        return do_rate_limit(w, req->args);
-    if (strcmp(method, "heartbeat") == 0) {
-        events_worker(w, "worker-heartbeat"); /* monitors ask on start */
-        return NULL;
-    }
-    json_object *value = json_object_new_object();
-    if (strcmp(method, "shutdown") == 0) {
-        log_event(LV_INFO, 0, "shutdown_requested", "via=pidbox");
-        worker_request_shutdown(w);
-        json_object_object_add(value, "ok", json_object_new_string("shutting down"));
-        return value;
-    }
-    char err[200];
-    snprintf(err, sizeof(err), "KeyError('%.150s')", method);
-    json_object_object_add(value, "error", json_object_new_string(err));
-    return value;
+    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+        if (strcmp(method, handlers[i].name) == 0 ||
+            (handlers[i].alias != NULL && strcmp(method, handlers[i].alias) == 0))
+            return handlers[i].act ? handlers[i].act(w, req->args) : handlers[i].view(w);
+    for (size_t i = 0; unsupported[i] != NULL; i++)
+        if (strcmp(method, unsupported[i]) == 0)
+            return nok_msg("%s is not supported by taskd (a C worker: no Python heap, no "
+                           "gossip)", method);
+    /* What Celery's worker answers for a command it does not know. */
+    return nok_msg("KeyError('%.150s')", method);
 }
 
 void control_on_delivery(struct worker *w, struct task__delivery *d)
@@ -387,9 +588,7 @@ void control_on_delivery(struct worker *w, struct task__delivery *d)
     }
     if (req.for_me) {
         log_event(LV_DEBUG, 0, "control", "method=%s", log_v(req.method));
-        json_object *value = dispatch(w, &req);
-        if (value != NULL)
-            reply(w, &req, value);
+        reply(w, &req, dispatch(w, &req));
     }
     control_req_free(&req);
 }

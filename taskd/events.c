@@ -90,6 +90,14 @@ static json_object *str_or_null(const char *s)
     return s ? json_object_new_string(s) : NULL;
 }
 
+void events_task_msg(struct worker *w, const char *type, const struct task__msg *m)
+{
+    struct job j; /* events_task reads only the message */
+    memset(&j, 0, sizeof(j));
+    j.m = *m;
+    events_task(w, type, &j, NULL);
+}
+
 void events_task(struct worker *w, const char *type, const struct job *job, json_object *extra)
 {
     if (!w->cfg->send_events) {

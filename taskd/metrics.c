@@ -112,6 +112,16 @@ void metrics_received(struct metrics *m, const char *task)
         s->received++;
 }
 
+json_object *metrics_totals(const struct metrics *m)
+{
+    json_object *o = json_object_new_object();
+    for (size_t i = 0; m != NULL && i < m->n; i++)
+        if (m->s[i].received > 0)
+            json_object_object_add(o, m->s[i].task,
+                                   json_object_new_int64((int64_t)m->s[i].received));
+    return o;
+}
+
 void metrics_outcome(struct metrics *m, const char *task, enum metrics_outcome o)
 {
     struct series *s = series_for(m, task);

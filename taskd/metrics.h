@@ -38,6 +38,10 @@ void metrics_free(struct metrics *m);
 /* Each accepts m == NULL (metrics could not be allocated) and does nothing. `task` is
  * borrowed; callers pass registered names only, which bounds the label set. */
 void metrics_received(struct metrics *m, const char *task);
+/* {task: deliveries received to run} for the tasks received at least once (Celery's stats
+ * "total"); a new reference, {} when m is NULL. */
+struct json_object;
+struct json_object *metrics_totals(const struct metrics *m);
 void metrics_outcome(struct metrics *m, const char *task, enum metrics_outcome o);
 void metrics_runtime(struct metrics *m, const char *task, double seconds);
 /* A message quarantined as bad input; `reason` is an enum task__bad (a fixed set of slugs). */

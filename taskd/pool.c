@@ -22,6 +22,7 @@
 #include "worker.h"
 
 static void send_cancel(struct worker *w, struct pchild *c, const struct job *j);
+static void pool_trim(struct pool *p);
 
 static int spawn(struct worker *w, int i)
 {
@@ -37,7 +38,7 @@ static int spawn(struct worker *w, int i)
         return -e;
     }
     __atomic_store_n(&p->crash[i], 0, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&p->crash[p->n + i], 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->crash[p->cap + i], 0, __ATOMIC_SEQ_CST);
     if (pid == 0) {
         /* The parent is single-threaded here, so malloc in the child is safe. */
         int *fds = malloc((size_t)(p->n + 3 + MHTTP_MAX_FDS) * sizeof(*fds));
@@ -53,7 +54,7 @@ static int spawn(struct worker *w, int i)
         for (int k = 0; k < p->n; k++)
             if (p->ch[k].pid > 0)
                 fds[n++] = p->ch[k].fd;
-        child_main(sv[1], p->threads, fds, n, &p->crash[i], &p->crash[p->n + i]);
+        child_main(sv[1], p->threads, fds, n, &p->crash[i], &p->crash[p->cap + i]);
     }
     close(sv[1]);
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
@@ -72,10 +73,13 @@ int pool_start(struct worker *w)
     p->n = w->cfg->pool_size > 0 ? w->cfg->pool_size : (int)(cores > 0 ? cores : 1);
     p->threads = w->cfg->threads > 0 ? w->cfg->threads : 1;
     p->next_jid = 1;
-    p->ch = calloc((size_t)p->n, sizeof(*p->ch));
+    /* Room for pool_grow: children share `crash` from their fork on, so it is never moved. */
+    p->cap = p->n + POOL_GROW_MAX;
+    p->target = p->n;
+    p->ch = calloc((size_t)p->cap, sizeof(*p->ch));
     if (p->ch == NULL)
         return -ENOMEM;
-    p->crash = mmap(NULL, 2 * (size_t)p->n * sizeof(*p->crash), PROT_READ | PROT_WRITE,
+    p->crash = mmap(NULL, 2 * (size_t)p->cap * sizeof(*p->crash), PROT_READ | PROT_WRITE,
                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p->crash == MAP_FAILED) {
         p->crash = NULL;
@@ -91,12 +95,22 @@ int pool_start(struct worker *w)
     return 0;
 }
 
+/* A task's time limits: its message's, else those set by pidbox time_limit (where 0 means the
+ * worker's default, as Celery's None does), else its TASK() options, else the worker's. */
+static void job_limits(const struct worker *w, const struct job *job, double *soft, double *hard)
+{
+    const struct task__msg *m = &job->m;
+    double s = job->def->soft_time_limit, h = job->def->time_limit;
+    (void)time_limit_get(w, m->task, &s, &h);
+    *soft = m->timelimit_soft > 0 ? m->timelimit_soft : s > 0 ? s : w->cfg->soft_time_limit_s;
+    *hard = m->timelimit_hard > 0 ? m->timelimit_hard : h > 0 ? h : w->cfg->time_limit_s;
+}
+
 static json_object *job_frame(const struct worker *w, const struct job *job)
 {
     const struct task__msg *m = &job->m;
-    double soft = m->timelimit_soft > 0 ? m->timelimit_soft
-                  : job->def->soft_time_limit > 0 ? job->def->soft_time_limit
-                                                  : w->cfg->soft_time_limit_s;
+    double soft, hard;
+    job_limits(w, job, &soft, &hard);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "jid", json_object_new_int64(job->jid));
     json_object_object_add(o, "task", json_object_new_string(m->task));
@@ -150,16 +164,15 @@ static bool dispatch(struct worker *w, struct job *job)
         c->retiring = true;
         return false;
     }
-    double hard = job->m.timelimit_hard > 0 ? job->m.timelimit_hard
-                  : job->def->time_limit > 0 ? job->def->time_limit
-                                             : w->cfg->time_limit_s;
+    double soft, hard;
+    job_limits(w, job, &soft, &hard);
     job->child = i;
     job->started = task__now_mono();
     job->hard_deadline = hard > 0 ? job->started + hard : 0;
     job->next = c->running;
     c->running = job;
     c->busy++;
-    runner_started(w, job);
+    runner_started(w, job); /* STARTED and task-started: now, not when it joined the backlog */
     return true;
 }
 
@@ -328,7 +341,7 @@ static void respawn_due(struct worker *w, double now)
     struct pool *p = &w->pool;
     for (int i = 0; i < p->n && !p->stopping; i++) {
         struct pchild *c = &p->ch[i];
-        if (c->pid > 0 || c->respawn_at <= 0 || now < c->respawn_at)
+        if (c->pid > 0 || c->respawn_at <= 0 || now < c->respawn_at || i >= p->target)
             continue;
         c->respawn_at = 0;
         int rc = spawn(w, i);
@@ -388,6 +401,10 @@ static void child_died(struct worker *w, int i, int status)
     c->fd = -1;
     if (p->stopping)
         return;
+    if (i >= p->target) {
+        pool_trim(p); /* removed by pool_shrink: no replacement */
+        return;
+    }
     (void)clean;
     if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_EXIT_FATAL) {
         /* Its setup failed (memory, threads): forking it again at once would loop. */
@@ -562,7 +579,7 @@ static void send_cancel(struct worker *w, struct pchild *c, const struct job *j)
     json_object_put(o);
     if (w->pool.threads == 1) {
         /* Its one thread is busy running the task: it reads the frame only afterwards. */
-        __atomic_store_n(&w->pool.crash[w->pool.n + (c - w->pool.ch)], j->jid, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&w->pool.crash[w->pool.cap + (c - w->pool.ch)], j->jid, __ATOMIC_SEQ_CST);
         kill(c->pid, SIGUSR1);
     }
 }
@@ -588,4 +605,80 @@ void pool_revoke(struct worker *w, const char *id, bool terminate)
             kill(c->pid, SIGKILL);
         }
     }
+}
+
+/* Slots past the target that have no child any more leave the pool (from the top only, so
+ * slot numbers of the live children never change). */
+static void pool_trim(struct pool *p)
+{
+    while (p->n > p->target && p->ch[p->n - 1].pid <= 0) {
+        ipc_buf_free(&p->ch[p->n - 1].in);
+        p->ch[p->n - 1] = (struct pchild){.fd = -1};
+        p->n--;
+    }
+}
+
+/* Ask child `i` to exit once its running tasks are done (EOF on its socket). */
+static void retire(struct pool *p, int i)
+{
+    struct pchild *c = &p->ch[i];
+    c->retiring = true;
+    if (c->pid > 0 && c->busy == 0)
+        shutdown(c->fd, SHUT_WR);
+}
+
+int pool_grow(struct worker *w, int k)
+{
+    struct pool *p = &w->pool;
+    if (k < 1 || p->stopping)
+        return TASK_EINVAL;
+    int room = p->cap - p->target;
+    int add = k < room ? k : room;
+    for (int i = p->target; i < p->target + add; i++) {
+        if (i < p->n && p->ch[i].pid > 0)
+            continue; /* still retiring from a shrink: child_died replaces it now */
+        if (i >= p->n)
+            p->n = i + 1;
+        int rc = spawn(w, i);
+        if (rc != 0)
+            respawn_later(w, i, "fork_failed", -rc);
+    }
+    p->target += add;
+    log_event(LV_INFO, 0, "pool_resized", "via=pool_grow asked=%d processes=%d", k, p->target);
+    pool_drain_backlog(w);
+    return add;
+}
+
+int pool_shrink(struct worker *w, int k)
+{
+    struct pool *p = &w->pool;
+    if (k < 1 || p->stopping)
+        return TASK_EINVAL;
+    /* One process always stays: with none, consuming would pause (consumer_pause). */
+    int drop = k < p->target - 1 ? k : p->target - 1;
+    for (int i = p->target - drop; i < p->target; i++) {
+        if (p->ch[i].pid > 0)
+            retire(p, i);
+        p->ch[i].respawn_at = 0;
+    }
+    p->target -= drop;
+    pool_trim(p);
+    log_event(LV_INFO, 0, "pool_resized", "via=pool_shrink asked=%d processes=%d", k, p->target);
+    return drop;
+}
+
+int pool_restart(struct worker *w)
+{
+    struct pool *p = &w->pool;
+    if (p->stopping)
+        return TASK_EINVAL;
+    int n = 0;
+    for (int i = 0; i < p->target; i++) {
+        if (p->ch[i].pid > 0 && !p->ch[i].retiring) {
+            retire(p, i); /* child_died forks its replacement */
+            n++;
+        }
+    }
+    log_event(LV_INFO, 0, "pool_restart", "children=%d", n);
+    return n;
 }

@@ -17,6 +17,9 @@ struct bucket {
     double rate;            /* tokens per second; 0: no limit */
     double tokens;
     double last;            /* task__now_mono() of the last refill */
+    char text[40];          /* the limit as set ("10/s"), for inspect registered; "": none */
+    bool tl_set;            /* time limits set at run time (pidbox time_limit) */
+    double soft, hard;      /* those limits; 0: the worker's default */
 };
 
 /* "10/s" -> 10.0; "100/m" -> 1.67; "" or "0" -> 0 (no limit); -1 for nonsense. */
@@ -62,6 +65,8 @@ static struct bucket *bucket_for(struct worker *w, const char *name, bool create
     b->last = task__now_mono();
     const task_def *def = task_registry_find(name);
     b->rate = def && def->rate_limit ? rate_parse(def->rate_limit) : 0;
+    if (b->rate > 0)
+        snprintf(b->text, sizeof(b->text), "%s", def->rate_limit);
     if (b->rate < 0) {
         log_event(LV_WARN, 0, "rate_limit_invalid", "task=%s rate_limit=%s action=ignored",
                   log_v(name), log_v(def->rate_limit));
@@ -77,6 +82,7 @@ int rate_set(struct worker *w, const char *name, const char *limit)
     if (b == NULL)
         return -1;
     b->rate = rate;
+    snprintf(b->text, sizeof(b->text), "%s", rate > 0 ? limit : "");
     log_event(LV_INFO, 0, "rate_limit_set", "task=%s rate_limit=%s", log_v(name), log_v(limit));
     return 0;
 }
@@ -101,6 +107,10 @@ double rate_take(struct worker *w, const char *name)
 
 void rate_wait(struct worker *w, struct job *job, double delay_s)
 {
+    /* Received now (inspect reserved lists it), started when its token comes. */
+    if (!job->announced)
+        events_task(w, "task-received", job, NULL);
+    job->announced = true;
     job->rate_due = task__now_mono() + delay_s;
     job->next = NULL;
     if (w->rate_tail != NULL)
@@ -184,4 +194,38 @@ void rate_free(struct worker *w)
     free(w->buckets);
     w->buckets = NULL;
     w->nbuckets = 0;
+}
+
+const char *rate_limit_text(struct worker *w, const char *name)
+{
+    struct bucket *b = bucket_for(w, name, true);
+    return b != NULL && b->text[0] != '\0' ? b->text : NULL;
+}
+
+int time_limit_set(struct worker *w, const char *name, double soft, double hard)
+{
+    if (!(soft >= 0 && soft <= 1e9) || !(hard >= 0 && hard <= 1e9))
+        return TASK_EINVAL; /* also NaN */
+    struct bucket *b = bucket_for(w, name, true);
+    if (b == NULL)
+        return TASK_ENOMEM;
+    b->tl_set = true;
+    b->soft = soft;
+    b->hard = hard;
+    log_event(LV_INFO, 0, "time_limit_set", "task=%s soft_s=%g hard_s=%g", log_v(name), soft,
+              hard);
+    return 0;
+}
+
+bool time_limit_get(const struct worker *w, const char *name, double *soft, double *hard)
+{
+    for (int i = 0; i < w->nbuckets; i++) {
+        const struct bucket *b = &w->buckets[i];
+        if (b->tl_set && strcmp(b->name, name) == 0) {
+            *soft = b->soft;
+            *hard = b->hard;
+            return true;
+        }
+    }
+    return false;
 }

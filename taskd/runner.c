@@ -132,13 +132,15 @@ void job_free(struct job *job)
 
 void runner_start(struct worker *w, struct job *job)
 {
-    events_task(w, "task-received", job, NULL);
+    if (!job->announced) /* once per delivery, as Celery: not again after an eta or rate wait */
+        events_task(w, "task-received", job, NULL);
     pool_submit(w, job);
 }
 
 void runner_started(struct worker *w, struct job *job)
 {
-    /* Here, not when it joins the backlog: a status page must tell queued from running. */
+    /* Here, not when it joins the backlog: a status page must tell queued from running, and
+     * monitors' state agrees with inspect active. */
     if (job->def->track_started || w->cfg->track_started) {
         json_object *meta = json_object_new_object();
         json_object_object_add(meta, "pid", json_object_new_int(getpid()));

@@ -73,14 +73,11 @@ int worker_init(struct worker *w, task_config *cfg)
     if (rc != 0)
         return rc;
     /* Every child is polled, however many worker.pool_size asks for. */
-    w->pfd = calloc((size_t)(2 + w->pool.n + MHTTP_MAX_FDS), sizeof(*w->pfd));
-    w->pfd_child = calloc((size_t)w->pool.n, sizeof(*w->pfd_child));
+    w->pfd = calloc((size_t)(2 + w->pool.cap + MHTTP_MAX_FDS), sizeof(*w->pfd));
+    w->pfd_child = calloc((size_t)w->pool.cap, sizeof(*w->pfd_child));
     if (w->pfd == NULL || w->pfd_child == NULL)
         return -ENOMEM;
-    long slots = (long)w->pool.n * w->pool.threads;
-    long prefetch = slots * (cfg->prefetch_multiplier > 0 ? cfg->prefetch_multiplier : 4) +
-                    cfg->confirm_window;
-    w->prefetch = (int)(prefetch > 65535 ? 65535 : prefetch);
+    pool_prefetch_follow(w); /* no connection yet: it only sets w->prefetch */
     return 0;
 }
 
@@ -424,6 +421,7 @@ static int turn(struct worker *w)
     if (ready > 0 && (pfd[0].revents & POLLIN))
         on_signal(w);
     pool_check_limits(w);
+    autoscale_tick(w);
     if (w->conn == NULL)
         return 0;
     lease_tick(w);
@@ -526,7 +524,7 @@ void worker_free(struct worker *w)
     }
     free(w->pool.ch);
     if (w->pool.crash != NULL)
-        munmap(w->pool.crash, 2 * (size_t)w->pool.n * sizeof(*w->pool.crash));
+        munmap(w->pool.crash, 2 * (size_t)w->pool.cap * sizeof(*w->pool.crash));
     lease_free(w);
     task__replies_free(&w->revoked);
     task__topo_free(&w->topo);

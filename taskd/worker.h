@@ -53,6 +53,7 @@ struct job {
     double lease_renew_at;  /* task__now_mono() to renew the lease */
     int stash;              /* finished while the broker was away (lease.h): STASH_* */
     json_object *stash_reply; /* what its child said (STASH_DONE), owned */
+    bool announced;         /* task-received sent already (at its eta hold or rate wait) */
 };
 
 /* A pool child as the supervisor sees it. */
@@ -71,16 +72,21 @@ struct pchild {
     struct job *running;
 };
 
+/* Slots pool_grow may add beyond worker.pool_size. */
+#define POOL_GROW_MAX 64
+
 struct pool {
-    struct pchild *ch;
+    struct pchild *ch;      /* cap slots; [0, n) in use */
     int n, threads;
+    int cap;                /* slots allocated (ch, crash) */
+    int target;             /* slots to keep a child in: [target, n) are retiring (shrink) */
     struct job *bl_head, *bl_tail; /* deliveries waiting for a free slot */
     size_t backlog;
     int64_t next_jid;
     bool stopping;          /* do not respawn */
     bool cold;              /* children killed by us: their jobs go back to the queue */
     int64_t *crash;         /* shared with the children: [slot] the jid whose thread crashed,
-                             * [n + slot] the jid a one-thread child must cancel (SIGUSR1) */
+                             * [cap + slot] the jid a one-thread child must cancel (SIGUSR1) */
 };
 
 /* Publishes awaiting a confirm, in sequence order. */
@@ -106,6 +112,13 @@ struct stream_batch {
 struct held {
     double due;             /* wall-clock seconds */
     struct task__delivery d;
+};
+
+/* pidbox autoscale (autoscale.c); max 0: off, the pool keeps the size it is given. */
+struct autoscaler {
+    int min, max;           /* processes */
+    double last_up;         /* task__now_mono() of the last growth (shrinking waits after it) */
+    double next_check;
 };
 
 struct worker {
@@ -160,6 +173,7 @@ struct worker {
     double drain_deadline;  /* warm shutdown turns cold after this (task__now_mono()) */
     uint64_t n_received, n_succeeded, n_failed, n_retried, n_quarantined;
     struct metrics *metrics; /* per-task counters for /metrics (metrics.h) */
+    struct autoscaler autoscale;
     struct mhttp *mhttp;     /* the /metrics endpoint; NULL: worker.metrics_listen is off */
 };
 
@@ -264,6 +278,8 @@ void events_worker(struct worker *w, const char *type);   /* worker-online/heart
 void events_tick(struct worker *w);                        /* heartbeat when due */
 /* A task event; `extra` (new reference, may be NULL) is merged into it and released. */
 void events_task(struct worker *w, const char *type, const struct job *job, json_object *extra);
+/* The same for a message that has no job yet (held for its eta). */
+void events_task_msg(struct worker *w, const char *type, const struct task__msg *m);
 
 /* ratelimit.c */
 double rate_parse(const char *text);
@@ -276,6 +292,13 @@ void rate_drop(struct worker *w, bool requeue);
 void rate_free(struct worker *w);
 /* Give back the jobs waiting for a token that were received before `before` (mono). */
 void rate_give_back(struct worker *w, double before);
+/* The rate limit of task `name` as set ("10/s"), or NULL for none. */
+const char *rate_limit_text(struct worker *w, const char *name);
+/* pidbox time_limit: task `name` runs with these limits (seconds; 0: the worker's default, as
+ * Celery's None) unless its message carries its own. 0, TASK_EINVAL or TASK_ENOMEM. */
+int time_limit_set(struct worker *w, const char *name, double soft, double hard);
+/* The limits time_limit_set() gave `name`: false when it gave none. */
+bool time_limit_get(const struct worker *w, const char *name, double *soft, double *hard);
 
 /* pool.c */
 int pool_start(struct worker *w);
@@ -304,6 +327,23 @@ void pool_drop_jobs(struct worker *w);
 void pool_requeue_backlog(struct worker *w);
 /* Give back the backlog's jobs received before `before` (task__now_mono()). */
 void pool_give_back(struct worker *w, double before);
+/* pidbox pool_grow / pool_shrink: fork `k` more children (up to POOL_GROW_MAX beyond the
+ * configured size) or retire `k` (after their running tasks; one always stays). The number
+ * added or removed, or TASK_EINVAL (k < 1, stopping). */
+int pool_grow(struct worker *w, int k);
+int pool_shrink(struct worker *w, int k);
+/* autoscale.c: prefetch follows the pool's size (pool_grow/shrink, autoscale), as Celery's. */
+void pool_prefetch_follow(struct worker *w);
+/* pidbox autoscale MAX MIN (0: keep the one set before): 0, or TASK_EINVAL (MIN < 1, MIN > MAX,
+ * MAX beyond worker.pool_size + POOL_GROW_MAX). Resizes at once into the range. */
+int autoscale_set(struct worker *w, int max, int min);
+/* Once a loop turn: grow or shrink by demand when autoscale is on (acts once a second). */
+void autoscale_tick(struct worker *w);
+/* Tasks running or waiting for a slot or a rate-limit token (Celery's autoscaler "qty"). */
+int autoscale_demand(const struct worker *w);
+/* pidbox pool_restart: every child finishes its tasks, exits and is replaced by a fresh fork.
+ * The number of children recycled, or TASK_EINVAL (stopping). */
+int pool_restart(struct worker *w);
 
 
 /* consumer.c */
@@ -326,5 +366,12 @@ void consumer_release_due(struct worker *w);
 int consumer_next_due_ms(const struct worker *w);
 /* Give back the deliveries held for their eta that were received before `before` (mono). */
 void consumer_give_back(struct worker *w, double before);
+/* pidbox add_consumer / cancel_consumer: consume `queue` too (declared as the configured ones
+ * are), or stop consuming it. worker.queues follows, so a reconnect keeps the change. 0,
+ * TASK_EINVAL (33rd queue, a comma in the name), TASK_ENOTFOUND (cancel: not consumed) or the
+ * connection's error. */
+int consumer_add_queue(struct worker *w, const char *queue);
+int consumer_cancel_queue(struct worker *w, const char *queue);
+bool consumer_has_queue(const struct worker *w, const char *queue);
 
 #endif

@@ -17,13 +17,17 @@ struct stub_calls {
     int rate_sets;
     int shutdowns;
     int heartbeats;
+    int pool_grows, pool_shrinks, pool_restarts; /* their n summed (restarts: calls) */
+    int consumers_added, consumers_cancelled;
+    int time_limits;
     int control_rejected;   /* metrics_control_rejected() calls */
     int last_reject_reason;
     unsigned stream_rejected;
 };
 extern struct stub_calls stub_calls;
 
-/* A zeroed worker named `hostname`, with an empty revoked set and no connection. */
+/* A zeroed worker named `hostname`, with an empty revoked set, the default config, a pool of
+ * no processes and no connection. */
 struct worker *stub_worker_new(const char *hostname);
 void stub_worker_free(struct worker *w);
 

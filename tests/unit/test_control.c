@@ -194,6 +194,108 @@ static void every_method_answers_a_well_formed_request(void **state)
     assert_int_equal(stub_calls.shutdowns, 1);
 }
 
+/* Issue 22: every command of Celery 5.2's worker answers, also with junk arguments, and the
+ * reply is the {node: value} Celery's tools read. */
+static void every_celery_command_answers(void **state)
+{
+    (void)state;
+    const char *methods[] = {"ping", "active", "reserved", "scheduled", "active_queues",
+                             "registered", "revoked", "stats", "conf", "query_task", "clock",
+                             "report", "hello", "dump_active", "dump_reserved", "dump_schedule",
+                             "dump_tasks", "dump_revoked", "dump_conf", "rate_limit",
+                             "time_limit", "enable_events", "disable_events", "heartbeat",
+                             "pool_grow", "pool_shrink", "pool_restart", "autoscale",
+                             "add_consumer", "cancel_consumer", "revoke", "terminate"};
+    const char *args[] = {"{}", "{\"n\":\"x\",\"queue\":[1],\"ids\":7,\"task_id\":{},"
+                                "\"taskinfoitems\":[null,3],\"soft\":\"a\",\"max\":-1,"
+                                "\"from_node\":5,\"revoked\":[null,\"\"],\"safe\":\"yes\"}"};
+    int n = 0;
+    for (size_t a = 0; a < 2; a++) {
+        for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+            char body[600];
+            snprintf(body, sizeof(body), "{\"method\":\"%s\",\"arguments\":%s" REPLY "}",
+                     methods[i], args[a]);
+            deliver(body);
+            assert_int_equal(stub_calls.replies, ++n);
+            char want[300];
+            snprintf(want, sizeof(want), "{\"" HOST "\":");
+            assert_memory_equal(stub_calls.reply_body, want, strlen(want));
+            assert_null(strstr(stub_calls.reply_body, "KeyError"));
+        }
+    }
+    assert_int_equal(stub_calls.consumers_added, 0);    /* no queue name in either */
+    assert_int_equal(stub_calls.pool_grows, 1);         /* {} is n=1; "x" is refused */
+    assert_int_equal(stub_calls.time_limits, 0);        /* no task named */
+    assert_int_equal(stub_calls.shutdowns, 0);
+}
+
+static void python_only_tools_say_not_supported(void **state)
+{
+    (void)state;
+    const char *methods[] = {"memdump", "memsample", "objgraph", "election"};
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        char body[300];
+        snprintf(body, sizeof(body), "{\"method\":\"%s\"" REPLY "}", methods[i]);
+        deliver(body);
+        assert_non_null(strstr(stub_calls.reply_body, "\"error\""));
+        assert_non_null(strstr(stub_calls.reply_body, "not supported by taskd"));
+    }
+    deliver("{\"method\":\"heartbeat\"" REPLY "}");
+    assert_string_equal(stub_calls.reply_body, "{\"" HOST "\":null}"); /* Celery's None */
+}
+
+static void add_consumer_checks_the_queue(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "{\"queue\":\"\"}", "{\"queue\":\"a,b\"}", "{\"queue\":\" a\"}",
+        "{\"queue\":\"q\",\"exchange\":\"other\"}", "{\"queue\":\"q\",\"exchange_type\":\"topic\"}",
+        "{\"queue\":\"q\",\"routing_key\":\"rk\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char body[300];
+        snprintf(body, sizeof(body), "{\"method\":\"add_consumer\",\"arguments\":%s" REPLY "}",
+                 bad[i]);
+        deliver(body);
+        assert_non_null(strstr(stub_calls.reply_body, "\"error\""));
+    }
+    assert_int_equal(stub_calls.consumers_added, 0);
+    deliver("{\"method\":\"add_consumer\",\"arguments\":{\"queue\":\"q2\",\"exchange\":null,"
+            "\"exchange_type\":\"direct\",\"routing_key\":null}" REPLY "}");
+    assert_string_equal(stub_calls.reply_body, "{\"" HOST "\":{\"ok\":\"add consumer q2\"}}");
+    deliver("{\"method\":\"active_queues\"" REPLY "}");
+    assert_non_null(strstr(stub_calls.reply_body, "\"name\":\"q2\""));
+    deliver("{\"method\":\"cancel_consumer\",\"arguments\":{\"queue\":\"q2\"}" REPLY "}");
+    assert_string_equal(stub_calls.reply_body,
+                        "{\"" HOST "\":{\"ok\":\"no longer consuming from q2\"}}");
+    deliver("{\"method\":\"cancel_consumer\",\"arguments\":{\"queue\":\"q2\"}" REPLY "}");
+    assert_non_null(strstr(stub_calls.reply_body, "\"error\""));
+    assert_int_equal(stub_calls.consumers_added, 1);
+    assert_int_equal(stub_calls.consumers_cancelled, 1);
+}
+
+static void pool_commands_take_counts(void **state)
+{
+    (void)state;
+    deliver("{\"method\":\"pool_grow\",\"arguments\":{\"n\":2}" REPLY "}");
+    assert_string_equal(stub_calls.reply_body, "{\"" HOST "\":{\"ok\":\"pool will grow\"}}");
+    deliver("{\"method\":\"pool_grow\",\"arguments\":{\"n\":\"1\"}" REPLY "}");
+    deliver("{\"method\":\"pool_grow\",\"arguments\":{\"n\":0}" REPLY "}");
+    assert_non_null(strstr(stub_calls.reply_body, "\"error\""));
+    deliver("{\"method\":\"pool_grow\",\"arguments\":{\"n\":1e300}" REPLY "}");
+    assert_non_null(strstr(stub_calls.reply_body, "\"error\""));
+    assert_int_equal(stub_calls.pool_grows, 3);
+    deliver("{\"method\":\"pool_shrink\",\"arguments\":{\"n\":9}" REPLY "}");
+    assert_non_null(strstr(stub_calls.reply_body, "shrink by 3"));
+    deliver("{\"method\":\"pool_shrink\"" REPLY "}");
+    assert_non_null(strstr(stub_calls.reply_body, "at least one process"));
+    deliver("{\"method\":\"pool_restart\",\"arguments\":{\"reload\":true}" REPLY "}");
+    assert_non_null(strstr(stub_calls.reply_body, "cannot reload"));
+    assert_int_equal(stub_calls.pool_restarts, 0);
+    deliver("{\"method\":\"pool_restart\"" REPLY "}");
+    assert_int_equal(stub_calls.pool_restarts, 1);
+}
+
 int main(void)
 {
     (void)log_set_level("error");
@@ -206,6 +308,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(every_method_answers_a_well_formed_request, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(every_celery_command_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(python_only_tools_say_not_supported, setup, teardown),
+        cmocka_unit_test_setup_teardown(add_consumer_checks_the_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(pool_commands_take_counts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
