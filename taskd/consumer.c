@@ -9,6 +9,7 @@
 #include "delay.h"
 #include "log.h"
 #include "metrics.h"
+#include "orphan.h"
 #include "stream.h"
 #include "worker.h"
 
@@ -231,6 +232,9 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
         quarantine(w, d, &m, reason, err.msg);
         goto out;
     }
+    /* Back after our connection broke, while its first run goes on (or just ended) here. */
+    if (d->redelivered && orphan_adopt(w, d, m.id))
+        goto out;
     if (task_registry_find(m.task) == NULL) {
         char detail[300];
         snprintf(detail, sizeof(detail), "no task named '%s' is registered", m.task);

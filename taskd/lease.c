@@ -1,16 +1,29 @@
 /* lease.c - see lease.h. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lease.h"
 #include "log.h"
+#include "orphan.h"
 #include "msgcopy.h"
 #include "txchan.h"
 
+/* taskd.lease.<id>; an id too long for a queue name (255 bytes) keeps its first 200 bytes
+ * and gets a 64-bit FNV-1a hash of the whole id after them. */
 static bool lease_name(const struct job *job, char *buf, size_t size)
 {
-    int n = snprintf(buf, size, LEASE_PREFIX "%s", job->m.id != NULL ? job->m.id : "");
-    return job->m.id != NULL && n > 0 && n <= 255 && (size_t)n < size;
+    const char *id = job->m.id;
+    if (id == NULL || size < 256)
+        return false;
+    int n = snprintf(buf, size, LEASE_PREFIX "%s", id);
+    if (n > 0 && n <= 255)
+        return true;
+    uint64_t h = 14695981039346656037ULL;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    n = snprintf(buf, size, LEASE_PREFIX "%.200s.%016llx", id, (unsigned long long)h);
+    return n > 0 && n <= 255;
 }
 
 static int64_t lease_ms(const struct worker *w)
@@ -33,7 +46,33 @@ static int declare(struct worker *w, const struct job *job, const char *name)
          .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(job->d.queue)}},
     };
     amqp_table_t args = {.num_entries = 4, .entries = e};
-    return task__conn_declare_queue(w->conn, CH_LEASE, name, true, false, false, args);
+    uint16_t refused = 0;
+    int rc = task__conn_declare_probe(w->conn, CH_LEASE, name, false, args, NULL, &refused);
+    if (rc == 0 || refused == 0)
+        return rc;
+    /* The broker closed the channel (answered). 406: the queue exists with other arguments
+     * (declared by a worker with another worker.lease, or before a reload): take it as it
+     * is, its own TTL governs; asking again with ours would be refused for ever. */
+    w->lease_ready = false;
+    if (refused != 406) {
+        log_event(LV_ERROR, TASK_EBROKER, "lease_declare_refused", "queue=%s code=%u detail=\"%s\"",
+                  log_v(name), (unsigned)refused, task__conn_errmsg(w->conn));
+        task__conn_clear_error(w->conn);
+        return TASK_EBROKER;
+    }
+    task__conn_clear_error(w->conn);
+    rc = txchan_open(w->conn, CH_LEASE, &w->lease_ready);
+    if (rc == 0)
+        rc = task__conn_declare_probe(w->conn, CH_LEASE, name, true, amqp_empty_table, NULL,
+                                      &refused);
+    if (rc != 0 && refused != 0) {
+        w->lease_ready = false;
+        task__conn_clear_error(w->conn);
+    }
+    if (rc == 0)
+        log_event(LV_INFO, 0, "lease_queue_kept", "queue=%s reason=\"declared before with "
+                  "other arguments\"", log_v(name));
+    return rc;
 }
 
 /* Publish a copy of the job's message to `rk` (in the open transaction). Its delivery count
@@ -64,7 +103,10 @@ static void failed(struct worker *w, const struct job *job, const char *event, i
 {
     log_event(LV_ERROR, rc, event, "task_id=%s detail=\"%s\" action=\"%s\"", log_v(job->m.id),
               task__conn_errmsg(w->conn), action);
-    txchan_reset(w->conn, CH_LEASE, &w->lease_ready);
+    if (w->lease_ready)
+        txchan_reset(w->conn, CH_LEASE, &w->lease_ready);
+    else
+        task__conn_clear_error(w->conn); /* the refusal was answered where it came */
 }
 
 static void take(struct worker *w, struct job *job, double now)
@@ -72,8 +114,8 @@ static void take(struct worker *w, struct job *job, double now)
     char name[300];
     if (!lease_name(job, name, sizeof(name))) {
         job->lease_renew_at = 1e300; /* said once */
-        log_event(LV_WARN, 0, "lease_unavailable", "task_id=%s reason=\"id too long for a queue "
-                  "name\" action=\"stays unacked; the broker's consumer_timeout may end it\"",
+        log_event(LV_WARN, 0, "lease_unavailable", "task_id=%s reason=\"no task id\" "
+                  "action=\"stays unacked; the broker's consumer_timeout may end it\"",
                   log_v(job->m.id));
         return;
     }
@@ -196,6 +238,14 @@ void lease_return(struct worker *w, struct job *job)
     lease_end(w, job);
 }
 
+void lease_at_start(struct worker *w, struct job *job)
+{
+    if (w->cfg->lease_after_s > 0 || w->conn == NULL || !task__conn_alive(w->conn) ||
+        w->blocked || job->leased)
+        return;
+    take(w, job, task__now_mono());
+}
+
 static void tick_running(struct worker *w, double now)
 {
     double after = w->cfg->lease_after_s;
@@ -217,8 +267,9 @@ void lease_tick(struct worker *w)
     if (w->conn == NULL || !task__conn_alive(w->conn) || w->blocked || now < w->lease_tick_at)
         return;
     w->lease_tick_at = now + 1;
+    orphan_prune(w);
     tick_running(w, now);
-    double before = now - w->cfg->lease_after_s;
+    double before = now - w->cfg->give_back_after_s;
     pool_give_back(w, before);
     rate_give_back(w, before);
     consumer_give_back(w, before);

@@ -27,6 +27,8 @@
 /* Why a leased job is stashed while the broker is away. */
 enum { STASH_NONE, STASH_DONE, STASH_LOST, STASH_REQUEUE };
 
+/* A child took `job`: with worker.lease_after = 0 it is leased now. */
+void lease_at_start(struct worker *w, struct job *job);
 /* Once a loop turn: lease what runs long, renew what is due, give back what waits long. */
 void lease_tick(struct worker *w);
 /* The job's outcome is confirmed: drop its lease (the lease queue and its copy). */

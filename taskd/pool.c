@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include "child.h"
 #include "lease.h"
+#include "orphan.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "worker.h"
@@ -270,8 +271,10 @@ static void on_frame(struct worker *w, int i, json_object *o)
     c->backoff = 0; /* it works: a later failure starts the delays over */
     if (json_object_object_get_ex(o, "rss_kb", &v))
         c->rss_kb = (long)json_object_get_int64(v);
-    if (job->orphan || (w->conn == NULL && w->pool.cold)) {
+    if (w->pool.cold && (job->orphan || w->conn == NULL)) {
         job_free(job);
+    } else if (job->orphan) {
+        orphan_keep(w, job, STASH_DONE, json_object_get(o));
     } else if (w->conn == NULL || w->blocked) {
         /* leased (not an orphan) with no connection, or the broker blocks us */
         lease_stash(w, job, STASH_DONE, json_object_get(o));
@@ -376,8 +379,11 @@ static void child_died(struct worker *w, int i, int status)
     while (job != NULL) {
         struct job *next = job->next;
         job->next = NULL;
-        if (job->orphan || (w->conn == NULL && p->cold)) {
+        if (p->cold && (job->orphan || w->conn == NULL)) {
             job_free(job);
+        } else if (job->orphan) {
+            orphan_keep(w, job, blamed && job->jid != culprit && !job->timed_out &&
+                                        !job->terminated ? STASH_REQUEUE : STASH_LOST, NULL);
         } else if (w->conn == NULL || w->blocked) {
             lease_stash(w, job, blamed && job->jid != culprit && !job->timed_out &&
                                         !job->terminated ? STASH_REQUEUE : STASH_LOST, NULL);

@@ -149,6 +149,7 @@ void runner_started(struct worker *w, struct job *job)
         json_object_put(meta);
     }
     events_task(w, "task-started", job, NULL);
+    lease_at_start(w, job);
 }
 
 
@@ -296,7 +297,7 @@ void runner_give_back(struct worker *w, struct job *job)
     double held = task__now_mono() - job->d.received;
     int rc = requeue_copy(w, job);
     log_event(rc == 0 ? LV_INFO : LV_ERROR, rc, "task_given_back", "task_id=%s held_s=%.1f "
-              "reason=\"waited past worker.lease_after\"", id, held);
+              "reason=\"waited past worker.give_back_after\"", id, held);
 }
 
 void runner_revoked(struct worker *w, struct job *job, const char *why)

@@ -13,6 +13,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include "lease.h"
+#include "orphan.h"
 #include "log.h"
 #include "config_opts.h"
 #include "metrics.h"
@@ -526,6 +527,7 @@ void worker_free(struct worker *w)
     if (w->pool.crash != NULL)
         munmap(w->pool.crash, 2 * (size_t)w->pool.cap * sizeof(*w->pool.crash));
     lease_free(w);
+    orphan_free(w);
     task__replies_free(&w->revoked);
     task__topo_free(&w->topo);
     rate_free(w);

@@ -53,6 +53,7 @@ struct job {
     double lease_renew_at;  /* task__now_mono() to renew the lease */
     int stash;              /* finished while the broker was away (lease.h): STASH_* */
     json_object *stash_reply; /* what its child said (STASH_DONE), owned */
+    double orphan_until;    /* an orphan's kept outcome waits for its redelivery until then */
     bool announced;         /* task-received sent already (at its eta hold or rate wait) */
 };
 
@@ -160,6 +161,8 @@ struct worker {
     bool lease_ready;       /* the lease channel (tx mode) is open on this connection */
     double lease_tick_at;   /* task__now_mono() of the next look for long-held deliveries */
     struct job *stashed;    /* leased jobs that ended with no broker: settled on reconnect */
+    struct job *orphans;    /* orphans' outcomes waiting for their redelivery (orphan.h) */
+    int norphans;
     struct task__topo topo; /* queue arguments, routes, queues declared on this connection */
     struct bucket *buckets; /* rate limits, by task name */
     int nbuckets;

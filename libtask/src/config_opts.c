@@ -72,9 +72,12 @@ static const struct task__opt opts[] = {
      "publish STARTED when a task starts (Celery's task_track_started)", NULL},
     /* RabbitMQ closes a channel with a delivery unacked past consumer_timeout (30 min by
      * default, 60 s on some hosted brokers): stay well under the smallest seen. */
-    {"worker.lease_after", OPT_SECONDS, OFF(lease_after_s), "30", 1, 86400, NULL, true, NULL,
-     "a delivery unacked this long leaves its channel: leased if running, given back if "
-     "waiting; keep it under the broker's consumer_timeout", NULL},
+    {"worker.lease_after", OPT_SECONDS, OFF(lease_after_s), "10", 0, 86400, NULL, true, NULL,
+     "a task running this long is leased (its delivery acked, its message parked in the "
+     "broker); 0: at start; keep it under the broker's consumer_timeout", NULL},
+    {"worker.give_back_after", OPT_SECONDS, OFF(give_back_after_s), "30", 1, 86400, NULL, true,
+     NULL, "a delivery waiting this long (backlog, rate limit, eta) goes back to its queue; keep "
+     "it under the broker's consumer_timeout", NULL},
     {"worker.lease", OPT_SECONDS, OFF(lease_s), "300", 10, 86400, NULL, true, NULL,
      "a leased (long) task whose worker is gone runs again after this long", NULL},
     {"tasks.max_retries", OPT_INT, OFF(max_retries), "3", -1, 1000000, NULL, true, NULL,

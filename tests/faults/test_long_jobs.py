@@ -12,7 +12,12 @@ are counted by the local HTTP server: each run of a task calls /delay/<s>/<key> 
   B        kill -9 the worker during a long task: a second worker runs it again within the
            lease, and it ends SUCCESS once
   C        restart the broker during a long task: nothing lost, one final state
-A and B run at the same time; C restarts the broker, so it runs last.
+  D        the worker's connection is closed while a task runs, before it is leased: its
+           redelivery joins the run still going on the same worker (one run, one SUCCESS)
+  E        worker.lease changed by SIGHUP while a task is leased: the lease queue declared
+           with the old arguments is kept, not refused for ever (one run, one SUCCESS)
+  F        a 250-byte task id (too long for taskd.lease.<id>) is leased under a hashed name
+A and B run at the same time, then D, E and F; C restarts the broker, so it runs last.
 """
 import glob
 import json
@@ -230,6 +235,90 @@ def scenario_c(http, app):
     replies.delete()
 
 
+def close_connection_of(hostname):
+    """Close the broker connection whose client properties name `hostname` (the worker's)."""
+    p = subprocess.run([RMQ, "ctl", "1", "list_connections", "pid", "client_properties"],
+                       capture_output=True, text=True, timeout=60)
+    pids = [line.split("\t")[0] for line in p.stdout.splitlines() if hostname in line]
+    for pid in pids:
+        subprocess.run([RMQ, "ctl", "1", "close_connection", pid, "test"], capture_output=True,
+                       timeout=60)
+    return len(pids)
+
+
+def scenario_d(http, app):
+    q = f"long_d_{PID}"
+    replies = Replies(f"long_d_replies_{PID}")
+    host = f"longd{PID}@test"
+    w = Taskd(q, "-c", "1", "--threads", "2", "--hostname", host,
+              env={"TASKD_WORKER_LEASE_AFTER": "60"})
+    key = f"longd{PID}"
+    app.send_task("test.http_wait", args=[f"{http.base}/delay/12/{key}", 60], queue=q,
+                  reply_to=replies.name)
+    check("D: the task started", wait_for(lambda: http.hits(key)[0] == 1, 20))
+    time.sleep(2)
+    check("D: the worker's connection was closed", close_connection_of(host) >= 1)
+    done = wait_for(lambda: replies.count("SUCCESS") >= 1, 60, step=0.5)
+    time.sleep(3)
+    replies.drain()
+    check("D: it ends SUCCESS once", done and replies.states.count("SUCCESS") == 1,
+          str(replies.states))
+    check("D: it ran once (the redelivery joined the run)", http.hits(key)[0] == 1,
+          str(http.hits(key)[0]))
+    w.__exit__(None, None, None)
+    log = open(w.log).read()
+    check("D: the worker reconnected and adopted it",
+          log.count("event=broker_connected") >= 2 and "event=task_adopted" in log)
+    replies.delete()
+
+
+def scenario_e(http, app):
+    q = f"long_e_{PID}"
+    replies = Replies(f"long_e_replies_{PID}")
+    conf = f"/tmp/long_e_{PID}.conf"
+    with open(conf, "w") as f:
+        f.write("worker: { lease_after = 2; lease = 15; };\n")
+    os.chmod(conf, 0o600)
+    w = Taskd(q, "-c", "1", "--config", conf)
+    key = f"longe{PID}"
+    app.send_task("test.http_wait", args=[f"{http.base}/delay/35/{key}", 60], queue=q,
+                  reply_to=replies.name)
+    check("E: leased", wait_for(lambda: log_has(w.log, "event=task_leased"), 20))
+    with open(conf, "w") as f:
+        f.write("worker: { lease_after = 2; lease = 30; };\n")
+    w.proc.send_signal(signal.SIGHUP)
+    done = wait_for(lambda: replies.count("SUCCESS") >= 1, 80, step=0.5)
+    time.sleep(3)
+    replies.drain()
+    check("E: it ends SUCCESS once after the reload", done and
+          replies.states.count("SUCCESS") == 1, str(replies.states))
+    check("E: it ran once", http.hits(key)[0] == 1, str(http.hits(key)[0]))
+    w.__exit__(None, None, None)
+    log = open(w.log).read()
+    check("E: the lease queue of the old lease was kept", "event=lease_queue_kept" in log and
+          "event=lease_renew_failed" not in log)
+    os.unlink(conf)
+    replies.delete()
+
+
+def scenario_f(http, app):
+    q = f"long_f_{PID}"
+    replies = Replies(f"long_f_replies_{PID}")
+    w = Taskd(q, "-c", "1", env={"TASKD_WORKER_LEASE_AFTER": "2", "TASKD_WORKER_LEASE": "15"})
+    key = f"longf{PID}"
+    tid = f"f{PID}-" + "x" * 240
+    app.send_task("test.http_wait", args=[f"{http.base}/delay/25/{key}", 60], queue=q,
+                  reply_to=replies.name, task_id=tid)
+    check("F: a 250-byte id is leased",
+          wait_for(lambda: log_has(w.log, "event=task_leased"), 20))
+    done = wait_for(lambda: replies.count("SUCCESS") >= 1, 60, step=0.5)
+    check("F: it ends SUCCESS once, having run once", done and
+          replies.states.count("SUCCESS") == 1 and http.hits(key)[0] == 1,
+          f"{replies.states} runs={http.hits(key)[0]}")
+    w.__exit__(None, None, None)
+    replies.delete()
+
+
 def guarded(fn, *args):
     """Run a scenario; an exception is a failed check, not a thread that dies unseen."""
     try:
@@ -239,7 +328,25 @@ def guarded(fn, *args):
         check(f"{fn.__name__} ran to its end", False, traceback.format_exc())
 
 
+def only(names):
+    """`test_long_jobs.py d e`: just those scenarios, at once (for working on one)."""
+    http = Http()
+    app = Celery("long_only", broker=url)
+    ths = [threading.Thread(target=guarded, args=(globals()[f"scenario_{n}"], http, app))
+           for n in names]
+    try:
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
+    finally:
+        http.stop()
+    t.finish()
+
+
 def main():
+    if len(sys.argv) > 1:
+        only(sys.argv[1:])
     if not set_consumer_timeout(TIMEOUT_MS):
         print("cannot set consumer_timeout on the test broker", file=sys.stderr)
         sys.exit(1)
@@ -264,6 +371,12 @@ def main():
         after = broker_log_count(ACK_TIMEOUT_LINE)
         check("the broker's log has one ack timeout (the control's), none of taskd's",
               after - before == 1, f"{after - before} lines with '{ACK_TIMEOUT_LINE}'")
+        more = [threading.Thread(target=guarded, args=(fn, http, app_b))
+                for fn in (scenario_d, scenario_e, scenario_f)]
+        for th in more:
+            th.start()
+        for th in more:
+            th.join()
         guarded(scenario_c, http, app_b)
     finally:
         http.stop()

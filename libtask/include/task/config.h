@@ -57,9 +57,11 @@ typedef struct task_config {
     bool allow_insecure_files;    /* worker.allow_insecure_files: load modules (and config files)
                                    * that others than root and us may change */
     bool track_started;           /* worker.track_started: publish STARTED when a task starts */
-    double lease_after_s;         /* worker.lease_after: a delivery unacked this long is moved off
-                                   * its channel (leased if running, given back if waiting), well
+    double lease_after_s;         /* worker.lease_after: a task running this long is leased (its
+                                   * delivery acked, its message parked in the broker), well
                                    * before the broker's consumer_timeout closes the channel */
+    double give_back_after_s;     /* worker.give_back_after: a delivery waiting (backlog, rate
+                                   * limit, eta) this long goes back to its queue */
     double lease_s;               /* worker.lease: a leased task whose worker is gone runs again
                                    * after this long */
 
