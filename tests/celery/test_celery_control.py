@@ -192,7 +192,10 @@ def api_stats():
     return (api.stats() or {}).get(NODE2, {})
 
 
-with Taskd(Q2, "--hostname", NODE2, "-E", "-c", "1") as w2:
+# prefetch = slots x worker.prefetch_multiplier (4) + worker.confirm_window (set here)
+WINDOW = 10
+with Taskd(Q2, "--hostname", NODE2, "-E", "-c", "1",
+           env={"TASKD_WORKER_CONFIRM_WINDOW": str(WINDOW)}) as w2:
     for cmd in ("ping", "stats", "registered", "active", "reserved", "scheduled",
                 "active_queues", "revoked", "conf", "clock", "report", "query_task"):
         rc, text, _ = cli("inspect", cmd, *(["nosuch-id"] if cmd == "query_task" else []))
@@ -215,7 +218,7 @@ with Taskd(Q2, "--hostname", NODE2, "-E", "-c", "1") as w2:
             st.get("pool", {}).get("max-concurrency") == 1 and
             len(st["pool"].get("processes", [])) == 1 and
             st["pool"].get("max-tasks-per-child") == "N/A" and
-            st.get("prefetch_count") == 4, repr(st.get("pool")))
+            st.get("prefetch_count") == 4 + WINDOW, repr(st.get("pool")))
     t.check("stats: broker as kombu's Connection.info()",
             st.get("broker", {}).get("port") == port and st["broker"].get("transport") == "amqp"
             and "password" not in json.dumps(st["broker"]), repr(st.get("broker")))
@@ -393,9 +396,9 @@ with Taskd(Q2, "--hostname", NODE2, "-E", "-c", "1") as w2:
             "pool will grow" in text, text[-300:])
     st = wait_for(lambda: (lambda s: s if len(s["pool"]["processes"]) == 2 else None)(
         api_stats()))
-    t.check("  stats shows two processes and max-concurrency 2, prefetch 8",
+    t.check("  stats shows two processes and max-concurrency 2, prefetch 8 + the window",
             st is not None and st["pool"]["max-concurrency"] == 2 and
-            st["prefetch_count"] == 8, repr(st and st["pool"]))
+            st["prefetch_count"] == 8 + WINDOW, repr(st and st["pool"]))
     two = [app.send_task("test.sleep", (1,), queue=Q2) for _ in range(2)]
     # On the worker's clock (date_done): Celery's client may stall a get() by 1 s (see above).
     vals = [x.get(timeout=10) for x in two]
@@ -408,7 +411,7 @@ with Taskd(Q2, "--hostname", NODE2, "-E", "-c", "1") as w2:
     st = wait_for(lambda: (lambda s: s if len(s["pool"]["processes"]) == 1 else None)(
         api_stats()))
     t.check("  stats shows one process again", st is not None and
-            st["pool"]["max-concurrency"] == 1 and st["prefetch_count"] == 4,
+            st["pool"]["max-concurrency"] == 1 and st["prefetch_count"] == 4 + WINDOW,
             repr(st and st["pool"]))
     rc, text, _ = cli("control", "pool_shrink", "1")
     t.check("  shrinking the last process is an error reply", f"{NODE2}: ERROR" in text,

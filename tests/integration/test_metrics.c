@@ -20,6 +20,8 @@
 #include "itest.h"
 
 #define PROCS 2
+#define WINDOW 16 /* worker.confirm_window */
+#define WINDOW_STR "16"
 #define THREADS 2
 
 static int seq;
@@ -53,7 +55,7 @@ static void start_worker(struct worker_on_port *wp, const char *what)
     snprintf(threads, sizeof(threads), "%d", THREADS);
     /* Quarantined test messages go to this test's own dead queue. */
     snprintf(wp->dead_env, sizeof(wp->dead_env), "TASKD_WORKER_DEAD_QUEUE=%s.dead", wp->q);
-    const char *env[] = {wp->dead_env, NULL};
+    const char *env[] = {wp->dead_env, "TASKD_WORKER_CONFIRM_WINDOW=" WINDOW_STR, NULL};
     const char *args[] = {"-c", procs, "--threads", threads, "--metrics", port, NULL};
     assert_int_equal(itest_worker_start(&wp->w, wp->q, env, args), 0);
     char line[64];
@@ -336,7 +338,8 @@ static void counts_histogram_and_gauges_match_the_runs(void **state)
     assert_true(sample(b, "taskd_slots") == PROCS * THREADS);
     assert_true(sample(b, "taskd_busy_slots") == 0);
     assert_true(sample(b, "taskd_children") == PROCS);
-    assert_true(sample(b, "taskd_prefetch_limit") == PROCS * THREADS * 4); /* multiplier 4 */
+    /* slots x worker.prefetch_multiplier (4) + worker.confirm_window */
+    assert_true(sample(b, "taskd_prefetch_limit") == PROCS * THREADS * 4 + WINDOW);
     assert_true(sample(b, "taskd_backlog") == 0);
     assert_true(sample(b, "taskd_broker_connected") == 1);
     double start = sample(b, "process_start_time_seconds");
