@@ -47,6 +47,15 @@ else
     bad "warnings: $(cat w.err)"
 fi
 
+# A sanitizer build's library needs the sanitizer runtime in the programs that load it: the
+# shell block's cc lines (as shown) get the same -fsanitize flags through a cc on PATH.
+if ldd "$B/libtask/libtask.so" 2>/dev/null | grep -q libasan; then
+    mkdir -p san
+    printf '#!/bin/sh\nexec %s -fsanitize=address,undefined "$@"\n' "$(command -v cc)" >san/cc
+    chmod +x san/cc
+    export PATH=$TMP/san:$PATH ASAN_OPTIONS=detect_leaks=0
+fi
+
 if [ -z "${TASKD_BROKER_URL:-}" ]; then
     echo "# no TASKD_BROKER_URL: the shell block is not run"
     [ "${TASKD_REQUIRE_BROKER:-0}" = 1 ] && bad "no broker"
