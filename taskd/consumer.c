@@ -7,6 +7,7 @@
 #include <string.h>
 #include <task/client.h>
 #include "delay.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "orphan.h"
@@ -234,6 +235,8 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
     }
     /* Back after our connection broke, while its first run goes on (or just ended) here. */
     if (d->redelivered && orphan_adopt(w, d, m.id))
+        goto out;
+    if (lease_copy_back(w, d, m.id))
         goto out;
     if (task_registry_find(m.task) == NULL) {
         char detail[300];

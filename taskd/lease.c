@@ -26,20 +26,25 @@ static bool lease_name(const struct job *job, char *buf, size_t size)
     return n > 0 && n <= 255;
 }
 
-static int64_t lease_ms(const struct worker *w)
+/* Renewals of a queue whose TTL we do not know (declared by another worker): often enough for
+ * the shortest lease a worker accepts (10 s). */
+#define KEPT_RENEW_S 3.0
+
+static double renew_every(const struct job *job)
 {
-    return (int64_t)(w->cfg->lease_s * 1000);
+    return job->lease_kept ? KEPT_RENEW_S : job->lease_s / 3;
 }
 
 /* Messages in the lease queue go back to the task's queue when they expire; the queue goes
  * after two leases without a renewal (basic.get and redeclares count as use). */
-static int declare(struct worker *w, const struct job *job, const char *name)
+static int declare(struct worker *w, struct job *job, const char *name)
 {
+    int64_t lease_ms = (int64_t)(job->lease_s * 1000);
     amqp_table_entry_t e[4] = {
         {.key = amqp_cstring_bytes("x-message-ttl"),
-         .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = lease_ms(w)}},
+         .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = lease_ms}},
         {.key = amqp_cstring_bytes("x-expires"),
-         .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = 2 * lease_ms(w)}},
+         .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = 2 * lease_ms}},
         {.key = amqp_cstring_bytes("x-dead-letter-exchange"),
          .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("")}},
         {.key = amqp_cstring_bytes("x-dead-letter-routing-key"),
@@ -69,9 +74,10 @@ static int declare(struct worker *w, const struct job *job, const char *name)
         w->lease_ready = false;
         task__conn_clear_error(w->conn);
     }
-    if (rc == 0)
+    if (rc == 0 && !job->lease_kept)
         log_event(LV_INFO, 0, "lease_queue_kept", "queue=%s reason=\"declared before with "
-                  "other arguments\"", log_v(name));
+                  "other arguments\" renew_every_s=%g", log_v(name), KEPT_RENEW_S);
+    job->lease_kept |= rc == 0;
     return rc;
 }
 
@@ -119,6 +125,8 @@ static void take(struct worker *w, struct job *job, double now)
                   log_v(job->m.id));
         return;
     }
+    if (job->lease_s <= 0)
+        job->lease_s = w->cfg->lease_s; /* kept for this task's lease, whatever a reload says */
     int rc = txchan_open(w->conn, CH_LEASE, &w->lease_ready);
     if (rc == 0)
         rc = declare(w, job, name);
@@ -134,10 +142,10 @@ static void take(struct worker *w, struct job *job, double now)
     }
     job->leased = true;
     job->lease_seq = 1;
-    job->lease_renew_at = now + w->cfg->lease_s / 3;
+    job->lease_renew_at = now + renew_every(job);
     w->inflight--; /* acked: no longer holds a prefetch slot */
     log_event(LV_INFO, 0, "task_leased", "task=%s task_id=%s queue=%s lease_s=%g held_s=%.1f",
-              log_v(job->m.task), log_v(job->m.id), log_v(job->d.queue), w->cfg->lease_s,
+              log_v(job->m.task), log_v(job->m.id), log_v(job->d.queue), job->lease_s,
               now - job->d.received);
 }
 
@@ -192,7 +200,7 @@ static void renew(struct worker *w, struct job *job, double now)
         rc = txchan_commit(w->conn, CH_LEASE);
     if (rc == 0) {
         job->lease_seq++; /* the new copy is in: from here a failure leaves two, never none */
-        job->lease_renew_at = now + w->cfg->lease_s / 3;
+        job->lease_renew_at = now + renew_every(job);
         rc = drop_old(w, job, name, job->lease_seq - 1);
     }
     if (rc == 0)
@@ -206,11 +214,33 @@ static void renew(struct worker *w, struct job *job, double now)
               job->lease_seq);
 }
 
+static void remember_ended(struct worker *w, const char *id)
+{
+    unsigned i = w->lease_done_next++ % 256;
+    free(w->lease_done[i]);
+    w->lease_done[i] = strdup(id);
+    w->lease_done_at[i] = task__now_mono();
+}
+
+static bool ended_lately(const struct worker *w, const char *id)
+{
+    /* Two leases: a copy committed just before an error can come back that much later. */
+    double since = task__now_mono() - 2 * w->cfg->lease_s - 60;
+    for (unsigned i = 0; i < 256; i++)
+        if (w->lease_done[i] != NULL && w->lease_done_at[i] > since &&
+            strcmp(w->lease_done[i], id) == 0)
+            return true;
+    return false;
+}
+
 void lease_end(struct worker *w, struct job *job)
 {
     char name[300];
-    if (!job->leased || w->conn == NULL || !lease_name(job, name, sizeof(name)))
+    if ((!job->leased && !job->lease_dangling) || w->conn == NULL ||
+        !lease_name(job, name, sizeof(name)))
         return;
+    if (!job->nacked)
+        remember_ended(w, job->m.id);
     int rc = txchan_open(w->conn, CH_LEASE, &w->lease_ready);
     if (rc == 0) {
         amqp_queue_delete(task__conn_amqp(w->conn), CH_LEASE, amqp_cstring_bytes(name), 0, 0);
@@ -301,6 +331,55 @@ int lease_give_back_old(struct worker *w, struct job **head, struct job **tail, 
     return n;
 }
 
+static bool is_lease_copy(const struct task__delivery *d)
+{
+    const amqp_basic_properties_t *p = &d->msg.properties;
+    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+        return false;
+    for (int i = 0; i < p->headers.num_entries; i++)
+        if (msgcopy_key_is(p->headers.entries[i].key, "x-taskd-lease"))
+            return true;
+    return false;
+}
+
+static struct job *running_here(struct worker *w, const char *id)
+{
+    for (int i = 0; i < w->pool.n; i++)
+        for (struct job *j = w->pool.ch[i].running; j != NULL; j = j->next)
+            if (!j->orphan && j->m.id != NULL && strcmp(j->m.id, id) == 0)
+                return j;
+    return NULL;
+}
+
+bool lease_copy_back(struct worker *w, struct task__delivery *d, const char *id)
+{
+    if (!is_lease_copy(d))
+        return false;
+    struct job *j = running_here(w, id);
+    if (j != NULL && j->leased && !j->done) {
+        /* Its lease lapsed while it ran (an alarm, a stalled loop): the copy joins the run
+         * as its delivery, and is leased again like a fresh one. */
+        task__delivery_free(&j->d);
+        j->d = *d;
+        memset(d, 0, sizeof(*d));
+        j->dtag = j->d.tag;
+        j->lease_dangling |= j->leased;
+        j->leased = false;
+        j->lease_renew_at = 0;
+        w->inflight++;
+        log_event(LV_WARN, 0, "lease_copy_adopted", "task_id=%s detail=\"its lease lapsed "
+                  "while it ran here; the copy that came back joins the run\"", log_v(id));
+        return true;
+    }
+    if (j == NULL && !ended_lately(w, id))
+        return false; /* the worker that leased it is gone: it runs again */
+    log_event(LV_WARN, 0, "lease_copy_dropped", "task_id=%s detail=\"a lapsed lease copy of a "
+              "task that %s here\"", log_v(id), j != NULL ? "runs" : "ended");
+    (void)task__conn_ack(w->conn, CH_CONSUME, d->tag, false);
+    task__delivery_free(d);
+    return true;
+}
+
 void lease_stash(struct worker *w, struct job *job, int why, json_object *reply)
 {
     log_event(w->blocked ? LV_DEBUG : LV_WARN, 0, "task_outcome_held", "task_id=%s reason=%s "
@@ -350,6 +429,10 @@ void lease_drop_unleased(struct worker *w)
 
 void lease_free(struct worker *w)
 {
+    for (unsigned i = 0; i < 256; i++) {
+        free(w->lease_done[i]);
+        w->lease_done[i] = NULL;
+    }
     while (w->stashed != NULL) {
         struct job *j = w->stashed;
         w->stashed = j->next;

@@ -48,6 +48,10 @@ int lease_give_back_old(struct worker *w, struct job **head, struct job **tail, 
 /* The connection is gone: forget the stashed jobs that were not leased (the broker requeues
  * their deliveries); leased ones are settled on the next connection. */
 void lease_drop_unleased(struct worker *w);
+/* A delivery carrying our lease header is a lapsed lease copy back in its queue. If its task
+ * runs here, the copy joins that run (no second run); if it ended here lately, the copy is
+ * acked and dropped. True when `d` was taken (emptied or acked); false: run it. */
+bool lease_copy_back(struct worker *w, struct task__delivery *d, const char *id);
 /* Free what is stashed (shutdown). */
 void lease_free(struct worker *w);
 #endif

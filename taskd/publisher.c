@@ -42,6 +42,8 @@ static void job_settle(struct worker *w, struct job *job)
     }
     int rc = job->nacked ? task__conn_reject(w->conn, CH_CONSUME, job->dtag, true)
                          : task__conn_ack(w->conn, CH_CONSUME, job->dtag, false);
+    if (job->lease_dangling && !job->nacked)
+        lease_end(w, job); /* the lease queue a lapsed copy came back from */
     if (rc != 0)
         log_event(LV_WARN, rc, "ack_failed", "delivery_tag=%llu detail=\"%s\"",
                   (unsigned long long)job->dtag, task__conn_errmsg(w->conn));

@@ -54,6 +54,10 @@ struct job {
     int stash;              /* finished while the broker was away (lease.h): STASH_* */
     json_object *stash_reply; /* what its child said (STASH_DONE), owned */
     double orphan_until;    /* an orphan's kept outcome waits for its redelivery until then */
+    double lease_s;         /* the lease its queue was declared with (a reload does not change
+                             * it); 0 with lease_kept: another worker's queue, TTL unknown */
+    bool lease_kept;        /* its lease queue was declared with other arguments: renew often */
+    bool lease_dangling;    /* a lapsed copy came back to it: delete its lease queue at the end */
     bool announced;         /* task-received sent already (at its eta hold or rate wait) */
 };
 
@@ -163,6 +167,9 @@ struct worker {
     struct job *stashed;    /* leased jobs that ended with no broker: settled on reconnect */
     struct job *orphans;    /* orphans' outcomes waiting for their redelivery (orphan.h) */
     int norphans;
+    char *lease_done[256];  /* ids of leased tasks that ended here lately (lease.c) */
+    double lease_done_at[256];
+    unsigned lease_done_next;
     struct task__topo topo; /* queue arguments, routes, queues declared on this connection */
     struct bucket *buckets; /* rate limits, by task name */
     int nbuckets;
