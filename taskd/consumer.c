@@ -404,6 +404,8 @@ int consumer_add_queue(struct worker *w, const char *queue)
         return 0;
     if (w->cfg->queues.n >= 32 || strchr(queue, ',') != NULL)
         return TASK_EINVAL; /* w->tags holds 32; a comma would split it in worker.queues */
+    if (strcmp(queue, w->cfg->dead_queue) == 0)
+        return TASK_EINVAL; /* its messages would be quarantined there again, for ever */
     int rc = set_queues(w, queue, NULL);
     if (rc != 0 || w->conn == NULL || w->paused)
         return rc; /* consumed when the connection (or a pool child) is back */

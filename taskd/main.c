@@ -239,6 +239,15 @@ int main(int argc, char **argv)
         task_config_free(cfg);
         return TASKD_EXIT_FATAL;
     }
+    /* A worker on its own dead queue would quarantine its messages there again and again. */
+    for (int i = 0; i < cfg->queues.n; i++) {
+        if (strcmp(cfg->queues.v[i], cfg->dead_queue) == 0) {
+            fprintf(stderr, "taskd: worker.queues: %s is the dead queue (worker.dead_queue); "
+                    "republish its messages with taskctl dead --republish\n", cfg->dead_queue);
+            task_config_free(cfg);
+            return TASKD_EXIT_FATAL;
+        }
+    }
 
     struct worker w;
     int rc = worker_init(&w, cfg);

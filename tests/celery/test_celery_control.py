@@ -358,6 +358,10 @@ with Taskd(Q2, "--hostname", NODE2, "-E", "-c", "1",
     rc, text, _ = cli("control", "add_consumer", QX)
     t.check("add_consumer of a queue declared with other arguments: an error reply",
             f"{NODE2}: ERROR" in text and "PRECONDITION_FAILED" in text, text[-300:])
+    # Its own dead queue: every message would be quarantined there again, for ever.
+    rc, text, _ = cli("control", "add_consumer", "taskd.dead")
+    t.check("add_consumer of the dead queue: an error reply", f"{NODE2}: ERROR" in text,
+            text[-300:])
     _, _, qs = cli("inspect", "active_queues", json_out=True)
     t.check("  not listed, and the worker goes on", [q["name"] for q in qs or []] == [Q2] and
             app.send_task("test.add", (6, 6), queue=Q2).get(timeout=10) == 12, repr(qs))

@@ -46,6 +46,11 @@ out=$("$CTL" --broker amqp://127.0.0.1:1// send test.add -h --args '[1]'); rc=$?
     ok "-h among other options shows help, sends nothing" || bad "send -h: $rc"
 "$CTL" help nosuch >/dev/null 2>&1; check "taskctl help of an unknown command" 4 $?
 
+# --- taskd on its own dead queue would quarantine its messages there for ever
+err=$(timeout 20 "$TASKD" --broker "$URL" -Q "$Q,$Q.dead" --module "$MOD" 2>&1 >/dev/null)
+check "taskd -Q with the dead queue (worker.dead_queue) exits 2" 2 $?
+[[ $err == *"$Q.dead is the dead queue"* ]] && ok "and says why" || bad "dead queue: $err"
+
 # --- taskd without a task, and module lookup
 err=$("$TASKD" --broker "$URL" -Q "$Q" 2>&1); rc=$?
 check "taskd without --module exits 2" 2 $rc
