@@ -391,24 +391,29 @@ void lease_stash(struct worker *w, struct job *job, int why, json_object *reply)
     w->stashed = job;
 }
 
+void lease_settle_kept(struct worker *w, struct job *j)
+{
+    json_object *reply = j->stash_reply;
+    int why = j->stash;
+    j->next = NULL;
+    j->stash_reply = NULL;
+    j->stash = STASH_NONE;
+    if (why == STASH_DONE)
+        runner_done(w, j, reply);
+    else if (why == STASH_REQUEUE)
+        runner_requeue_fresh(w, j, "neighbour_lost");
+    else
+        runner_lost(w, j);
+    json_object_put(reply);
+}
+
 void lease_replay(struct worker *w)
 {
     struct job *j = w->stashed;
     w->stashed = NULL;
     while (j != NULL) {
         struct job *next = j->next;
-        json_object *reply = j->stash_reply;
-        int why = j->stash;
-        j->next = NULL;
-        j->stash_reply = NULL;
-        j->stash = STASH_NONE;
-        if (why == STASH_DONE)
-            runner_done(w, j, reply);
-        else if (why == STASH_REQUEUE)
-            runner_requeue_fresh(w, j, "neighbour_lost");
-        else
-            runner_lost(w, j);
-        json_object_put(reply);
+        lease_settle_kept(w, j);
         j = next;
     }
 }

@@ -40,6 +40,9 @@ void lease_return(struct worker *w, struct job *job);
  * job while the broker blocks us (connection.blocked). Keep it (and `reply`, a new reference
  * or NULL) for lease_replay(). */
 void lease_stash(struct worker *w, struct job *job, int why, json_object *reply);
+/* Publish the outcome a job kept (stash, stash_reply) while it could not be published, and
+ * settle it: what lease_replay() and orphan adoption both do. Takes the job. */
+void lease_settle_kept(struct worker *w, struct job *j);
 /* On a new connection, or when the broker unblocks us: settle the stashed jobs. */
 void lease_replay(struct worker *w);
 /* Unlink from the list (*head, *tail) the jobs received before `before` (task__now_mono()) and

@@ -74,17 +74,7 @@ bool orphan_adopt(struct worker *w, struct task__delivery *d, const char *id)
     take_delivery(w, j, d);
     log_event(LV_INFO, 0, "task_adopted", "task_id=%s state=ended detail=\"its redelivery gets "
               "the outcome of the run that ended\"", log_v(id));
-    json_object *reply = j->stash_reply;
-    int why = j->stash;
-    j->stash_reply = NULL;
-    j->stash = STASH_NONE;
-    if (why == STASH_DONE)
-        runner_done(w, j, reply);
-    else if (why == STASH_REQUEUE)
-        runner_requeue_fresh(w, j, "neighbour_lost");
-    else
-        runner_lost(w, j);
-    json_object_put(reply);
+    lease_settle_kept(w, j);
     return true;
 }
 
