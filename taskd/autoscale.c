@@ -29,9 +29,7 @@ void pool_prefetch_follow(struct worker *w)
 /* Celery's qty: requests the worker holds that want a process (running or waiting for one). */
 int autoscale_demand(const struct worker *w)
 {
-    long n = pool_running(w) + (long)w->pool.backlog;
-    for (const struct job *j = w->rate_head; j != NULL; j = j->next)
-        n++;
+    long n = pool_running(w) + (long)w->pool.bl.n + (long)w->rate.n;
     return n > 1000000 ? 1000000 : (int)n;
 }
 

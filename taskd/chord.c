@@ -26,6 +26,7 @@
 #include <string.h>
 #include "task_limits.h"
 #include "canvas_sig.h"
+#include "chord.h"
 #include "log.h"
 #include "stream.h"
 #include "txchan.h"

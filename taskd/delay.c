@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "delay.h"
+#include "declare.h"
 #include "log.h"
 #include "worker.h"
 
@@ -87,7 +88,7 @@ int delay_declare(struct worker *w)
         rc = declare_level(w, level);
     if (rc != 0) {
         log_event(LV_ERROR, rc, "delay_setup_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
-        if (rc == TASK_EBROKER && worker_declare_refused(w) != 0)
+        if (rc == TASK_EBROKER && declare_refused(w) != 0)
             return TASK_ECLOSED;
         return rc;
     }

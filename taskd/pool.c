@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,8 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "child.h"
-#include "lease.h"
-#include "orphan.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "worker.h"
@@ -145,7 +144,7 @@ static bool dispatch(struct worker *w, struct job *job)
     if (p->stopping)
         return false;
     if (revoked_has(w, job->m.id)) {
-        runner_revoked(w, job, "revoked");
+        p->hooks.revoked(w, job, "revoked");
         return true;
     }
     int i = least_busy(p);
@@ -173,7 +172,7 @@ static bool dispatch(struct worker *w, struct job *job)
     job->next = c->running;
     c->running = job;
     c->busy++;
-    runner_started(w, job); /* STARTED and task-started: now, not when it joined the backlog */
+    p->hooks.started(w, job); /* STARTED and task-started: now, not when it joined the backlog */
     return true;
 }
 
@@ -183,14 +182,9 @@ void pool_submit(struct worker *w, struct job *job)
     job->jid = p->next_jid++;
     job->child = -1;
     job->next = NULL;
-    if (p->bl_head == NULL && dispatch(w, job))
+    if (p->bl.head == NULL && dispatch(w, job))
         return;
-    if (p->bl_tail != NULL)
-        p->bl_tail->next = job;
-    else
-        p->bl_head = job;
-    p->bl_tail = job;
-    p->backlog++;
+    joblist_push(&p->bl, job);
 }
 
 void pool_drain_backlog(struct worker *w)
@@ -198,15 +192,12 @@ void pool_drain_backlog(struct worker *w)
     struct pool *p = &w->pool;
     if (w->blocked)
         return; /* its STARTED could not go out; the broker is not reading */
-    while (p->bl_head != NULL) {
-        struct job *job = p->bl_head;
-        struct job *next = job->next;
-        if (!dispatch(w, job))
+    while (p->bl.head != NULL) {
+        struct job *job = joblist_pop(&p->bl);
+        if (!dispatch(w, job)) {
+            joblist_push_front(&p->bl, job); /* where it was */
             return;
-        p->bl_head = next;
-        if (p->bl_head == NULL)
-            p->bl_tail = NULL;
-        p->backlog--;
+        }
     }
 }
 
@@ -261,7 +252,7 @@ static void on_frame(struct worker *w, int i, json_object *o)
         struct job *job = find_running(c, jid);
         if (job != NULL && !job->orphan && w->conn != NULL && !w->blocked &&
             json_object_object_get_ex(o, "meta", &v))
-            runner_progress(w, job, v);
+            w->pool.hooks.progress(w, job, v);
         return;
     }
     struct job *job = take_running(c, jid);
@@ -271,20 +262,7 @@ static void on_frame(struct worker *w, int i, json_object *o)
     c->backoff = 0; /* it works: a later failure starts the delays over */
     if (json_object_object_get_ex(o, "rss_kb", &v))
         c->rss_kb = (long)json_object_get_int64(v);
-    if (w->pool.cold && (job->orphan || w->conn == NULL)) {
-        job_free(job);
-    } else if (job->orphan) {
-        orphan_keep(w, job, STASH_DONE, json_object_get(o));
-    } else if (w->conn == NULL || w->blocked) {
-        /* leased (not an orphan) with no connection, or the broker blocks us */
-        lease_stash(w, job, STASH_DONE, json_object_get(o));
-    } else if (w->pool.cold) {
-        /* Cancelled by a cold stop: what it returned is not its outcome; it runs again. */
-        job->nacked = true;
-        job_finish(w, job);
-    } else {
-        runner_done(w, job, o);
-    }
+    w->pool.hooks.ended(w, job, STASH_DONE, o);
     maybe_retire(w, i);
 }
 
@@ -336,7 +314,7 @@ static void respawn_later(struct worker *w, int i, const char *event, int err)
     log_event(LV_ERROR, err, event, "slot=%d action=respawn retry_in_s=%.1f live=%d", i,
               c->backoff, pool_live(w));
     if (pool_live(w) == 0)
-        consumer_pause(w);
+        w->pool.hooks.live(w, false);
 }
 
 static void respawn_due(struct worker *w, double now)
@@ -351,7 +329,7 @@ static void respawn_due(struct worker *w, double now)
         if (rc != 0)
             respawn_later(w, i, "fork_failed", -rc);
         else
-            consumer_resume(w);
+            p->hooks.live(w, true);
     }
 }
 
@@ -379,25 +357,10 @@ static void child_died(struct worker *w, int i, int status)
     while (job != NULL) {
         struct job *next = job->next;
         job->next = NULL;
-        if (p->cold && (job->orphan || w->conn == NULL)) {
-            job_free(job);
-        } else if (job->orphan) {
-            orphan_keep(w, job, blamed && job->jid != culprit && !job->timed_out &&
-                                        !job->terminated ? STASH_REQUEUE : STASH_LOST, NULL);
-        } else if (w->conn == NULL || w->blocked) {
-            lease_stash(w, job, blamed && job->jid != culprit && !job->timed_out &&
-                                        !job->terminated ? STASH_REQUEUE : STASH_LOST, NULL);
-        } else if (p->cold) {
-            /* Stopped by us: the message goes back for another run, unacked. */
-            job->nacked = true;
-            job_finish(w, job);
-        } else if (blamed && job->jid != culprit && !job->timed_out && !job->terminated) {
-            /* A neighbour's crash or kill: no failure is recorded for it, and the run it lost
-             * does not count as one of its deliveries. */
-            runner_requeue_fresh(w, job, "neighbour_lost");
-        } else {
-            runner_lost(w, job);
-        }
+        /* A neighbour's crash or kill: no failure is recorded for it, and the run it lost
+         * does not count as one of its deliveries. */
+        bool neighbour = blamed && job->jid != culprit && !job->timed_out && !job->terminated;
+        p->hooks.ended(w, job, neighbour ? STASH_REQUEUE : STASH_LOST, NULL);
         job = next;
     }
     close(c->fd);
@@ -483,7 +446,7 @@ int pool_running(const struct worker *w)
 
 bool pool_idle(const struct worker *w)
 {
-    return w->pool.backlog == 0 && pool_running(w) == 0;
+    return w->pool.bl.n == 0 && pool_running(w) == 0;
 }
 
 /* A cold stop: every running task sees task_cancelled() and gets up to `grace_s` to let go of
@@ -538,36 +501,15 @@ bool pool_all_exited(const struct worker *w)
     return true;
 }
 
-void pool_requeue_backlog(struct worker *w)
+struct job *pool_take_backlog(struct worker *w, double before)
 {
-    struct pool *p = &w->pool;
-    while (p->bl_head != NULL) {
-        struct job *j = p->bl_head;
-        p->bl_head = j->next;
-        j->next = NULL;
-        j->nacked = true; /* settles as reject(requeue) */
-        job_finish(w, j);
-    }
-    p->bl_tail = NULL;
-    p->backlog = 0;
-}
-
-void pool_give_back(struct worker *w, double before)
-{
-    struct pool *p = &w->pool;
-    p->backlog -= (size_t)lease_give_back_old(w, &p->bl_head, &p->bl_tail, before);
+    return joblist_take_before(&w->pool.bl, before);
 }
 
 void pool_drop_jobs(struct worker *w)
 {
     struct pool *p = &w->pool;
-    while (p->bl_head != NULL) {
-        struct job *j = p->bl_head;
-        p->bl_head = j->next;
-        job_free(j);
-    }
-    p->bl_tail = NULL;
-    p->backlog = 0;
+    job_free_chain(joblist_take_before(&p->bl, INFINITY));
     /* A leased job keeps its message in its lease queue: its outcome still counts. */
     for (int i = 0; i < p->n; i++)
         for (struct job *j = p->ch[i].running; j != NULL; j = j->next)

@@ -16,6 +16,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "ipc.h"
+#include "job.h"
 #include "msgcopy.h"
 #include "replies.h"
 #include "stream.h"
@@ -28,38 +29,6 @@
 #define CH_DECLARE 7
 
 enum worker_state { W_RUNNING, W_DRAINING, W_STOPPED };
-
-/* One delivery, from receipt to ack. */
-struct job {
-    int64_t jid;            /* the pool's id for it */
-    uint64_t dtag;          /* delivery tag on CH_CONSUME */
-    int waits;              /* publishes not yet confirmed */
-    bool nacked;            /* a publish was refused: requeue instead of ack */
-    bool done;              /* all publishes made; ack when waits reaches 0 */
-    bool orphan;            /* its connection is gone: drop the outcome, the broker redelivers */
-    bool timed_out;         /* killed for its hard time limit */
-    bool terminated;        /* killed by revoke --terminate */
-    bool cancelled;         /* revoked while running: its child was asked to cancel it */
-    struct task__delivery d; /* owned */
-    struct task__msg m;      /* owned, decoded */
-    const task_def *def;
-    int child;              /* pool child running it; -1: none */
-    double started;         /* task__now_mono() at dispatch */
-    double hard_deadline;   /* task__now_mono() seconds; 0: none */
-    struct job *next;       /* backlog, rate wait list, or the child's running list */
-    double rate_due;        /* task__now_mono() when its rate-limit token is due */
-    bool leased;            /* its message waits in its lease queue (lease.h), not unacked here */
-    int lease_seq;          /* the copy in the lease queue now */
-    double lease_renew_at;  /* task__now_mono() to renew the lease */
-    int stash;              /* finished while the broker was away (lease.h): STASH_* */
-    json_object *stash_reply; /* what its child said (STASH_DONE), owned */
-    double orphan_until;    /* an orphan's kept outcome waits for its redelivery until then */
-    double lease_s;         /* the lease its queue was declared with (a reload does not change
-                             * it); 0 with lease_kept: another worker's queue, TTL unknown */
-    bool lease_kept;        /* its lease queue was declared with other arguments: renew often */
-    bool lease_dangling;    /* a lapsed copy came back to it: delete its lease queue at the end */
-    bool announced;         /* task-received sent already (at its eta hold or rate wait) */
-};
 
 /* A pool child as the supervisor sees it. */
 struct pchild {
@@ -80,13 +49,30 @@ struct pchild {
 /* Slots pool_grow may add beyond worker.pool_size. */
 #define POOL_GROW_MAX 64
 
+struct worker;
+
+/* What the pool reports, set by the worker: the pool decides nothing about outcomes. */
+struct pool_hooks {
+    /* A child took the job. */
+    void (*started)(struct worker *w, struct job *job);
+    /* A PROGRESS update from its task (`meta` borrowed). */
+    void (*progress)(struct worker *w, struct job *job, json_object *meta);
+    /* The job left its child (takes it): STASH_DONE with the child's `reply` (borrowed),
+     * STASH_LOST or STASH_REQUEUE (a neighbour's fault) with NULL. */
+    void (*ended)(struct worker *w, struct job *job, int how, json_object *reply);
+    /* Revoked while it waited for a slot: it does not run (takes it). */
+    void (*revoked)(struct worker *w, struct job *job, const char *why);
+    /* No pool child is alive (false), or one is again (true). */
+    void (*live)(struct worker *w, bool any);
+};
+
 struct pool {
+    struct pool_hooks hooks;
     struct pchild *ch;      /* cap slots; [0, n) in use */
     int n, threads;
     int cap;                /* slots allocated (ch, crash) */
     int target;             /* slots to keep a child in: [target, n) are retiring (shrink) */
-    struct job *bl_head, *bl_tail; /* deliveries waiting for a free slot */
-    size_t backlog;
+    struct joblist bl;      /* deliveries waiting for a free slot */
     int64_t next_jid;
     bool stopping;          /* do not respawn */
     bool cold;              /* children killed by us: their jobs go back to the queue */
@@ -129,7 +115,11 @@ struct autoscaler {
 struct worker {
     task_config *cfg;
     struct task__conn *conn;
+    /* The publisher's confirms settle jobs through this (outcome_settled): it knows nothing
+     * of acks, leases or requeues. */
+    void (*settled)(struct worker *w, struct job *job);
     enum worker_state state;
+    bool shutdown_asked;    /* a pidbox shutdown: drain, as the first SIGTERM does */
     int sigfd;
     char hostname[256];
     struct task__limits limits;
@@ -163,7 +153,8 @@ struct worker {
     double reconsume_at;    /* task__now_mono() to consume again a queue the broker cancelled */
     bool chord_ready;       /* the chord channel (tx mode) is open on this connection */
     bool lease_ready;       /* the lease channel (tx mode) is open on this connection */
-    double lease_tick_at;   /* task__now_mono() of the next look for long-held deliveries */
+    double lease_tick_at;   /* task__now_mono() of the next look for long-running tasks */
+    double give_back_at;    /* task__now_mono() of the next look for long-waiting deliveries */
     struct job *stashed;    /* leased jobs that ended with no broker: settled on reconnect */
     struct job *orphans;    /* orphans' outcomes waiting for their redelivery (orphan.h) */
     int norphans;
@@ -173,7 +164,7 @@ struct worker {
     struct task__topo topo; /* queue arguments, routes, queues declared on this connection */
     struct bucket *buckets; /* rate limits, by task name */
     int nbuckets;
-    struct job *rate_head, *rate_tail; /* jobs waiting for a rate-limit token */
+    struct joblist rate;    /* jobs waiting for a rate-limit token */
     uint64_t n_delayed;
     double started;         /* task__now_mono() at start, for uptime */
     double last_heartbeat;  /* task__now_mono() of the last worker event */
@@ -207,8 +198,6 @@ void pub_flush_stream(struct worker *w);
 void pub_drop_batch(struct worker *w);
 /* Handle basic.ack / basic.nack frames from CH_PUBLISH. */
 void pub_on_confirm(struct worker *w, uint64_t tag, bool multiple, bool nack);
-/* The job has made all its publishes: ack now if nothing is outstanding. */
-void job_finish(struct worker *w, struct job *job);
 /* Publish a state message for task `m` (reply_to, correlation) if it wants results. */
 int pub_result(struct worker *w, struct job *job, const struct task__msg *m, const char *status,
                json_object *result, const char *traceback, int delivery_count);
@@ -216,26 +205,6 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
 /* quarantine.c: copy the delivery to the dead queue with the reason; answer the caller. */
 void quarantine(struct worker *w, struct task__delivery *d, const struct task__msg *partial,
                 enum task__bad reason, const char *detail);
-
-/* runner.c: hand a decoded task to the pool; publish what comes back. */
-void runner_start(struct worker *w, struct job *job);
-/* The pool handed the job to a child: STARTED (worker.track_started) and task-started. */
-void runner_started(struct worker *w, struct job *job);
-void runner_done(struct worker *w, struct job *job, json_object *reply);
-void runner_progress(struct worker *w, struct job *job, json_object *meta);
-/* The child running `job` died: WorkerLostError, or TimeLimitExceeded when it was killed. */
-void runner_lost(struct worker *w, struct job *job);
-/* Not the task's fault (a neighbour's crash or kill): put a fresh copy of its message back in
- * its queue (the old one is acked once the copy is confirmed), so that the broker's delivery
- * count (a quorum queue's delivery-limit) and our requeue_on_crash do not count it. */
-void runner_requeue_fresh(struct worker *w, struct job *job, const char *reason);
-/* A job that ends REVOKED (`why`: "revoked" or "expired") without a result of its own. */
-void runner_revoked(struct worker *w, struct job *job, const char *why);
-/* A job that waited (backlog, rate limit, eta) past worker.lease_after: a fresh copy goes to the
- * tail of its queue, the delivery is acked once it is confirmed (lease.h). */
-void runner_give_back(struct worker *w, struct job *job);
-struct job *job_new(struct worker *w, uint64_t dtag);
-void job_free(struct job *job);
 
 /* canvas.c: follow-up messages of a finished task (link, chain, link_error). */
 void canvas_on_success(struct worker *w, struct job *job, json_object *result);
@@ -256,10 +225,6 @@ void canvas_refused(struct worker *w, struct job *job, json_object *sig, json_ob
 int canvas_chord_error(struct worker *w, struct job *job, const char *member_id,
                        json_object *member_exc);
 
-/* chord.c: a chord header member ended (SUCCESS, FAILURE, REVOKED): count it in the broker and
- * fire the callback when it is the last. 0 or a TASK_E* (then requeue the member). */
-int chord_part_done(struct worker *w, struct job *job, const char *status, json_object *result);
-
 /* control.c: pidbox remote control */
 int control_start(struct worker *w);
 void control_on_delivery(struct worker *w, struct task__delivery *d);
@@ -272,16 +237,6 @@ void revoked_persist(struct worker *w, const char *id);
 void revoked_add(struct worker *w, const char *id);
 bool revoked_has(struct worker *w, const char *id);
 json_object *revoked_list(struct worker *w);
-/* Declare `queue` as Celery declares task queues, once per connection: a message published to
- * a queue that does not exist yet would be dropped by the broker. On CH_DECLARE: a refusal
- * (TASK_EBROKER, the broker's reason in the conn's error) is answered and the channel reopened,
- * so the worker goes on. */
-int worker_ensure_queue(struct worker *w, const char *queue);
-/* Reopen CH_DECLARE after a refusal (answered). 0 or the connection's error. */
-int worker_declare_refused(struct worker *w);
-/* Begin a warm shutdown (as the first SIGTERM does). */
-void worker_request_shutdown(struct worker *w);
-
 /* events.c: celeryev */
 int events_start(struct worker *w);
 void events_worker(struct worker *w, const char *type);   /* worker-online/heartbeat/offline */
@@ -295,13 +250,16 @@ void events_task_msg(struct worker *w, const char *type, const struct task__msg 
 double rate_parse(const char *text);
 int rate_set(struct worker *w, const char *name, const char *limit);
 double rate_take(struct worker *w, const char *name);
+/* The job waits `delay_s` for its token (joins the wait list; takes it). */
 void rate_wait(struct worker *w, struct job *job, double delay_s);
-void rate_release(struct worker *w);
+/* Unlink the waiting jobs whose token is due, oldest first, and return them as a chain: the
+ * caller starts them. NULL while the broker blocks us. */
+struct job *rate_release(struct worker *w);
 int rate_next_ms(const struct worker *w);
-void rate_drop(struct worker *w, bool requeue);
+/* Unlink the waiting jobs received before `before` (task__now_mono(); INFINITY: all) and
+ * return them as a chain; the caller owns them. */
+struct job *rate_take_waiting(struct worker *w, double before);
 void rate_free(struct worker *w);
-/* Give back the jobs waiting for a token that were received before `before` (mono). */
-void rate_give_back(struct worker *w, double before);
 /* The rate limit of task `name` as set ("10/s"), or NULL for none. */
 const char *rate_limit_text(struct worker *w, const char *name);
 /* pidbox time_limit: task `name` runs with these limits (seconds; 0: the worker's default, as
@@ -333,10 +291,9 @@ bool pool_all_exited(const struct worker *w);
 void pool_revoke(struct worker *w, const char *id, bool terminate);
 /* Forget the jobs of a lost connection (running ones become orphans). */
 void pool_drop_jobs(struct worker *w);
-/* Give waiting (not yet running) jobs back to the broker. */
-void pool_requeue_backlog(struct worker *w);
-/* Give back the backlog's jobs received before `before` (task__now_mono()). */
-void pool_give_back(struct worker *w, double before);
+/* Unlink the backlog's jobs received before `before` (task__now_mono(); INFINITY: all) and
+ * return them as a chain; the caller owns them. */
+struct job *pool_take_backlog(struct worker *w, double before);
 /* pidbox pool_grow / pool_shrink: fork `k` more children (up to POOL_GROW_MAX beyond the
  * configured size) or retire `k` (after their running tasks; one always stays). The number
  * added or removed, or TASK_EINVAL (k < 1, stopping). */
@@ -374,8 +331,16 @@ void consumer_pause(struct worker *w);
 void consumer_resume(struct worker *w);
 void consumer_release_due(struct worker *w);
 int consumer_next_due_ms(const struct worker *w);
-/* Give back the deliveries held for their eta that were received before `before` (mono). */
+/* Give back what waits here (held for an eta, in the backlog, for a rate token) since before
+ * `before` (task__now_mono()): worker.give_back_after. */
 void consumer_give_back(struct worker *w, double before);
+/* Put back in their queues, unacked, the jobs waiting for a slot or a token (warm shutdown,
+ * paused consuming). */
+void consumer_requeue_waiting(struct worker *w);
+/* Start the jobs whose rate-limit token is due. */
+void consumer_release_rate(struct worker *w);
+/* The pool's `live` hook: pause consuming with no live child, resume when one runs again. */
+void consumer_on_live(struct worker *w, bool any);
 /* pidbox add_consumer / cancel_consumer: consume `queue` too (declared as the configured ones
  * are), or stop consuming it. worker.queues follows, so a reconnect keeps the change. 0,
  * TASK_EINVAL (33rd queue, a comma in the name), TASK_ENOTFOUND (cancel: not consumed) or the

@@ -15,7 +15,6 @@ struct stub_calls {
     int revokes;            /* pool_revoke() calls */
     int terminates;         /* of which with terminate */
     int rate_sets;
-    int shutdowns;
     int heartbeats;
     int pool_grows, pool_shrinks, pool_restarts; /* their n summed (restarts: calls) */
     int consumers_added, consumers_cancelled;

@@ -1,14 +1,17 @@
 /*
- * control.h - a pidbox request read and checked apart from acting on it, so that every
+ * control_req.h - a pidbox request read and checked apart from acting on it, so that every
  * worker's reading of what anyone may publish to the celery.pidbox fanout is one pure function
- * (unit-tested and fuzzed without a broker). control_on_delivery() (worker.h) acts on it.
+ * (unit-tested and fuzzed without a broker). control_on_delivery() (control.c) acts on it.
  */
-#ifndef TASKD_CONTROL_H
-#define TASKD_CONTROL_H
+#ifndef TASKD_CONTROL_REQ_H
+#define TASKD_CONTROL_REQ_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <json-c/json.h>
+
+/* AMQP short strings (routing keys) and Celery's names fit in this. */
+#define CONTROL_SHORT_MAX 255
 
 /* Why a request was refused: a slug for the log line and the metrics label. */
 #define CONTROL_BAD_MAP(X)                                                                       \
