@@ -6,6 +6,8 @@
  * Autoscaler does. Also the prefetch that follows the pool's size (pool_grow, pool_shrink).
  */
 #include "log.h"
+#include "autoscale.h"
+#include "pool.h"
 #include "worker.h"
 
 #define KEEPALIVE_S 30.0  /* Celery's AUTOSCALE_KEEPALIVE default */

@@ -10,6 +10,8 @@
 #include "canvas_sig.h"
 #include "declare.h"
 #include "log.h"
+#include "canvas.h"
+#include "publisher.h"
 #include "worker.h"
 
 /* Encode signature `sig` as a task message with `first` (borrowed, may be NULL) prepended to

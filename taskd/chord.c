@@ -30,6 +30,7 @@
 #include "log.h"
 #include "stream.h"
 #include "txchan.h"
+#include "canvas.h"
 #include "worker.h"
 
 #define CH_CHORD 6

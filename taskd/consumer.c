@@ -15,6 +15,12 @@
 #include "orphan.h"
 #include "outcome.h"
 #include "stream.h"
+#include "consumer.h"
+#include "events.h"
+#include "pool.h"
+#include "quarantine.h"
+#include "ratelimit.h"
+#include "revoked.h"
 #include "worker.h"
 
 /* On CH_CONSUME, before its consumers: a stream that refuses our arguments closes the channel,

@@ -17,6 +17,14 @@
 #include "inspect.h"
 #include "log.h"
 #include "metrics.h"
+#include "autoscale.h"
+#include "consumer.h"
+#include "control.h"
+#include "events.h"
+#include "pool.h"
+#include "publisher.h"
+#include "ratelimit.h"
+#include "revoked.h"
 #include "worker.h"
 
 #define CH_CONTROL 3

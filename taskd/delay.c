@@ -5,6 +5,7 @@
 #include "delay.h"
 #include "declare.h"
 #include "log.h"
+#include "publisher.h"
 #include "worker.h"
 
 static void level_name(int level, char *buf, size_t size)

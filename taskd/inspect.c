@@ -14,6 +14,10 @@
 #include "internal.h"
 #include "metrics.h"
 #include "task_limits.h"
+#include "autoscale.h"
+#include "pool.h"
+#include "ratelimit.h"
+#include "revoked.h"
 #include "worker.h"
 
 #define TASKD_VERSION "0.1.0"

@@ -2,6 +2,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_scrape.h"
+#include "pool.h"
 
 static void scrape(void *ud, struct mbuf *out)
 {

@@ -19,6 +19,9 @@
 #include "outcome.h"
 #include "result_check.h"
 #include "task_limits.h"
+#include "canvas.h"
+#include "events.h"
+#include "publisher.h"
 #include "worker.h"
 
 /* Exception names a Python client can re-raise as the real class (module "builtins"). */

@@ -19,6 +19,9 @@
 #include "child.h"
 #include "log.h"
 #include "metrics_http.h"
+#include "pool.h"
+#include "ratelimit.h"
+#include "revoked.h"
 #include "worker.h"
 
 static void send_cancel(struct worker *w, struct pchild *c, const struct job *j);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <task/client.h>
 #include "log.h"
+#include "publisher.h"
 #include "worker.h"
 
 static int pend_push(struct worker *w, uint64_t seq, struct job *job, struct job **batch,

@@ -10,6 +10,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "outcome.h"
+#include "publisher.h"
+#include "quarantine.h"
 #include "worker.h"
 
 #define MAX_HDR 64 /* headers that fit the stack copy; more take the heap */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "log.h"
+#include "ratelimit.h"
 #include "worker.h"
 
 struct bucket {

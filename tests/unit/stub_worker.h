@@ -6,6 +6,14 @@
 #ifndef STUB_WORKER_H
 #define STUB_WORKER_H
 
+#include "autoscale.h"
+#include "consumer.h"
+#include "control.h"
+#include "events.h"
+#include "pool.h"
+#include "publisher.h"
+#include "ratelimit.h"
+#include "revoked.h"
 #include "worker.h"
 
 struct stub_calls {

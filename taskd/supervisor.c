@@ -1,5 +1,5 @@
 /*
- * worker.c - the supervisor's event loop: poll() over the AMQP socket (after draining the
+ * supervisor.c - the supervisor's event loop: poll() over the AMQP socket (after draining the
  * frames rabbitmq-c has already buffered, which poll() cannot see), a signalfd and the pool
  * children's sockets; the shutdown state machine (warm, then cold); reconnects.
  */
@@ -22,6 +22,14 @@
 #include "metrics_http.h"
 #include "metrics_scrape.h"
 #include "notify.h"
+#include "autoscale.h"
+#include "consumer.h"
+#include "control.h"
+#include "events.h"
+#include "pool.h"
+#include "publisher.h"
+#include "ratelimit.h"
+#include "supervisor.h"
 #include "worker.h"
 
 #define FRAMES_PER_TURN 512
