@@ -165,12 +165,6 @@ void outcome_progress(struct worker *w, struct job *job, json_object *meta)
     (void)pub_result(w, NULL, &job->m, "PROGRESS", meta, NULL, 0);
 }
 
-static const char *reply_str(json_object *o, const char *key)
-{
-    json_object *v;
-    return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
-}
-
 /* Is `type` in the task's autoretry_for list (blank- or comma-separated; "*" is any)? */
 static bool autoretry(const task_def *def, const char *type)
 {
@@ -186,26 +180,22 @@ static bool autoretry(const task_def *def, const char *type)
     return false;
 }
 
-static void done(struct worker *w, struct job *job, json_object *reply)
+static void done(struct worker *w, struct job *job, const struct ipc_up *up)
 {
     const struct task__msg *m = &job->m;
-    json_object *v;
-    int outcome = json_object_object_get_ex(reply, "outcome", &v) ? json_object_get_int(v) : -1;
-    double runtime = json_object_object_get_ex(reply, "runtime", &v) ? json_object_get_double(v) : 0;
+    int outcome = up->outcome;
+    double runtime = up->runtime_s;
     int dc = delivery_count(&job->d);
     int max_retries = job->def->max_retries != 0 ? job->def->max_retries : w->cfg->max_retries;
-    const char *exc_type = reply_str(reply, "exc_type");
-    const char *exc_msg = reply_str(reply, "exc_message");
-    bool soft_expired = json_object_object_get_ex(reply, "soft_expired", &v) &&
-                        json_object_get_boolean(v);
-    bool cancelled = json_object_object_get_ex(reply, "cancelled", &v) && json_object_get_boolean(v);
-    if (job->cancelled && cancelled && outcome != TASK_OK) {
+    const char *exc_type = up->exc_type;
+    const char *exc_msg = up->exc_message;
+    if (job->cancelled && up->cancelled && outcome != TASK_OK) {
         /* Revoked while it ran, and it stopped: that is the revoke's outcome, not a failure. */
         metrics_runtime(w->metrics, m->task, task__now_mono() - job->started);
         outcome_revoked(w, job, "revoked");
         return;
     }
-    if (soft_expired && (outcome == TASK_OK || outcome == TASK_FAIL)) {
+    if (up->soft_expired && (outcome == TASK_OK || outcome == TASK_FAIL)) {
         outcome = TASK_FAIL;
         exc_type = "SoftTimeLimitExceeded";
         exc_msg = "the task ran past its soft time limit";
@@ -214,7 +204,7 @@ static void done(struct worker *w, struct job *job, json_object *reply)
         outcome = TASK_RETRY; /* with no retry_in: the backoff policy */
     metrics_runtime(w->metrics, m->task, task__now_mono() - job->started);
 
-    json_object *result = json_object_object_get_ex(reply, "result", &v) ? v : NULL;
+    json_object *result = up->result;
     char why[160];
     if (outcome == TASK_OK && unstorable(w, result, why, sizeof(why)) != NULL) {
         outcome = TASK_FAIL;
@@ -233,7 +223,7 @@ static void done(struct worker *w, struct job *job, json_object *reply)
         log_event(LV_DEBUG, 0, "task_succeeded", "task=%s task_id=%s runtime_s=%.6f",
                   log_v(m->task), log_v(m->id), runtime);
     } else if (outcome == TASK_RETRY && (max_retries < 0 || m->retries < max_retries)) {
-        double in = json_object_object_get_ex(reply, "retry_in", &v) ? json_object_get_double(v) : -1;
+        double in = up->retry_in_s;
         republish_retry(w, job, in >= 0 ? in : backoff_s(job->def, m->retries), exc_type,
                         exc_msg, dc);
     } else {
@@ -369,18 +359,20 @@ void outcome_finish(struct worker *w, struct job *job)
     outcome_settled(w, job);
 }
 
-static void settle_as(struct worker *w, struct job *job, int how, json_object *reply)
+static void settle_as(struct worker *w, struct job *job, int how, const struct ipc_up *up)
 {
     if (how == STASH_DONE)
-        done(w, job, reply);
+        done(w, job, up);
     else if (how == STASH_REQUEUE)
         requeue_fresh(w, job, "neighbour_lost");
     else
         lost(w, job);
 }
 
-void outcome_child_ended(struct worker *w, struct job *job, int how, json_object *reply)
+void outcome_child_ended(struct worker *w, struct job *job, int how, const struct ipc_up *up)
 {
+    /* A kept outcome keeps the child's frame; it is read again when it is settled. */
+    json_object *reply = up != NULL ? up->frame : NULL;
     bool cold = w->pool.cold;
     if (cold && (job->orphan || w->conn == NULL)) {
         job_free(job);
@@ -394,7 +386,7 @@ void outcome_child_ended(struct worker *w, struct job *job, int how, json_object
         job->nacked = true;
         outcome_finish(w, job);
     } else {
-        settle_as(w, job, how, reply);
+        settle_as(w, job, how, up);
     }
 }
 
@@ -405,7 +397,10 @@ void outcome_settle_kept(struct worker *w, struct job *job)
     job->next = NULL;
     job->stash_reply = NULL;
     job->stash = STASH_NONE;
-    settle_as(w, job, how, reply);
+    struct ipc_up up;
+    if (how == STASH_DONE && ipc_up_read(reply, &up, NULL, 0) != 0)
+        how = STASH_LOST; /* cannot happen: it was read when it came */
+    settle_as(w, job, how, how == STASH_DONE ? &up : NULL);
     json_object_put(reply);
 }
 

@@ -14,11 +14,11 @@
 void outcome_started(struct worker *w, struct job *job);
 /* A PROGRESS update (`meta` borrowed) from the task running as `job`. */
 void outcome_progress(struct worker *w, struct job *job, json_object *meta);
-/* `job` left its child: STASH_DONE with the child's `reply` (borrowed), STASH_LOST (its child
- * died with it, or killed it), STASH_REQUEUE (a neighbour's crash or kill took it down). Takes
- * the job: published and settled now, kept for its redelivery (an orphan) or until the broker
- * takes it (no connection, an alarm), or dropped on a cold stop. */
-void outcome_child_ended(struct worker *w, struct job *job, int how, json_object *reply);
+/* `job` left its child: STASH_DONE with the child's report `up` (borrowed), STASH_LOST (its
+ * child died with it, or killed it), STASH_REQUEUE (a neighbour's crash or kill took it down)
+ * with NULL. Takes the job: published and settled now, kept for its redelivery (an orphan) or
+ * until the broker takes it (no connection, an alarm), or dropped on a cold stop. */
+void outcome_child_ended(struct worker *w, struct job *job, int how, const struct ipc_up *up);
 /* The job ends REVOKED (`why`: "revoked" or "expired") without running. Takes the job. */
 void outcome_revoked(struct worker *w, struct job *job, const char *why);
 /* A job that waited (backlog, rate limit, eta) past worker.give_back_after: a fresh copy goes to

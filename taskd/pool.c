@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "child.h"
+#include "ipc_frame.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "pool.h"
@@ -114,15 +115,17 @@ static json_object *job_frame(const struct worker *w, const struct job *job)
     const struct task__msg *m = &job->m;
     double soft, hard;
     job_limits(w, job, &soft, &hard);
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "jid", json_object_new_int64(job->jid));
-    json_object_object_add(o, "task", json_object_new_string(m->task));
-    json_object_object_add(o, "id", json_object_new_string(m->id));
-    json_object_object_add(o, "args", json_object_get(m->args));
-    json_object_object_add(o, "kwargs", json_object_get(m->kwargs));
-    json_object_object_add(o, "retries", json_object_new_int(m->retries));
-    json_object_object_add(o, "soft", json_object_new_double(soft));
-    return o;
+    struct ipc_down d = {
+        .kind = IPC_DOWN_JOB,
+        .jid = job->jid,
+        .task = m->task,
+        .id = m->id,
+        .args = m->args,
+        .kwargs = m->kwargs,
+        .retries = m->retries,
+        .soft_s = soft,
+    };
+    return ipc_down_write(&d);
 }
 
 static int least_busy(const struct pool *p)
@@ -155,6 +158,8 @@ static bool dispatch(struct worker *w, struct job *job)
         return false;
     struct pchild *c = &p->ch[i];
     json_object *frame = job_frame(w, job);
+    if (frame == NULL)
+        return false; /* out of memory: it waits in the backlog */
     int rc = ipc_queue(&c->out, frame); /* on failure nothing was added */
     json_object_put(frame);
     if (rc == 0) {
@@ -240,33 +245,32 @@ static void maybe_retire(struct worker *w, int i)
         shutdown(c->fd, SHUT_WR); /* EOF: the child exits once idle */
 }
 
-static void on_frame(struct worker *w, int i, json_object *o)
+/* One frame from child `i`. False: it is not a frame a child writes (the child is broken). */
+static bool on_frame(struct worker *w, int i, json_object *o)
 {
     struct pchild *c = &w->pool.ch[i];
-    json_object *v;
-    int64_t jid = json_object_object_get_ex(o, "jid", &v) && json_object_is_type(v, json_type_int)
-                      ? json_object_get_int64(v)
-                      : 0;
-    const char *kind = json_object_object_get_ex(o, "kind", &v) &&
-                               json_object_is_type(v, json_type_string)
-                           ? json_object_get_string(v)
-                           : "";
-    if (strcmp(kind, "progress") == 0) {
-        struct job *job = find_running(c, jid);
-        if (job != NULL && !job->orphan && w->conn != NULL && !w->blocked &&
-            json_object_object_get_ex(o, "meta", &v))
-            w->pool.hooks.progress(w, job, v);
-        return;
+    struct ipc_up up;
+    char why[160];
+    if (ipc_up_read(o, &up, why, sizeof(why)) != 0) {
+        log_event(LV_ERROR, 0, "child_protocol_error", "pid=%d detail=\"%s\"", (int)c->pid, why);
+        return false;
     }
-    struct job *job = take_running(c, jid);
+    if (up.kind == IPC_UP_PROGRESS) {
+        struct job *job = find_running(c, up.jid);
+        if (job != NULL && !job->orphan && w->conn != NULL && !w->blocked)
+            w->pool.hooks.progress(w, job, up.meta);
+        return true;
+    }
+    struct job *job = take_running(c, up.jid);
     if (job == NULL)
-        return;
+        return true; /* it ended already (killed for its time limit, say) */
     c->done_count++;
     c->backoff = 0; /* it works: a later failure starts the delays over */
-    if (json_object_object_get_ex(o, "rss_kb", &v))
-        c->rss_kb = (long)json_object_get_int64(v);
-    w->pool.hooks.ended(w, job, STASH_DONE, o);
+    if (up.rss_kb >= 0)
+        c->rss_kb = up.rss_kb;
+    w->pool.hooks.ended(w, job, STASH_DONE, &up);
     maybe_retire(w, i);
+    return true;
 }
 
 void pool_on_readable(struct worker *w, int i)
@@ -280,7 +284,8 @@ void pool_on_readable(struct worker *w, int i)
     json_object *o;
     int bad = 0;
     while ((o = ipc_next(&c->in, &bad)) != NULL) {
-        on_frame(w, i, o);
+        if (!on_frame(w, i, o))
+            bad = 1;
         json_object_put(o);
     }
     if (bad) {
@@ -521,11 +526,10 @@ void pool_drop_jobs(struct worker *w)
 
 static void send_cancel(struct worker *w, struct pchild *c, const struct job *j)
 {
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "kind", json_object_new_string("cancel"));
-    json_object_object_add(o, "jid", json_object_new_int64(j->jid));
+    struct ipc_down d = {.kind = IPC_DOWN_CANCEL, .jid = j->jid};
+    json_object *o = ipc_down_write(&d);
     /* A dying child is reaped as lost either way. */
-    if (ipc_queue(&c->out, o) == 0)
+    if (o != NULL && ipc_queue(&c->out, o) == 0)
         (void)ipc_flush(c->fd, &c->out);
     json_object_put(o);
     if (w->pool.threads == 1) {

@@ -18,6 +18,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "ipc.h"
+#include "ipc_frame.h"
 #include "job.h"
 #include "msgcopy.h"
 #include "replies.h"
@@ -59,9 +60,9 @@ struct pool_hooks {
     void (*started)(struct worker *w, struct job *job);
     /* A PROGRESS update from its task (`meta` borrowed). */
     void (*progress)(struct worker *w, struct job *job, json_object *meta);
-    /* The job left its child (takes it): STASH_DONE with the child's `reply` (borrowed),
+    /* The job left its child (takes it): STASH_DONE with the child's report (borrowed),
      * STASH_LOST or STASH_REQUEUE (a neighbour's fault) with NULL. */
-    void (*ended)(struct worker *w, struct job *job, int how, json_object *reply);
+    void (*ended)(struct worker *w, struct job *job, int how, const struct ipc_up *up);
     /* Revoked while it waited for a slot: it does not run (takes it). */
     void (*revoked)(struct worker *w, struct job *job, const char *why);
     /* No pool child is alive (false), or one is again (true). */

@@ -42,11 +42,16 @@ static struct job *job_for(const char *id)
     return j;
 }
 
-static json_object *reply_ok(void)
+/* A child's done frame for a SUCCESS of 42, as the pool reads it (ipc_frame.h). */
+static json_object *reply_ok(struct ipc_up *up)
 {
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "outcome", json_object_new_int(0));
-    json_object_object_add(o, "result", json_object_new_int(42));
+    json_object *result = json_object_new_int(42);
+    struct ipc_up u = {.kind = IPC_UP_DONE, .jid = 1, .outcome = TASK_OK, .result = result,
+                       .rss_kb = -1};
+    json_object *o = ipc_up_write(&u);
+    json_object_put(result);
+    assert_non_null(o);
+    assert_int_equal(ipc_up_read(o, up, NULL, 0), 0);
     return o;
 }
 
@@ -55,8 +60,9 @@ static void no_connection_keeps_the_outcome(void **state)
     (void)state;
     struct job *j = job_for("id-1");
     j->leased = true;
-    json_object *reply = reply_ok();
-    outcome_child_ended(w, j, STASH_DONE, reply);
+    struct ipc_up up;
+    json_object *reply = reply_ok(&up);
+    outcome_child_ended(w, j, STASH_DONE, &up);
     assert_ptr_equal(w->stashed, j);
     assert_int_equal(j->stash, STASH_DONE);
     assert_ptr_equal(j->stash_reply, reply); /* a reference of its own */
@@ -78,8 +84,9 @@ static void orphan_waits_for_its_redelivery(void **state)
     (void)state;
     struct job *j = job_for("id-3");
     j->orphan = true;
-    json_object *reply = reply_ok();
-    outcome_child_ended(w, j, STASH_DONE, reply);
+    struct ipc_up up;
+    json_object *reply = reply_ok(&up);
+    outcome_child_ended(w, j, STASH_DONE, &up);
     json_object_put(reply);
     assert_null(w->stashed);
     assert_int_equal(w->norphans, 1);
