@@ -387,7 +387,7 @@ static void give_back_waiting(struct worker *w)
     consumer_give_back(w, now - w->cfg->give_back_after_s);
 }
 
-static int turn(struct worker *w)
+static int turn_inner(struct worker *w)
 {
     int timeout = min_timeout(consumer_next_due_ms(w), pool_next_deadline_ms(w));
     timeout = min_timeout(timeout, rate_next_ms(w));
@@ -417,6 +417,8 @@ static int turn(struct worker *w)
     int ready = poll(pfd, (nfds_t)n, timeout);
     if (ready < 0 && errno != EINTR)
         return -errno;
+    /* What this turn publishes and acks leaves in as few packets as it fills (turn()). */
+    task__conn_cork(w->conn, true);
     /* Also with nothing ready: it drops clients past their deadline. */
     mhttp_on_poll(w->mhttp, pfd + first_http, ready > 0 ? n - first_http : 0);
     for (int k = first_child; ready > 0 && k < first_http; k++) {
@@ -445,6 +447,17 @@ static int turn(struct worker *w)
     events_tick(w);
     pub_flush_stream(w);
     return 0;
+}
+
+/* One loop turn: wait for something (poll), then handle all of it. Writes to the broker are
+ * corked while it is handled and go out together at its end: per task a result, a stream
+ * record, an ack and a STARTED state are a handful of small frames, and one packet for many of
+ * them costs the kernel and the broker much less than one each. */
+static int turn(struct worker *w)
+{
+    int rc = turn_inner(w);
+    task__conn_cork(w->conn, false);
+    return rc;
 }
 
 static void sleep_backoff(struct worker *w, int attempt)

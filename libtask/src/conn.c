@@ -1,4 +1,7 @@
 /* conn.c - see conn.h. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #include <errno.h>
@@ -14,9 +17,29 @@ struct task__conn {
     char where[640];
     task_error err;
     uint64_t pub_seq[8];       /* next confirm sequence number - 1, by channel (small ids) */
+    bool corked;               /* TCP_CORK is on (task__conn_cork) */
 };
 
-amqp_connection_state_t task__conn_amqp(struct task__conn *c) { return c->st; }
+void task__conn_cork(struct task__conn *c, bool on)
+{
+    if (c == NULL || !c->alive || c->corked == on)
+        return;
+    int v = on ? 1 : 0;
+    if (setsockopt(amqp_get_sockfd(c->st), IPPROTO_TCP, TCP_CORK, &v, sizeof(v)) == 0)
+        c->corked = on;
+}
+
+/* A call that waits for the broker's answer: what is corked must go out first. */
+static void rpc_begin(struct task__conn *c)
+{
+    task__conn_cork(c, false);
+}
+
+amqp_connection_state_t task__conn_amqp(struct task__conn *c)
+{
+    rpc_begin(c); /* the raw handle is used for calls that wait (tx, basic.get, cancel) */
+    return c->st;
+}
 int task__conn_fd(struct task__conn *c) { return amqp_get_sockfd(c->st); }
 bool task__conn_alive(const struct task__conn *c) { return c != NULL && c->alive; }
 const char *task__conn_where(const struct task__conn *c) { return c->where; }
@@ -238,6 +261,7 @@ int task__conn_open(struct task__conn **out, const struct task__conn_opts *o, ta
 
 void task__conn_close(struct task__conn *c)
 {
+    rpc_begin(c);
     if (c == NULL)
         return;
     if (c->st != NULL) {
@@ -253,6 +277,7 @@ void task__conn_close(struct task__conn *c)
 
 int task__conn_channel_open(struct task__conn *c, uint16_t ch)
 {
+    rpc_begin(c);
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "channel open: connection lost");
     amqp_channel_open(c->st, ch);
@@ -265,6 +290,7 @@ int task__conn_channel_open(struct task__conn *c, uint16_t ch)
 
 int task__conn_confirm_select(struct task__conn *c, uint16_t ch)
 {
+    rpc_begin(c);
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "confirm.select: connection lost");
     amqp_confirm_select(c->st, ch);
@@ -273,6 +299,7 @@ int task__conn_confirm_select(struct task__conn *c, uint16_t ch)
 
 int task__conn_qos(struct task__conn *c, uint16_t ch, uint16_t prefetch)
 {
+    rpc_begin(c);
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "basic.qos: connection lost");
     amqp_basic_qos(c->st, ch, 0, prefetch, 0);
@@ -282,6 +309,7 @@ int task__conn_qos(struct task__conn *c, uint16_t ch, uint16_t prefetch)
 int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name, bool durable,
                              bool exclusive, bool auto_delete, amqp_table_t args)
 {
+    rpc_begin(c);
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "declare %s: connection lost", name);
     amqp_queue_declare(c->st, ch, amqp_cstring_bytes(name), 0, durable, exclusive, auto_delete,
@@ -306,6 +334,7 @@ uint16_t task__conn_answer_refusal(struct task__conn *c, uint16_t ch)
 int task__conn_declare_probe(struct task__conn *c, uint16_t ch, const char *name, bool passive,
                              amqp_table_t args, amqp_queue_declare_ok_t *ok, uint16_t *refused)
 {
+    rpc_begin(c);
     *refused = 0;
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "declare %s: connection lost", name);
@@ -326,6 +355,7 @@ int task__conn_declare_probe(struct task__conn *c, uint16_t ch, const char *name
 int task__conn_consume_probe(struct task__conn *c, uint16_t ch, const char *queue,
                              amqp_table_t args, char **tag_out, uint16_t *refused)
 {
+    rpc_begin(c);
     *refused = 0;
     bool asked = c->alive;
     int rc = task__conn_consume(c, ch, queue, false, args, tag_out);
@@ -348,6 +378,7 @@ int task__conn_declare_nowait(struct task__conn *c, uint16_t ch, const char *nam
 int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char *name,
                                   amqp_table_t args)
 {
+    rpc_begin(c);
     char what[300];
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "declare %s: connection lost", name);
@@ -369,6 +400,7 @@ int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char 
 int task__conn_consume(struct task__conn *c, uint16_t ch, const char *queue, bool no_ack,
                        amqp_table_t args, char **tag_out)
 {
+    rpc_begin(c);
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "consume %s: connection lost", queue);
     amqp_basic_consume_ok_t *ok = amqp_basic_consume(c->st, ch, amqp_cstring_bytes(queue),
@@ -481,6 +513,8 @@ int task__conn_next_frame(struct task__conn *c, amqp_frame_t *f, int timeout_ms,
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "read: connection lost (%s)", c->where);
     struct timeval tv, *tvp = NULL;
+    if (timeout_ms != 0)
+        rpc_begin(c); /* it may wait: the request it waits for must be out */
     if (timeout_ms >= 0) {
         tv.tv_sec = timeout_ms / 1000;
         tv.tv_usec = (timeout_ms % 1000) * 1000;
