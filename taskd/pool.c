@@ -134,7 +134,7 @@ static int least_busy(const struct pool *p)
     for (int i = 0; i < p->n; i++) {
         const struct pchild *c = &p->ch[i];
         /* One whose socket is full is not reading: the job waits for another. */
-        if (c->pid <= 0 || c->retiring || c->busy >= p->threads || ipc_pending(&c->out))
+        if (c->pid <= 0 || c->retiring || c->busy >= p->threads || c->stalled)
             continue;
         if (best < 0 || c->busy < p->ch[best].busy)
             best = i;
@@ -160,18 +160,12 @@ static bool dispatch(struct worker *w, struct job *job)
     json_object *frame = job_frame(w, job);
     if (frame == NULL)
         return false; /* out of memory: it waits in the backlog */
-    int rc = ipc_queue(&c->out, frame); /* on failure nothing was added */
+    /* Written at the end of the loop turn (pool_flush): one write for every job the turn
+     * hands this child. On failure nothing was added. */
+    int rc = ipc_queue(&c->out, frame);
     json_object_put(frame);
-    if (rc == 0) {
-        rc = ipc_flush(c->fd, &c->out); /* what the socket does not take goes on POLLOUT */
-        if (rc != 0)
-            ipc_out_free(&c->out); /* the child is gone: nothing more reaches it */
-    }
-    if (rc != 0) {
-        /* The child is dying; SIGCHLD will tell. Try the job elsewhere later. */
-        c->retiring = true;
+    if (rc != 0)
         return false;
-    }
     double soft, hard;
     job_limits(w, job, &soft, &hard);
     job->child = i;
@@ -295,12 +289,29 @@ void pool_on_readable(struct worker *w, int i)
     pool_drain_backlog(w);
 }
 
+/* Write what waits for child `c`; what its socket does not take waits for POLLOUT. */
+static void flush_child(struct pchild *c)
+{
+    if (ipc_flush(c->fd, &c->out) != 0) {
+        /* It stopped reading for good: reaped when it exits, its jobs lost with it, as a job
+         * whose frame was in its socket when it died always was. */
+        ipc_out_free(&c->out);
+        c->retiring = true;
+    }
+    c->stalled = ipc_pending(&c->out);
+}
+
 void pool_on_writable(struct worker *w, int i)
 {
-    struct pchild *c = &w->pool.ch[i];
-    if (ipc_flush(c->fd, &c->out) != 0) {
-        ipc_out_free(&c->out);
-        c->retiring = true; /* it stopped reading for good: reaped when it exits */
+    flush_child(&w->pool.ch[i]);
+}
+
+void pool_flush(struct worker *w)
+{
+    for (int i = 0; i < w->pool.n; i++) {
+        struct pchild *c = &w->pool.ch[i];
+        if (c->pid > 0 && !c->stalled && ipc_pending(&c->out))
+            flush_child(c);
     }
 }
 
@@ -529,8 +540,8 @@ static void send_cancel(struct worker *w, struct pchild *c, const struct job *j)
     struct ipc_down d = {.kind = IPC_DOWN_CANCEL, .jid = j->jid};
     json_object *o = ipc_down_write(&d);
     /* A dying child is reaped as lost either way. */
-    if (o != NULL && ipc_queue(&c->out, o) == 0)
-        (void)ipc_flush(c->fd, &c->out);
+    if (o != NULL && ipc_queue(&c->out, o) == 0 && !c->stalled)
+        flush_child(c);
     json_object_put(o);
     if (w->pool.threads == 1) {
         /* Its one thread is busy running the task: it reads the frame only afterwards. */

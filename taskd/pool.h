@@ -15,6 +15,8 @@ void pool_drain_backlog(struct worker *w);
 void pool_on_readable(struct worker *w, int i);
 /* The child's socket takes more: write what waits for it. */
 void pool_on_writable(struct worker *w, int i);
+/* End of a loop turn: write the frames the turn queued for each child (one write each). */
+void pool_flush(struct worker *w);
 void pool_reap(struct worker *w);
 void pool_check_limits(struct worker *w);
 int pool_next_deadline_ms(const struct worker *w);

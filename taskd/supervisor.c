@@ -456,6 +456,7 @@ static int turn_inner(struct worker *w)
 static int turn(struct worker *w)
 {
     int rc = turn_inner(w);
+    pool_flush(w);
     task__conn_cork(w->conn, false);
     return rc;
 }

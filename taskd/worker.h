@@ -38,7 +38,8 @@ struct pchild {
     pid_t pid;              /* 0: not running */
     int fd;
     struct ipc_buf in;
-    struct ipc_out out;     /* frames the child has not read yet (the socket was full) */
+    struct ipc_out out;     /* frames not written yet: this turn's, or the socket was full */
+    bool stalled;           /* its socket was full: the rest waits for POLLOUT */
     int busy;
     int done_count;
     bool retiring;          /* finishing its jobs, then exiting (recycle or shutdown) */

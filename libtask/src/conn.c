@@ -17,10 +17,11 @@ struct task__conn {
     char where[640];
     task_error err;
     uint64_t pub_seq[8];       /* next confirm sequence number - 1, by channel (small ids) */
-    bool corked;               /* TCP_CORK is on (task__conn_cork) */
+    bool cork_wanted;          /* task__conn_cork(c, true): cork at the next write */
+    bool corked;               /* TCP_CORK is on */
 };
 
-void task__conn_cork(struct task__conn *c, bool on)
+static void set_cork(struct task__conn *c, bool on)
 {
     if (c == NULL || !c->alive || c->corked == on)
         return;
@@ -29,10 +30,27 @@ void task__conn_cork(struct task__conn *c, bool on)
         c->corked = on;
 }
 
+void task__conn_cork(struct task__conn *c, bool on)
+{
+    if (c == NULL)
+        return;
+    c->cork_wanted = on;
+    if (!on)
+        set_cork(c, false);
+}
+
+/* A write that does not wait: corked if the caller asked (a loop turn that writes nothing
+ * pays no setsockopt). */
+static void write_begin(struct task__conn *c)
+{
+    if (c->cork_wanted)
+        set_cork(c, true);
+}
+
 /* A call that waits for the broker's answer: what is corked must go out first. */
 static void rpc_begin(struct task__conn *c)
 {
-    task__conn_cork(c, false);
+    set_cork(c, false);
 }
 
 amqp_connection_state_t task__conn_amqp(struct task__conn *c)
@@ -460,6 +478,7 @@ static int publish(struct task__conn *c, uint16_t ch, const char *exchange, cons
     if (bad != NULL) /* refused here, with the connection intact */
         return task__conn_fail(c, TASK_EINVAL, "publish: %s longer than 255 bytes", bad);
     amqp_bytes_t b = {.len = len, .bytes = (void *)body};
+    write_begin(c);
     int status = amqp_basic_publish(c->st, ch, amqp_cstring_bytes(exchange),
                                     amqp_cstring_bytes(rk), mandatory, 0, props, b);
     if (status != AMQP_STATUS_OK)
@@ -490,6 +509,7 @@ int task__conn_ack(struct task__conn *c, uint16_t ch, uint64_t tag, bool multipl
 {
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "ack: connection lost");
+    write_begin(c);
     int status = amqp_basic_ack(c->st, ch, tag, multiple);
     return status == AMQP_STATUS_OK ? 0 : fail_status(c, status, "ack");
 }
@@ -498,6 +518,7 @@ int task__conn_reject(struct task__conn *c, uint16_t ch, uint64_t tag, bool requ
 {
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "reject: connection lost");
+    write_begin(c);
     int status = amqp_basic_reject(c->st, ch, tag, requeue);
     return status == AMQP_STATUS_OK ? 0 : fail_status(c, status, "reject");
 }

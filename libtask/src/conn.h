@@ -46,10 +46,10 @@ void task__conn_close(struct task__conn *c);
 /* The raw handle, for calls this file does not wrap; uncorks first (task__conn_cork), as such
  * calls usually wait for the broker. */
 amqp_connection_state_t task__conn_amqp(struct task__conn *c);
-/* TCP_CORK on the connection's socket: while on, what is written waits in the kernel for a
- * full segment or for the cork to come off, so a burst of publishes and acks leaves in few
- * packets. Every call here that waits for the broker uncorks first; the caller uncorks
- * before it sleeps in poll(). */
+/* TCP_CORK on the connection's socket from its next publish, ack or reject on: what is
+ * written then waits in the kernel for a full segment or for the cork to come off, so a burst
+ * of publishes and acks leaves in few packets. Every call here that waits for the broker
+ * uncorks first; the caller uncorks (on = false) before it sleeps in poll(). */
 void task__conn_cork(struct task__conn *c, bool on);
 int task__conn_fd(struct task__conn *c);
 bool task__conn_alive(const struct task__conn *c);
