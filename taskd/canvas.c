@@ -9,6 +9,7 @@
 #include <string.h>
 #include "canvas_sig.h"
 #include "log.h"
+#include "signing.h"
 #include "worker.h"
 
 /* Encode signature `sig` as a task message with `first` (borrowed, may be NULL) prepended to
@@ -46,6 +47,8 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
     int rc = worker_ensure_queue(w, *target);
     if (rc == 0)
         rc = task__msg_encode(&m, wire, &err);
+    if (rc == 0 && (rc = task__wire_seal(w->sec, wire, &err)) != 0)
+        task__wire_free(wire);
     canvas_call_clear(&call);
     return rc;
 }

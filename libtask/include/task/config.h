@@ -85,6 +85,15 @@ typedef struct task_config {
     /* Since 0.2; last so that the offsets of the fields above stay as they were. */
     char *broker_password_file;   /* broker.password_file: the broker password, first line of
                                    * this file; "" = the password in the URL (or guest) */
+
+    /* Since 0.3: message signing, Celery's `auth` serializer (docs/signing.md). All three set:
+     * task messages and results are signed, and only signed ones from a trusted signer are
+     * accepted. None set: off. */
+    char *security_key;           /* security.key: PEM RSA private key (unencrypted) */
+    char *security_certificate;   /* security.certificate: PEM certificate of that key */
+    char *security_cert_store;    /* security.cert_store: PEM file, or a directory of them, of
+                                   * the signers trusted */
+    char *security_digest;        /* security.digest: sha256 (Celery's default), sha384, ... */
 } task_config;
 
 /* task_config_new - a config holding the defaults. NULL on out-of-memory. Free with
