@@ -459,3 +459,22 @@ int task__result_wire_seal(const struct task__sec *s, struct task__result_wire *
 {
     return s == NULL ? 0 : seal_in_place(s, &w->props, &w->body, &w->body_len, err);
 }
+
+int task_config_signer(const task_config *cfg, char *buf, size_t size, task_error *err)
+{
+    if (cfg == NULL || buf == NULL)
+        return TASK_EINVAL;
+    struct task__sec *s = NULL;
+    int rc = task__sec_load(cfg, &s, NULL, err);
+    if (rc != 0)
+        return rc;
+    if (s == NULL)
+        return task__fail(err, TASK_ENOTFOUND, "signing is off: security.key, "
+                          "security.certificate and security.cert_store are not set");
+    if (strlen(s->signer) >= size)
+        rc = task__fail(err, TASK_EINVAL, "signer id longer than %zu bytes", size);
+    else
+        strcpy(buf, s->signer);
+    task__sec_free(s);
+    return rc;
+}

@@ -358,6 +358,14 @@ static void test_config_errors(void **state)
     struct task__sec *s = (void *)1;
     assert_int_equal(task__sec_load(c, &s, NULL, NULL), 0);
     assert_null(s); /* none set: signing off */
+    char id[64];
+    assert_int_equal(task_config_signer(c, id, sizeof(id), NULL), TASK_ENOTFOUND);
+    c->security_key = strdup(path_of("alice", "key"));
+    c->security_certificate = strdup(path_of("alice", "pem"));
+    c->security_cert_store = strdup(store);
+    assert_int_equal(task_config_signer(c, id, sizeof(id), NULL), 0);
+    assert_string_equal(id, "taskd tests alice 1001");
+    assert_int_equal(task_config_signer(c, id, 10, NULL), TASK_EINVAL);
     task_config_free(c);
     expect_config_error(path_of("alice", "key"), NULL, NULL, "security.certificate");
     expect_config_error(NULL, path_of("alice", "pem"), store, "security.key");

@@ -135,6 +135,18 @@ TASK_API int task_config_set(task_config *cfg, const char *path, const char *val
 TASK_API int task_config_resolve(task_config *cfg, task_error *err);
 
 /*
+ * task_config_signer - check the message-signing options of `cfg` (security.key, certificate,
+ * cert_store, digest) the way task_client_new() and taskd load them, and write into `buf` the
+ * signer id that receivers look up in their cert store: the certificate's issuer attribute
+ * values joined by spaces, a space and the decimal serial (Celery's Certificate.get_id()).
+ * Returns 0; TASK_ENOTFOUND when signing is off (none of the three set); TASK_ECONFIG with the
+ * option and file in err (a missing option, a key that is not an unencrypted PEM RSA key or does
+ * not match the certificate, an unreadable or empty store, a duplicate signer); TASK_EINVAL when
+ * `buf` is too small. Since: 0.3. See docs/signing.md.
+ */
+TASK_API int task_config_signer(const task_config *cfg, char *buf, size_t size, task_error *err);
+
+/*
  * task_config_load_default - the standard sequence: /etc/taskd/<name>, ./<name> (each only if it
  * exists, and only if task_config_file_trusted() accepts it), then `explicit_path` (must exist,
  * when not NULL), then the environment, then task_config_resolve(). `name` is "taskd.conf" or
