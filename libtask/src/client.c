@@ -177,8 +177,9 @@ void task_client_free(task_client *c)
 }
 
 /*
- * With signing on, a state message counts only when signed by a trusted signer. Any other one
- * ends its task (named by the correlation id, the one unsigned field we can address it by) as
+ * With signing on, a state message counts only when signed by a trusted signer; without it, a
+ * signed one cannot be read (nothing to verify it with). Either way the refused message ends
+ * its task (named by the correlation id, the one unsigned field we can address it by) as
  * FAILURE with a SecurityError saying why, as Celery's AsyncResult.get() raises instead of
  * waiting on. A forged reply can make a wait fail, never make it succeed. 0: *body and *len
  * are the signed state message (pointing into env).
