@@ -87,6 +87,11 @@ with Taskd(Q, env=env, tag="-sign") as worker:
     t.check("a chain: taskd signs the follow-up it publishes", chain.apply_async().get(timeout=15)
             == 4)
 
+    t.check("retries: taskd signs the copies it re-publishes and reads them back",
+            app.send_task("test.retry", (2,)).get(timeout=15) == 2)
+    t.check("a countdown: the signed message rides the delay cascade unchanged",
+            app.send_task("test.add", (4, 4), countdown=1.5).get(timeout=15) == 8)
+
     # taskctl (libtask) signs too, and verifies taskd's signed result.
     ctl_env = dict(os.environ, TASKD_SECURITY_KEY=client_key,
                    TASKD_SECURITY_CERTIFICATE=client_cert, TASKD_SECURITY_CERT_STORE=client_store,
