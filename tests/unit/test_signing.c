@@ -79,12 +79,19 @@ static char *make_store(const char *name, const char *const *certs)
     return p;
 }
 
+/* Set a config string directly (task_config_set() would check the files first). */
+static void put(char **field, const char *value)
+{
+    free(*field);
+    *field = value ? strdup(value) : NULL;
+}
+
 static struct task__sec *load(const char *who, const char *store, int *expired, task_error *err)
 {
     task_config *c = task_config_new();
-    c->security_key = strdup(path_of(who, "key"));
-    c->security_certificate = strdup(path_of(who, "pem"));
-    c->security_cert_store = strdup(store);
+    put(&c->security_key, path_of(who, "key"));
+    put(&c->security_certificate, path_of(who, "pem"));
+    put(&c->security_cert_store, store);
     struct task__sec *s = NULL;
     int rc = task__sec_load(c, &s, expired, err);
     task_config_free(c);
@@ -338,9 +345,9 @@ static void expect_config_error(const char *key, const char *cert, const char *s
                                 const char *needle)
 {
     task_config *c = task_config_new();
-    c->security_key = key ? strdup(key) : NULL;
-    c->security_certificate = cert ? strdup(cert) : NULL;
-    c->security_cert_store = store ? strdup(store) : NULL;
+    put(&c->security_key, key);
+    put(&c->security_certificate, cert);
+    put(&c->security_cert_store, store);
     struct task__sec *s = NULL;
     task_error err = {0};
     assert_int_equal(task__sec_load(c, &s, NULL, &err), TASK_ECONFIG);
@@ -360,9 +367,9 @@ static void test_config_errors(void **state)
     assert_null(s); /* none set: signing off */
     char id[64];
     assert_int_equal(task_config_signer(c, id, sizeof(id), NULL), TASK_ENOTFOUND);
-    c->security_key = strdup(path_of("alice", "key"));
-    c->security_certificate = strdup(path_of("alice", "pem"));
-    c->security_cert_store = strdup(store);
+    put(&c->security_key, path_of("alice", "key"));
+    put(&c->security_certificate, path_of("alice", "pem"));
+    put(&c->security_cert_store, store);
     assert_int_equal(task_config_signer(c, id, sizeof(id), NULL), 0);
     assert_string_equal(id, "taskd tests alice 1001");
     assert_int_equal(task_config_signer(c, id, 10, NULL), TASK_EINVAL);
