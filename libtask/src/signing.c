@@ -53,42 +53,42 @@ static int no_password(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
-/* Celery's Certificate.get_id(). malloc'd, or NULL. */
+/* One element of a signer id, malloc'd by libcrypto: entry i of the issuer, or (i == n) the
+ * serial in decimal. Its length, or -1. */
+static int id_part(X509 *x, const X509_NAME *name, int i, int n, unsigned char **u)
+{
+    *u = NULL;
+    if (i < n)
+        return ASN1_STRING_to_UTF8(u, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    char *dec = bn ? BN_bn2dec(bn) : NULL;
+    BN_free(bn);
+    *u = (unsigned char *)dec;
+    return dec ? (int)strlen(dec) : -1;
+}
+
+/* Celery's Certificate.get_id(): f"{' '.join(issuer values)} {serial}", empty values and all.
+ * malloc'd, or NULL. */
 static char *cert_id(X509 *x)
 {
     const X509_NAME *name = X509_get_issuer_name(x);
-    size_t cap = 256, len = 0;
-    char *out = malloc(cap);
-    if (out == NULL)
-        return NULL;
-    out[0] = '\0';
     int n = X509_NAME_entry_count(name);
+    size_t len = 0;
+    char *out = NULL;
     for (int i = 0; i <= n; i++) {
-        unsigned char *u = NULL;
-        int ulen;
-        if (i < n) {
-            ulen = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
-        } else {
-            BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-            char *dec = bn ? BN_bn2dec(bn) : NULL;
-            BN_free(bn);
-            ulen = dec ? (int)strlen(dec) : -1;
-            u = (unsigned char *)dec;
+        unsigned char *u;
+        int ulen = id_part(x, name, i, n, &u);
+        char *bigger = ulen < 0 ? NULL : realloc(out, len + (size_t)ulen + 2);
+        if (bigger == NULL) {
+            OPENSSL_free(u);
+            free(out);
+            return NULL;
         }
-        if (ulen < 0 || len + (size_t)ulen + 2 > cap) {
-            size_t want = len + (size_t)(ulen < 0 ? 0 : ulen) + 2;
-            char *bigger = ulen < 0 ? NULL : realloc(out, want * 2);
-            if (bigger == NULL) {
-                OPENSSL_free(u);
-                free(out);
-                return NULL;
-            }
-            out = bigger;
-            cap = want * 2;
-        }
-        if (len > 0)
+        out = bigger;
+        if (i > 0)
             out[len++] = ' ';
-        memcpy(out + len, u, (size_t)ulen);
+        if (ulen > 0)
+            memcpy(out + len, u, (size_t)ulen);
         len += (size_t)ulen;
         out[len] = '\0';
         OPENSSL_free(u);
@@ -211,18 +211,44 @@ static int load_cert_dir(struct task__sec *s, const char *dir, task_error *err)
     return rc;
 }
 
-static int load_key(struct task__sec *s, const char *path, task_error *err)
+typedef void *(*pem_reader)(BIO *b);
+
+static void *read_key(BIO *b)
+{
+    return PEM_read_bio_PrivateKey(b, NULL, no_password, NULL);
+}
+
+static void *read_x509(BIO *b)
+{
+    return PEM_read_bio_X509(b, NULL, no_password, NULL);
+}
+
+/* The first PEM object of `path` (option `opt`), read by `read`; NULL with the error set,
+ * naming the option and the file. */
+static void *read_pem(const char *opt, const char *path, pem_reader read, const char *what,
+                      task_error *err)
 {
     char ebuf[200];
     BIO *b = BIO_new_file(path, "r");
-    if (b == NULL)
-        return task__fail(err, TASK_ECONFIG, "security.key: %s: cannot open: %s", path,
-                          crypto_error(ebuf, sizeof(ebuf)));
-    s->key = PEM_read_bio_PrivateKey(b, NULL, no_password, NULL);
+    if (b == NULL) {
+        task__fail(err, TASK_ECONFIG, "%s: %s: cannot open: %s", opt, path,
+                   crypto_error(ebuf, sizeof(ebuf)));
+        return NULL;
+    }
+    void *obj = read(b);
     BIO_free(b);
+    if (obj == NULL)
+        task__fail(err, TASK_ECONFIG, "%s: %s: not %s (%s)", opt, path, what,
+                   crypto_error(ebuf, sizeof(ebuf)));
+    return obj;
+}
+
+static int load_key(struct task__sec *s, const char *path, task_error *err)
+{
+    s->key = read_pem("security.key", path, read_key,
+                      "an unencrypted PEM private key", err);
     if (s->key == NULL)
-        return task__fail(err, TASK_ECONFIG, "security.key: %s: not an unencrypted PEM private "
-                          "key (%s)", path, crypto_error(ebuf, sizeof(ebuf)));
+        return TASK_ECONFIG;
     if (!EVP_PKEY_is_a(s->key, "RSA"))
         return task__fail(err, TASK_ECONFIG, "security.key: %s: not an RSA key (Celery's auth "
                           "serializer signs with RSA-PSS)", path);
@@ -231,16 +257,10 @@ static int load_key(struct task__sec *s, const char *path, task_error *err)
 
 static int load_cert(struct task__sec *s, const char *path, task_error *err)
 {
-    char ebuf[200];
-    BIO *b = BIO_new_file(path, "r");
-    if (b == NULL)
-        return task__fail(err, TASK_ECONFIG, "security.certificate: %s: cannot open: %s", path,
-                          crypto_error(ebuf, sizeof(ebuf)));
-    s->cert = PEM_read_bio_X509(b, NULL, no_password, NULL);
-    BIO_free(b);
+    s->cert = read_pem("security.certificate", path, read_x509,
+                       "a PEM certificate", err);
     if (s->cert == NULL)
-        return task__fail(err, TASK_ECONFIG, "security.certificate: %s: not a PEM certificate "
-                          "(%s)", path, crypto_error(ebuf, sizeof(ebuf)));
+        return TASK_ECONFIG;
     if (X509_check_private_key(s->cert, s->key) != 1) {
         ERR_clear_error();
         return task__fail(err, TASK_ECONFIG, "security.certificate: %s: does not match the key "

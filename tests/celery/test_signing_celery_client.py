@@ -69,8 +69,10 @@ env = {"TASKD_SECURITY_KEY": worker_key, "TASKD_SECURITY_CERTIFICATE": worker_ce
        "TASKD_SECURITY_CERT_STORE": worker_store, "TASKD_WORKER_DEAD_QUEUE": DEAD}
 with Taskd(Q, env=env, tag="-sign") as worker:
     log = open(worker.log).read()
-    t.check("taskd logs signing_on with its signer", "event=signing_on" in log and
-            "signer=\"taskd tests worker " in log, log[-600:])
+    from celery.security.certificate import Certificate
+    want = Certificate(open(worker_cert).read()).get_id()
+    t.check("taskd logs signing_on with its signer id exactly as Celery spells it",
+            "event=signing_on" in log and f'signer="{want}"' in log, f"{want!r} {log[-600:]}")
     t.check("and warns of the expired certificate in its store",
             "event=cert_store_expired count=1" in log, log[-600:])
 
