@@ -36,7 +36,7 @@ def signed_app(name, key, cert):
     app = Celery(name, broker=url, backend="rpc://")
     app.conf.update(security_key=key, security_certificate=cert, security_cert_store=client_store,
                     task_serializer="auth", result_serializer="auth", accept_content=["auth"],
-                    result_accept_content=["auth"], task_default_queue=Q)
+                    task_default_queue=Q)
     app.setup_security()
     return app
 
