@@ -223,16 +223,20 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
 static int send_reply(struct worker *w, struct job *job, const struct task__msg *m,
                       const struct task__result_wire *rw)
 {
+    bool stream = w->cfg->results_stream;
+    if (w->sec == NULL)
+        return send_tracked(w, job, false, stream, "", m->reply_to, &rw->props, rw->body,
+                            rw->body_len);
     struct task__result_wire sealed = *rw;
     task_error err = {0};
-    sealed.body = NULL;
-    if (w->sec != NULL && (sealed.body = malloc(rw->body_len + 1)) != NULL)
+    int rc = (sealed.body = malloc(rw->body_len + 1)) == NULL ? TASK_ENOMEM : 0;
+    if (rc == 0) {
         memcpy(sealed.body, rw->body, rw->body_len + 1);
-    int rc = w->sec == NULL ? 0 : sealed.body == NULL ? TASK_ENOMEM
-                                                      : task__result_wire_seal(w->sec, &sealed, &err);
+        rc = task__result_wire_seal(w->sec, &sealed, &err);
+    }
     if (rc == 0)
-        rc = send_tracked(w, job, false, w->cfg->results_stream, "", m->reply_to, &sealed.props,
-                          sealed.body ? sealed.body : rw->body, sealed.body_len);
+        rc = send_tracked(w, job, false, stream, "", m->reply_to, &sealed.props, sealed.body,
+                          sealed.body_len);
     else
         log_event(LV_ERROR, rc, "result_sign_failed", "task_id=%s detail=%s", log_v(m->id),
                   log_v(err.msg));

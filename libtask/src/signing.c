@@ -437,7 +437,8 @@ int task__sec_unwrap(const struct task__sec *s, const amqp_basic_properties_t *i
         return rc;
     *props_out = *in;
     props_out->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG;
-    props_out->content_type = (amqp_bytes_t){.len = env->ct_len, .bytes = (void *)env->content_type};
+    props_out->content_type =
+        (amqp_bytes_t){.len = env->ct_len, .bytes = (void *)env->content_type};
     props_out->content_encoding =
         (amqp_bytes_t){.len = env->ce_len, .bytes = (void *)env->content_encoding};
     *body = env->body;
