@@ -6,6 +6,8 @@
  * Autoscaler does. Also the prefetch that follows the pool's size (pool_grow, pool_shrink).
  */
 #include "log.h"
+#include "autoscale.h"
+#include "pool.h"
 #include "worker.h"
 
 #define KEEPALIVE_S 30.0  /* Celery's AUTOSCALE_KEEPALIVE default */
@@ -29,9 +31,7 @@ void pool_prefetch_follow(struct worker *w)
 /* Celery's qty: requests the worker holds that want a process (running or waiting for one). */
 int autoscale_demand(const struct worker *w)
 {
-    long n = pool_running(w) + (long)w->pool.backlog;
-    for (const struct job *j = w->rate_head; j != NULL; j = j->next)
-        n++;
+    long n = pool_running(w) + (long)w->pool.bl.n + (long)w->rate.n;
     return n > 1000000 ? 1000000 : (int)n;
 }
 

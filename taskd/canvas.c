@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 #include "canvas_sig.h"
+#include "declare.h"
 #include "log.h"
+#include "canvas.h"
+#include "publisher.h"
 #include "signing.h"
 #include "worker.h"
 
@@ -44,7 +47,7 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
     task_error err = {0};
     /* Celery's order: the signature's queue, then routes; else the parent's queue. */
     *target = queue ? queue : task__topo_route(&w->topo, name, job->d.queue);
-    int rc = worker_ensure_queue(w, *target);
+    int rc = declare_queue(w, *target);
     if (rc == 0)
         rc = task__msg_encode(&m, wire, &err);
     if (rc == 0 && (rc = task__wire_seal(w->sec, wire, &err)) != 0)

@@ -24,6 +24,7 @@
 struct cjob {
     struct cjob *next;
     json_object *req;
+    struct ipc_down d;      /* read from req (borrows from it) */
 };
 
 struct slot {
@@ -114,10 +115,10 @@ static void send_frame(struct child *c, json_object *o)
 static int child_progress(task_ctx *ctx, json_object *meta)
 {
     struct run *r = ctx->rt;
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "jid", json_object_new_int64(r->jid));
-    json_object_object_add(o, "kind", json_object_new_string("progress"));
-    json_object_object_add(o, "meta", json_object_get(meta));
+    struct ipc_up up = {.kind = IPC_UP_PROGRESS, .jid = r->jid, .meta = meta};
+    json_object *o = ipc_up_write(&up);
+    if (o == NULL)
+        return TASK_ENOMEM;
     send_frame(r->c, o);
     json_object_put(o);
     return 0;
@@ -137,19 +138,11 @@ static long rss_kb(void)
     return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-static json_object *get(json_object *o, const char *k)
+static void run_job(struct child *c, int slot, const struct ipc_down *d)
 {
-    json_object *v = NULL;
-    json_object_object_get_ex(o, k, &v);
-    return v;
-}
-
-static void run_job(struct child *c, int slot, json_object *req)
-{
-    int64_t jid = json_object_get_int64(get(req, "jid"));
-    const char *name = json_object_get_string(get(req, "task"));
-    const char *id = json_object_get_string(get(req, "id"));
-    double soft = json_object_get_double(get(req, "soft"));
+    int64_t jid = d->jid;
+    const char *name = d->task;
+    double soft = d->soft_s;
     struct run r = {.c = c, .jid = jid};
     /* A one-thread child runs its task on the main thread, which cannot read a cancel frame
      * meanwhile: the supervisor signals it instead (on_cancel_signal), and the ctx lives in
@@ -157,14 +150,14 @@ static void run_job(struct child *c, int slot, json_object *req)
     static task_ctx solo;
     task_ctx stack_ctx;
     task_ctx *ctx = c->nthreads == 1 ? &solo : &stack_ctx;
-    task__ctx_init(ctx, &child_ops, &r, id, json_object_get_int(get(req, "retries")),
+    task__ctx_init(ctx, &child_ops, &r, d->id, d->retries,
                    soft > 0 ? task__now_mono() + soft : 0);
     /* Connections (and the handle's setup cost) carry over from the thread's last task. */
     ctx->http = c->slots[slot].http;
     pthread_mutex_lock(&c->mu);
     c->slots[slot].jid = jid;
     c->slots[slot].ctx = ctx;
-    bool cancel_now = json_object_get_boolean(get(req, "cancelled"));
+    bool cancel_now = d->cancelled;
     pthread_mutex_unlock(&c->mu);
     if (cancel_now)
         atomic_store(&ctx->cancelled, true);
@@ -175,8 +168,8 @@ static void run_job(struct child *c, int slot, json_object *req)
     current_jid = jid;
     if (ctx == &solo)
         solo_ctx = ctx, __atomic_store_n(&solo_jid, jid, __ATOMIC_SEQ_CST);
-    int outcome = def ? def->fn(ctx, get(req, "args"), get(req, "kwargs"), &result)
-                      : task_fail(ctx, "NotRegistered", "%s", name ? name : "");
+    int outcome = def ? def->fn(ctx, d->args, d->kwargs, &result)
+                      : task_fail(ctx, "NotRegistered", "%s", name);
     current_jid = 0;
     __atomic_store_n(&solo_jid, 0, __ATOMIC_SEQ_CST);
     double runtime = task__now_mono() - t0;
@@ -195,20 +188,23 @@ static void run_job(struct child *c, int slot, json_object *req)
     c->slots[slot].ctx = NULL;
     pthread_mutex_unlock(&c->mu);
 
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "jid", json_object_new_int64(jid));
-    json_object_object_add(o, "kind", json_object_new_string("done"));
-    json_object_object_add(o, "outcome", json_object_new_int(outcome));
-    json_object_object_add(o, "result", outcome == TASK_OK ? result : NULL);
-    if (outcome != TASK_OK)
-        json_object_put(result);
-    json_object_object_add(o, "exc_type", json_object_new_string(ctx->exc_type));
-    json_object_object_add(o, "exc_message", json_object_new_string(ctx->exc_message));
-    json_object_object_add(o, "retry_in", json_object_new_double(ctx->retry_in_s));
-    json_object_object_add(o, "runtime", json_object_new_double(runtime));
-    json_object_object_add(o, "cancelled", json_object_new_boolean(atomic_load(&ctx->cancelled)));
-    json_object_object_add(o, "soft_expired", json_object_new_boolean(soft_expired));
-    json_object_object_add(o, "rss_kb", json_object_new_int64(rss_kb()));
+    struct ipc_up up = {
+        .kind = IPC_UP_DONE,
+        .jid = jid,
+        .outcome = outcome,
+        .result = outcome == TASK_OK ? result : NULL,
+        .exc_type = ctx->exc_type,
+        .exc_message = ctx->exc_message,
+        .retry_in_s = ctx->retry_in_s,
+        .runtime_s = runtime,
+        .cancelled = atomic_load(&ctx->cancelled),
+        .soft_expired = soft_expired,
+        .rss_kb = rss_kb(),
+    };
+    json_object *o = ipc_up_write(&up);
+    json_object_put(result); /* the frame holds its own reference */
+    if (o == NULL)
+        _exit(CHILD_EXIT_FATAL); /* the supervisor sees the child lost: WorkerLostError */
     c->slots[slot].http = ctx->http;
     ctx->http = NULL;
     task__ctx_release(ctx);
@@ -241,7 +237,7 @@ static void *task_thread(void *p)
         if (c->head == NULL)
             c->tail = NULL;
         pthread_mutex_unlock(&c->mu);
-        run_job(c, a->slot, j->req);
+        run_job(c, a->slot, &j->d);
         json_object_put(j->req);
         free(j);
     }
@@ -327,9 +323,15 @@ void child_main(int fd, int nthreads, const int *close_fds, int nclose, int64_t 
     struct ipc_buf in = {0};
     json_object *req;
     while ((req = next_request(fd, &in)) != NULL) {
-        json_object *kind = get(req, "kind");
-        if (kind != NULL && strcmp(json_object_get_string(kind), "cancel") == 0) {
-            cancel_job(&c, json_object_get_int64(get(req, "jid")));
+        struct ipc_down d;
+        char why[160];
+        if (ipc_down_read(req, &d, why, sizeof(why)) != 0) {
+            /* Only the supervisor writes here: a frame it did not mean is a bug. */
+            fprintf(stderr, "taskd child: bad frame from the supervisor: %s\n", why);
+            _exit(CHILD_EXIT_FATAL);
+        }
+        if (d.kind == IPC_DOWN_CANCEL) {
+            cancel_job(&c, d.jid);
             json_object_put(req);
             continue;
         }
@@ -337,7 +339,7 @@ void child_main(int fd, int nthreads, const int *close_fds, int nclose, int64_t 
             /* One slot: run it here, with no hand-off to a thread (two context switches fewer
              * per task). Cancels are read between tasks; a running task still sees its soft
              * deadline, and the supervisor enforces the hard limit. */
-            run_job(&c, 0, req);
+            run_job(&c, 0, &d);
             json_object_put(req);
             continue;
         }
@@ -346,6 +348,7 @@ void child_main(int fd, int nthreads, const int *close_fds, int nclose, int64_t 
             _exit(CHILD_EXIT_FATAL);
         j->next = NULL;
         j->req = req;
+        j->d = d;
         pthread_mutex_lock(&c.mu);
         if (c.tail != NULL)
             c.tail->next = j;

@@ -26,9 +26,11 @@
 #include <string.h>
 #include "task_limits.h"
 #include "canvas_sig.h"
+#include "chord.h"
 #include "log.h"
 #include "stream.h"
 #include "txchan.h"
+#include "canvas.h"
 #include "worker.h"
 
 #define CH_CHORD 6

@@ -2,17 +2,26 @@
  * consumer.c - declares and consumes the task queues, and turns each delivery into a run, a
  * quarantine, a REVOKED result (expired) or a wait for its eta.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <task/client.h>
 #include "delay.h"
 #include "lease.h"
+#include "declare.h"
 #include "log.h"
 #include "metrics.h"
 #include "msgauth.h"
 #include "orphan.h"
+#include "outcome.h"
 #include "stream.h"
+#include "consumer.h"
+#include "events.h"
+#include "pool.h"
+#include "quarantine.h"
+#include "ratelimit.h"
+#include "revoked.h"
 #include "worker.h"
 
 /* On CH_CONSUME, before its consumers: a stream that refuses our arguments closes the channel,
@@ -47,7 +56,7 @@ int consumer_start(struct worker *w)
     if (rc == 0)
         rc = revoked_load(w); /* before the first task arrives */
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
-        rc = worker_ensure_queue(w, w->cfg->queues.v[i]);
+        rc = declare_queue(w, w->cfg->queues.v[i]);
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++) {
         if (!delay_fits(w->cfg->queues.v[i])) {
             log_event(LV_WARN, 0, "delay_unavailable", "queue=%s reason=\"name longer than %d "
@@ -95,8 +104,7 @@ void consumer_pause(struct worker *w)
         w->tags[i] = w->tag_queues[i] = NULL;
     }
     w->ntags = 0;
-    pool_requeue_backlog(w);
-    rate_drop(w, true);
+    consumer_requeue_waiting(w);
     w->paused = true;
 }
 
@@ -140,7 +148,7 @@ void consumer_reconsume(struct worker *w)
         if (w->tags[i] != NULL)
             continue;
         const char *q = w->tag_queues[i];
-        int rc = worker_ensure_queue(w, q);
+        int rc = declare_queue(w, q);
         if (rc == 0)
             rc = delay_bind_queue(w, q);
         if (rc == 0)
@@ -162,11 +170,34 @@ static const char *queue_of(const struct worker *w, const struct task__delivery 
     return NULL;
 }
 
+/* A job for a delivery of ours: it counts as in flight until outcome.c settles it. */
+static struct job *new_job(struct worker *w, uint64_t dtag)
+{
+    struct job *job = job_new(dtag);
+    if (job != NULL)
+        w->inflight++;
+    return job;
+}
+
+/* task-received once per delivery, as Celery: not again after an eta hold or a rate wait. */
+static void announce(struct worker *w, struct job *job)
+{
+    if (!job->announced)
+        events_task(w, "task-received", job, NULL);
+    job->announced = true;
+}
+
+static void run(struct worker *w, struct job *job)
+{
+    announce(w, job);
+    pool_submit(w, job);
+}
+
 /* Discard a task that must not run; the job takes over the delivery and the message. */
 static void revoke_expired(struct worker *w, struct task__delivery *d, struct task__msg *m,
                            const char *why)
 {
-    struct job *job = job_new(w, d->tag);
+    struct job *job = new_job(w, d->tag);
     if (job == NULL) {
         (void)task__conn_reject(w->conn, CH_CONSUME, d->tag, true);
         return;
@@ -175,7 +206,7 @@ static void revoke_expired(struct worker *w, struct task__delivery *d, struct ta
     job->m = *m;
     memset(d, 0, sizeof(*d));
     memset(m, 0, sizeof(*m));
-    runner_revoked(w, job, why);
+    outcome_revoked(w, job, why);
 }
 
 static void hold(struct worker *w, struct task__delivery *d, double due)
@@ -205,7 +236,7 @@ static void hold(struct worker *w, struct task__delivery *d, double due)
 /* Hand a task due later to the broker's delay cascade; ack once the broker has it. */
 static void park(struct worker *w, struct task__delivery *d, const struct task__msg *m)
 {
-    struct job *job = job_new(w, d->tag);
+    struct job *job = new_job(w, d->tag);
     if (job == NULL) {
         (void)task__conn_reject(w->conn, CH_CONSUME, d->tag, true);
         return;
@@ -219,7 +250,7 @@ static void park(struct worker *w, struct task__delivery *d, const struct task__
         log_event(LV_DEBUG, 0, "task_delayed", "task=%s task_id=%s eta_in_s=%.3f", log_v(m->task),
                   log_v(m->id), m->eta - task__now_wall());
     }
-    job_finish(w, job);
+    outcome_finish(w, job);
 }
 
 /* Decode, check and run one delivery. With `due_checked`, the eta has already passed. */
@@ -234,8 +265,12 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
         goto out;
     }
     /* Back after our connection broke, while its first run goes on (or just ended) here. */
-    if (d->redelivered && orphan_adopt(w, d, m.id))
+    struct job *ended = NULL;
+    if (d->redelivered && orphan_adopt(w, d, m.id, &ended)) {
+        if (ended != NULL)
+            outcome_settle_kept(w, ended);
         goto out;
+    }
     if (lease_copy_back(w, d, m.id))
         goto out;
     if (task_registry_find(m.task) == NULL) {
@@ -264,7 +299,7 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
     }
     w->n_received++;
     metrics_received(w->metrics, m.task);
-    struct job *job = job_new(w, d->tag);
+    struct job *job = new_job(w, d->tag);
     if (job == NULL) {
         (void)task__conn_reject(w->conn, CH_CONSUME, d->tag, true);
         goto out;
@@ -277,10 +312,12 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
     memset(d, 0, sizeof(*d));
     memset(&m, 0, sizeof(m));
     double wait = rate_take(w, job->m.task);
-    if (wait > 0)
+    if (wait > 0) {
+        announce(w, job); /* received now (inspect reserved lists it), started at its token */
         rate_wait(w, job, wait);
-    else
-        runner_start(w, job);
+    } else {
+        run(w, job);
+    }
     return;
 out:
     task__msg_clear(&m);
@@ -336,13 +373,40 @@ void consumer_give_back(struct worker *w, double before)
             i++;
             continue;
         }
-        struct job *job = job_new(w, w->held[i].d.tag);
+        struct job *job = new_job(w, w->held[i].d.tag);
         if (job == NULL)
             return; /* the next tick tries again */
         job->d = w->held[i].d;
         w->held[i] = w->held[--w->nheld];
-        runner_give_back(w, job);
+        outcome_give_back(w, job);
     }
+    outcome_give_back_chain(w, pool_take_backlog(w, before));
+    outcome_give_back_chain(w, rate_take_waiting(w, before));
+}
+
+void consumer_requeue_waiting(struct worker *w)
+{
+    outcome_requeue_chain(w, pool_take_backlog(w, INFINITY));
+    outcome_requeue_chain(w, rate_take_waiting(w, INFINITY));
+}
+
+void consumer_release_rate(struct worker *w)
+{
+    struct job *j = rate_release(w);
+    while (j != NULL) {
+        struct job *next = j->next;
+        j->next = NULL;
+        run(w, j);
+        j = next;
+    }
+}
+
+void consumer_on_live(struct worker *w, bool any)
+{
+    if (any)
+        consumer_resume(w);
+    else
+        consumer_pause(w);
 }
 
 int consumer_next_due_ms(const struct worker *w)
@@ -409,7 +473,7 @@ int consumer_add_queue(struct worker *w, const char *queue)
     int rc = set_queues(w, queue, NULL);
     if (rc != 0 || w->conn == NULL || w->paused)
         return rc; /* consumed when the connection (or a pool child) is back */
-    rc = worker_ensure_queue(w, queue);
+    rc = declare_queue(w, queue);
     if (rc == 0 && delay_fits(queue))
         rc = delay_bind_queue(w, queue);
     if (rc == 0) {

@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 #include "delay.h"
+#include "declare.h"
 #include "log.h"
+#include "publisher.h"
 #include "worker.h"
 
 static void level_name(int level, char *buf, size_t size)
@@ -87,7 +89,7 @@ int delay_declare(struct worker *w)
         rc = declare_level(w, level);
     if (rc != 0) {
         log_event(LV_ERROR, rc, "delay_setup_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
-        if (rc == TASK_EBROKER && worker_declare_refused(w) != 0)
+        if (rc == TASK_EBROKER && declare_refused(w) != 0)
             return TASK_ECLOSED;
         return rc;
     }

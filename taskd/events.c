@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 #include "log.h"
+#include "events.h"
+#include "pool.h"
+#include "publisher.h"
 #include "worker.h"
 
 #define HEARTBEAT_S 2.0

@@ -15,6 +15,10 @@
 #include "internal.h"
 #include "metrics.h"
 #include "task_limits.h"
+#include "autoscale.h"
+#include "pool.h"
+#include "ratelimit.h"
+#include "revoked.h"
 #include "worker.h"
 
 #define TASKD_VERSION "0.1.0"
@@ -74,9 +78,9 @@ json_object *inspect_active(struct worker *w, json_object *args)
 json_object *inspect_reserved(const struct worker *w)
 {
     json_object *list = json_object_new_array();
-    for (const struct job *j = w->pool.bl_head; j != NULL; j = j->next)
+    for (const struct job *j = w->pool.bl.head; j != NULL; j = j->next)
         json_object_array_add(list, job_info(w, j, false));
-    for (const struct job *j = w->rate_head; j != NULL; j = j->next)
+    for (const struct job *j = w->rate.head; j != NULL; j = j->next)
         json_object_array_add(list, job_info(w, j, false));
     return list;
 }
@@ -264,7 +268,7 @@ static json_object *pool_stats(const struct worker *w)
     json_object_object_add(o, "implementation", json_object_new_string("taskd:prefork-threads"));
     json_object_object_add(o, "threads", json_object_new_int(p->threads));
     json_object_object_add(o, "running", json_object_new_int(pool_running(w)));
-    json_object_object_add(o, "backlog", json_object_new_int64((int64_t)p->backlog));
+    json_object_object_add(o, "backlog", json_object_new_int64((int64_t)p->bl.n));
     return o;
 }
 
@@ -333,7 +337,7 @@ static json_object *rusage_of(int who)
 static size_t rate_waiting(const struct worker *w)
 {
     size_t n = 0;
-    for (const struct job *j = w->rate_head; j != NULL; j = j->next)
+    for (const struct job *j = w->rate.head; j != NULL; j = j->next)
         n++;
     return n;
 }
@@ -461,7 +465,7 @@ static const struct job *find_job(const struct worker *w, const char *id, const 
         for (const struct job *j = w->pool.ch[i].running; j != NULL; j = j->next)
             if (strcmp(j->m.id, id) == 0)
                 return *state = "active", j;
-    const struct job *lists[2] = {w->pool.bl_head, w->rate_head};
+    const struct job *lists[2] = {w->pool.bl.head, w->rate.head};
     for (int k = 0; k < 2; k++)
         for (const struct job *j = lists[k]; j != NULL; j = j->next)
             if (strcmp(j->m.id, id) == 0)

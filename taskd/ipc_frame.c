@@ -134,6 +134,7 @@ int ipc_down_read(json_object *o, struct ipc_down *out, char *why, size_t why_si
 int ipc_up_read(json_object *o, struct ipc_up *out, char *why, size_t why_size)
 {
     memset(out, 0, sizeof(*out));
+    out->frame = o;
     out->retry_in_s = -1;
     out->rss_kb = -1;
     if (!json_object_is_type(o, json_type_object))
@@ -166,6 +167,8 @@ int ipc_up_read(json_object *o, struct ipc_up *out, char *why, size_t why_size)
         return bad(why, why_size, "done frame: runtime: expected a number of seconds >= 0");
     if (!get_bool(o, "cancelled", &out->cancelled))
         return bad(why, why_size, "done frame: cancelled: expected true or false");
+    if (!get_bool(o, "soft_expired", &out->soft_expired))
+        return bad(why, why_size, "done frame: soft_expired: expected true or false");
     int64_t rss;
     if (field(o, "rss_kb") != NULL) {
         if (!get_int(o, "rss_kb", 0, INT32_MAX, &rss))
@@ -173,6 +176,57 @@ int ipc_up_read(json_object *o, struct ipc_up *out, char *why, size_t why_size)
         out->rss_kb = (long)rss;
     }
     return 0;
+}
+
+static void put(json_object *o, const char *key, json_object *v)
+{
+    json_object_object_add(o, key, v);
+}
+
+json_object *ipc_down_write(const struct ipc_down *d)
+{
+    json_object *o = json_object_new_object();
+    if (o == NULL)
+        return NULL;
+    put(o, "jid", json_object_new_int64(d->jid));
+    if (d->kind == IPC_DOWN_CANCEL) {
+        put(o, "kind", json_object_new_string("cancel"));
+        return o;
+    }
+    put(o, "task", json_object_new_string(d->task));
+    put(o, "id", json_object_new_string(d->id));
+    put(o, "args", json_object_get(d->args));
+    put(o, "kwargs", json_object_get(d->kwargs));
+    put(o, "retries", json_object_new_int(d->retries));
+    put(o, "soft", json_object_new_double(d->soft_s));
+    if (d->cancelled)
+        put(o, "cancelled", json_object_new_boolean(1));
+    return o;
+}
+
+json_object *ipc_up_write(const struct ipc_up *u)
+{
+    json_object *o = json_object_new_object();
+    if (o == NULL)
+        return NULL;
+    put(o, "jid", json_object_new_int64(u->jid));
+    if (u->kind == IPC_UP_PROGRESS) {
+        put(o, "kind", json_object_new_string("progress"));
+        put(o, "meta", json_object_get(u->meta));
+        return o;
+    }
+    put(o, "kind", json_object_new_string("done"));
+    put(o, "outcome", json_object_new_int(u->outcome));
+    put(o, "result", json_object_get(u->result));
+    put(o, "exc_type", json_object_new_string(u->exc_type != NULL ? u->exc_type : ""));
+    put(o, "exc_message", json_object_new_string(u->exc_message != NULL ? u->exc_message : ""));
+    put(o, "retry_in", json_object_new_double(u->retry_in_s));
+    put(o, "runtime", json_object_new_double(u->runtime_s));
+    put(o, "cancelled", json_object_new_boolean(u->cancelled));
+    put(o, "soft_expired", json_object_new_boolean(u->soft_expired));
+    if (u->rss_kb >= 0)
+        put(o, "rss_kb", json_object_new_int64(u->rss_kb));
+    return o;
 }
 
 int ipc_json_depth(json_object *o, int limit)

@@ -9,11 +9,13 @@
  * Up (child -> supervisor):
  *   done    {"jid": N, "kind": "done", "outcome": N, "result": V, "exc_type": S,
  *            "exc_message": S, "retry_in": SECONDS, "runtime": SECONDS, "cancelled": B,
- *            "rss_kb": N}
+ *            "soft_expired": B, "rss_kb": N}
  *   progress {"jid": N, "kind": "progress", "meta": V}
  *
- * The readers are pure (no I/O, no state), so a fuzzer can drive them: a frame that does not
- * validate is a bug in the peer, and the caller decides what that costs (see pool.c, child.c).
+ * Both sides build frames with the writers and read them with the readers below, so the keys
+ * are spelled here only. The readers are pure (no I/O, no state), so a fuzzer can drive them:
+ * a frame that does not validate is a bug in the peer, and the caller decides what that costs
+ * (pool.c kills the child; child.c exits).
  */
 #ifndef TASKD_IPC_FRAME_H
 #define TASKD_IPC_FRAME_H
@@ -53,10 +55,12 @@ struct ipc_up {
     const char *exc_message; /* "" when absent */
     double retry_in_s;       /* < 0: none asked (the retry policy decides) */
     double runtime_s;        /* >= 0 */
-    bool cancelled;
+    bool cancelled;          /* its ctx was cancelled (revoke) when it returned */
+    bool soft_expired;       /* it returned past its soft time limit */
     long rss_kb;             /* >= 0; -1 when absent */
     /* IPC_UP_PROGRESS only: */
     json_object *meta;       /* any value; NULL for JSON null */
+    json_object *frame;      /* the frame read (borrowed): keep a reference to keep the rest */
 };
 
 /*
@@ -66,6 +70,13 @@ struct ipc_up {
  */
 int ipc_down_read(json_object *o, struct ipc_down *out, char *why, size_t why_size);
 int ipc_up_read(json_object *o, struct ipc_up *out, char *why, size_t why_size);
+
+/*
+ * The writers: a new frame (new reference; NULL when out of memory) from the struct. Values in
+ * the struct are borrowed (a reference is taken for the frame); `kind` picks the frame.
+ */
+json_object *ipc_down_write(const struct ipc_down *d);
+json_object *ipc_up_write(const struct ipc_up *u);
 
 /* Nesting depth of `o` as json-c's tokener counts it (task_limits.h: a scalar or "[]" is 1,
  * "[1]" is 2; JSON null too is 1), stopping once it passes `limit` (returns limit + 1 then), so

@@ -5,7 +5,6 @@
 #include <string.h>
 #include "lease.h"
 #include "log.h"
-#include "orphan.h"
 #include "msgcopy.h"
 #include "txchan.h"
 
@@ -297,38 +296,7 @@ void lease_tick(struct worker *w)
     if (w->conn == NULL || !task__conn_alive(w->conn) || w->blocked || now < w->lease_tick_at)
         return;
     w->lease_tick_at = now + 1;
-    orphan_prune(w);
     tick_running(w, now);
-    double before = now - w->cfg->give_back_after_s;
-    pool_give_back(w, before);
-    rate_give_back(w, before);
-    consumer_give_back(w, before);
-}
-
-int lease_give_back_old(struct worker *w, struct job **head, struct job **tail, double before)
-{
-    struct job *old = NULL;
-    int n = 0;
-    *tail = NULL;
-    for (struct job **pp = head; *pp != NULL;) {
-        struct job *j = *pp;
-        if (j->d.received >= before) {
-            *tail = j;
-            pp = &j->next;
-            continue;
-        }
-        *pp = j->next;
-        j->next = old;
-        old = j;
-        n++;
-    }
-    while (old != NULL) {
-        struct job *next = old->next;
-        old->next = NULL;
-        runner_give_back(w, old);
-        old = next;
-    }
-    return n;
 }
 
 static bool is_lease_copy(const struct task__delivery *d)
@@ -389,33 +357,6 @@ void lease_stash(struct worker *w, struct job *job, int why, json_object *reply)
     job->stash_reply = reply;
     job->next = w->stashed;
     w->stashed = job;
-}
-
-void lease_settle_kept(struct worker *w, struct job *j)
-{
-    json_object *reply = j->stash_reply;
-    int why = j->stash;
-    j->next = NULL;
-    j->stash_reply = NULL;
-    j->stash = STASH_NONE;
-    if (why == STASH_DONE)
-        runner_done(w, j, reply);
-    else if (why == STASH_REQUEUE)
-        runner_requeue_fresh(w, j, "neighbour_lost");
-    else
-        runner_lost(w, j);
-    json_object_put(reply);
-}
-
-void lease_replay(struct worker *w)
-{
-    struct job *j = w->stashed;
-    w->stashed = NULL;
-    while (j != NULL) {
-        struct job *next = j->next;
-        lease_settle_kept(w, j);
-        j = next;
-    }
 }
 
 void lease_drop_unleased(struct worker *w)

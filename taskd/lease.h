@@ -24,12 +24,9 @@
 #define CH_LEASE 8
 #define LEASE_PREFIX "taskd.lease."
 
-/* Why a leased job is stashed while the broker is away. */
-enum { STASH_NONE, STASH_DONE, STASH_LOST, STASH_REQUEUE };
-
 /* A child took `job`: with worker.lease_after = 0 it is leased now. */
 void lease_at_start(struct worker *w, struct job *job);
-/* Once a loop turn: lease what runs long, renew what is due, give back what waits long. */
+/* Once a loop turn: lease what runs long, renew what is due. */
 void lease_tick(struct worker *w);
 /* The job's outcome is confirmed: drop its lease (the lease queue and its copy). */
 void lease_end(struct worker *w, struct job *job);
@@ -38,16 +35,8 @@ void lease_end(struct worker *w, struct job *job);
 void lease_return(struct worker *w, struct job *job);
 /* A job ended while its outcome cannot be published: a leased job with no connection, or any
  * job while the broker blocks us (connection.blocked). Keep it (and `reply`, a new reference
- * or NULL) for lease_replay(). */
+ * or NULL) for outcome_replay(). */
 void lease_stash(struct worker *w, struct job *job, int why, json_object *reply);
-/* Publish the outcome a job kept (stash, stash_reply) while it could not be published, and
- * settle it: what lease_replay() and orphan adoption both do. Takes the job. */
-void lease_settle_kept(struct worker *w, struct job *j);
-/* On a new connection, or when the broker unblocks us: settle the stashed jobs. */
-void lease_replay(struct worker *w);
-/* Unlink from the list (*head, *tail) the jobs received before `before` (task__now_mono()) and
- * give each back (runner_give_back). Returns how many. */
-int lease_give_back_old(struct worker *w, struct job **head, struct job **tail, double before);
 /* The connection is gone: forget the stashed jobs that were not leased (the broker requeues
  * their deliveries); leased ones are settled on the next connection. */
 void lease_drop_unleased(struct worker *w);

@@ -10,6 +10,7 @@
 #include <task/task.h>
 #include "internal.h"
 #include "log.h"
+#include "supervisor.h"
 #include "worker.h"
 
 #define TASKD_EXIT_FATAL 2 /* bad config or module: restarting will not help */

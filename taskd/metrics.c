@@ -10,10 +10,10 @@
 #include <string.h>
 #include <task/task.h>
 #include "codec.h"
-#include "control.h"
+#include "control_req.h"
 #include "log.h"
+#include "stream.h"
 #include "metrics.h"
-#include "worker.h"
 
 /* Upper bounds in seconds: from quick CPU tasks up to the hour-long HTTP jobs taskd is for. */
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -274,56 +274,4 @@ void metrics_render(const struct metrics *m, const struct metrics_gauges *g, str
     header(out, "process_start_time_seconds", "gauge",
            "Start time of the process since unix epoch in seconds.");
     mbuf_printf(out, "process_start_time_seconds %.3f\n", m->start_wall);
-}
-
-/* --- the worker's side: what a scrape samples, and the endpoint's life cycle --- */
-
-static void scrape(void *ud, struct mbuf *out)
-{
-    const struct worker *w = ud;
-    long children = 0;
-    for (int i = 0; i < w->pool.n; i++)
-        children += w->pool.ch[i].pid > 0;
-    struct metrics_gauges g = {
-        .slots = (long)w->pool.n * w->pool.threads,
-        .busy_slots = pool_running(w),
-        .backlog = (long)w->pool.backlog,
-        .prefetch_limit = w->prefetch,
-        /* Jobs (running, waiting for a slot or a rate token, awaiting confirms) and
-         * deliveries held a moment for an eta under a second. */
-        .prefetch_in_use = w->inflight + (long)w->nheld,
-        .children = children,
-        .broker_connected = w->conn != NULL,
-        .broker_blocked = w->blocked,
-        .blocked_count = (long)w->n_blocked,
-        .blocked_seconds = w->blocked_total_s +
-                           (w->blocked ? task__now_mono() - w->blocked_since : 0),
-    };
-    metrics_render(w->metrics, &g, out);
-}
-
-int metrics_start(struct worker *w)
-{
-    w->metrics = metrics_new();
-    if (w->metrics == NULL)
-        log_event(LV_WARN, TASK_ENOMEM, "metrics_disabled", NULL);
-    const char *spec = w->cfg->metrics_listen;
-    if (spec == NULL || spec[0] == '\0' || w->metrics == NULL)
-        return 0;
-    char what[300] = "";
-    int rc = mhttp_open(&w->mhttp, spec, scrape, w, what, sizeof(what));
-    if (rc != 0) {
-        log_event(LV_ERROR, -rc, "metrics_listen_failed", "listen=%s step=\"%s\"", spec, what);
-        return TASK_ECONFIG;
-    }
-    log_event(LV_INFO, 0, "metrics_listening", "addr=%s path=/metrics", mhttp_addr(w->mhttp));
-    return 0;
-}
-
-void metrics_stop(struct worker *w)
-{
-    mhttp_free(w->mhttp);
-    w->mhttp = NULL;
-    metrics_free(w->metrics);
-    w->metrics = NULL;
 }

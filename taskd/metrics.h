@@ -54,10 +54,4 @@ void metrics_stream_rejected(struct metrics *m, unsigned n);
 /* Append the whole exposition to `out`. */
 void metrics_render(const struct metrics *m, const struct metrics_gauges *g, struct mbuf *out);
 
-struct worker;
-/* Set up counting, and the HTTP endpoint when worker.metrics_listen is set. 0, or
- * TASK_ECONFIG after one error line when the address is bad or cannot be bound. */
-int metrics_start(struct worker *w);
-void metrics_stop(struct worker *w);
-
 #endif

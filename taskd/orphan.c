@@ -1,6 +1,5 @@
 /* orphan.c - see orphan.h. */
 #include <string.h>
-#include "lease.h"
 #include "log.h"
 #include "orphan.h"
 
@@ -59,8 +58,10 @@ static struct job *ended_orphan(struct worker *w, const char *id)
     return NULL;
 }
 
-bool orphan_adopt(struct worker *w, struct task__delivery *d, const char *id)
+bool orphan_adopt(struct worker *w, struct task__delivery *d, const char *id,
+                  struct job **ended)
 {
+    *ended = NULL;
     struct job *j = running_orphan(w, id);
     if (j != NULL) {
         take_delivery(w, j, d);
@@ -74,7 +75,7 @@ bool orphan_adopt(struct worker *w, struct task__delivery *d, const char *id)
     take_delivery(w, j, d);
     log_event(LV_INFO, 0, "task_adopted", "task_id=%s state=ended detail=\"its redelivery gets "
               "the outcome of the run that ended\"", log_v(id));
-    lease_settle_kept(w, j);
+    *ended = j;
     return true;
 }
 

@@ -20,8 +20,10 @@
 void orphan_keep(struct worker *w, struct job *job, int why, json_object *reply);
 /* A redelivered delivery of task `id`: if an orphan of the same id runs or ended here, it
  * takes over the delivery (*d is emptied) and true is returned; the caller drops its decoded
- * copy of the message. */
-bool orphan_adopt(struct worker *w, struct task__delivery *d, const char *id);
+ * copy of the message. An orphan that ended is handed back in *ended (else NULL): the caller
+ * publishes its kept outcome (outcome_settle_kept). */
+bool orphan_adopt(struct worker *w, struct task__delivery *d, const char *id,
+                  struct job **ended);
 /* Forget outcomes older than ORPHAN_KEEP_S (once a second). */
 void orphan_prune(struct worker *w);
 void orphan_free(struct worker *w);

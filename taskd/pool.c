@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,10 +17,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "child.h"
-#include "lease.h"
-#include "orphan.h"
+#include "ipc_frame.h"
 #include "log.h"
 #include "metrics_http.h"
+#include "pool.h"
+#include "ratelimit.h"
+#include "revoked.h"
 #include "worker.h"
 
 static void send_cancel(struct worker *w, struct pchild *c, const struct job *j);
@@ -112,15 +115,17 @@ static json_object *job_frame(const struct worker *w, const struct job *job)
     const struct task__msg *m = &job->m;
     double soft, hard;
     job_limits(w, job, &soft, &hard);
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "jid", json_object_new_int64(job->jid));
-    json_object_object_add(o, "task", json_object_new_string(m->task));
-    json_object_object_add(o, "id", json_object_new_string(m->id));
-    json_object_object_add(o, "args", json_object_get(m->args));
-    json_object_object_add(o, "kwargs", json_object_get(m->kwargs));
-    json_object_object_add(o, "retries", json_object_new_int(m->retries));
-    json_object_object_add(o, "soft", json_object_new_double(soft));
-    return o;
+    struct ipc_down d = {
+        .kind = IPC_DOWN_JOB,
+        .jid = job->jid,
+        .task = m->task,
+        .id = m->id,
+        .args = m->args,
+        .kwargs = m->kwargs,
+        .retries = m->retries,
+        .soft_s = soft,
+    };
+    return ipc_down_write(&d);
 }
 
 static int least_busy(const struct pool *p)
@@ -145,7 +150,7 @@ static bool dispatch(struct worker *w, struct job *job)
     if (p->stopping)
         return false;
     if (revoked_has(w, job->m.id)) {
-        runner_revoked(w, job, "revoked");
+        p->hooks.revoked(w, job, "revoked");
         return true;
     }
     int i = least_busy(p);
@@ -153,6 +158,8 @@ static bool dispatch(struct worker *w, struct job *job)
         return false;
     struct pchild *c = &p->ch[i];
     json_object *frame = job_frame(w, job);
+    if (frame == NULL)
+        return false; /* out of memory: it waits in the backlog */
     int rc = ipc_queue(&c->out, frame); /* on failure nothing was added */
     json_object_put(frame);
     if (rc == 0) {
@@ -173,7 +180,7 @@ static bool dispatch(struct worker *w, struct job *job)
     job->next = c->running;
     c->running = job;
     c->busy++;
-    runner_started(w, job); /* STARTED and task-started: now, not when it joined the backlog */
+    p->hooks.started(w, job); /* STARTED and task-started: now, not when it joined the backlog */
     return true;
 }
 
@@ -183,14 +190,9 @@ void pool_submit(struct worker *w, struct job *job)
     job->jid = p->next_jid++;
     job->child = -1;
     job->next = NULL;
-    if (p->bl_head == NULL && dispatch(w, job))
+    if (p->bl.head == NULL && dispatch(w, job))
         return;
-    if (p->bl_tail != NULL)
-        p->bl_tail->next = job;
-    else
-        p->bl_head = job;
-    p->bl_tail = job;
-    p->backlog++;
+    joblist_push(&p->bl, job);
 }
 
 void pool_drain_backlog(struct worker *w)
@@ -198,15 +200,12 @@ void pool_drain_backlog(struct worker *w)
     struct pool *p = &w->pool;
     if (w->blocked)
         return; /* its STARTED could not go out; the broker is not reading */
-    while (p->bl_head != NULL) {
-        struct job *job = p->bl_head;
-        struct job *next = job->next;
-        if (!dispatch(w, job))
+    while (p->bl.head != NULL) {
+        struct job *job = joblist_pop(&p->bl);
+        if (!dispatch(w, job)) {
+            joblist_push_front(&p->bl, job); /* where it was */
             return;
-        p->bl_head = next;
-        if (p->bl_head == NULL)
-            p->bl_tail = NULL;
-        p->backlog--;
+        }
     }
 }
 
@@ -246,46 +245,32 @@ static void maybe_retire(struct worker *w, int i)
         shutdown(c->fd, SHUT_WR); /* EOF: the child exits once idle */
 }
 
-static void on_frame(struct worker *w, int i, json_object *o)
+/* One frame from child `i`. False: it is not a frame a child writes (the child is broken). */
+static bool on_frame(struct worker *w, int i, json_object *o)
 {
     struct pchild *c = &w->pool.ch[i];
-    json_object *v;
-    int64_t jid = json_object_object_get_ex(o, "jid", &v) && json_object_is_type(v, json_type_int)
-                      ? json_object_get_int64(v)
-                      : 0;
-    const char *kind = json_object_object_get_ex(o, "kind", &v) &&
-                               json_object_is_type(v, json_type_string)
-                           ? json_object_get_string(v)
-                           : "";
-    if (strcmp(kind, "progress") == 0) {
-        struct job *job = find_running(c, jid);
-        if (job != NULL && !job->orphan && w->conn != NULL && !w->blocked &&
-            json_object_object_get_ex(o, "meta", &v))
-            runner_progress(w, job, v);
-        return;
+    struct ipc_up up;
+    char why[160];
+    if (ipc_up_read(o, &up, why, sizeof(why)) != 0) {
+        log_event(LV_ERROR, 0, "child_protocol_error", "pid=%d detail=\"%s\"", (int)c->pid, why);
+        return false;
     }
-    struct job *job = take_running(c, jid);
+    if (up.kind == IPC_UP_PROGRESS) {
+        struct job *job = find_running(c, up.jid);
+        if (job != NULL && !job->orphan && w->conn != NULL && !w->blocked)
+            w->pool.hooks.progress(w, job, up.meta);
+        return true;
+    }
+    struct job *job = take_running(c, up.jid);
     if (job == NULL)
-        return;
+        return true; /* it ended already (killed for its time limit, say) */
     c->done_count++;
     c->backoff = 0; /* it works: a later failure starts the delays over */
-    if (json_object_object_get_ex(o, "rss_kb", &v))
-        c->rss_kb = (long)json_object_get_int64(v);
-    if (w->pool.cold && (job->orphan || w->conn == NULL)) {
-        job_free(job);
-    } else if (job->orphan) {
-        orphan_keep(w, job, STASH_DONE, json_object_get(o));
-    } else if (w->conn == NULL || w->blocked) {
-        /* leased (not an orphan) with no connection, or the broker blocks us */
-        lease_stash(w, job, STASH_DONE, json_object_get(o));
-    } else if (w->pool.cold) {
-        /* Cancelled by a cold stop: what it returned is not its outcome; it runs again. */
-        job->nacked = true;
-        job_finish(w, job);
-    } else {
-        runner_done(w, job, o);
-    }
+    if (up.rss_kb >= 0)
+        c->rss_kb = up.rss_kb;
+    w->pool.hooks.ended(w, job, STASH_DONE, &up);
     maybe_retire(w, i);
+    return true;
 }
 
 void pool_on_readable(struct worker *w, int i)
@@ -299,7 +284,8 @@ void pool_on_readable(struct worker *w, int i)
     json_object *o;
     int bad = 0;
     while ((o = ipc_next(&c->in, &bad)) != NULL) {
-        on_frame(w, i, o);
+        if (!on_frame(w, i, o))
+            bad = 1;
         json_object_put(o);
     }
     if (bad) {
@@ -336,7 +322,7 @@ static void respawn_later(struct worker *w, int i, const char *event, int err)
     log_event(LV_ERROR, err, event, "slot=%d action=respawn retry_in_s=%.1f live=%d", i,
               c->backoff, pool_live(w));
     if (pool_live(w) == 0)
-        consumer_pause(w);
+        w->pool.hooks.live(w, false);
 }
 
 static void respawn_due(struct worker *w, double now)
@@ -351,7 +337,7 @@ static void respawn_due(struct worker *w, double now)
         if (rc != 0)
             respawn_later(w, i, "fork_failed", -rc);
         else
-            consumer_resume(w);
+            p->hooks.live(w, true);
     }
 }
 
@@ -379,25 +365,10 @@ static void child_died(struct worker *w, int i, int status)
     while (job != NULL) {
         struct job *next = job->next;
         job->next = NULL;
-        if (p->cold && (job->orphan || w->conn == NULL)) {
-            job_free(job);
-        } else if (job->orphan) {
-            orphan_keep(w, job, blamed && job->jid != culprit && !job->timed_out &&
-                                        !job->terminated ? STASH_REQUEUE : STASH_LOST, NULL);
-        } else if (w->conn == NULL || w->blocked) {
-            lease_stash(w, job, blamed && job->jid != culprit && !job->timed_out &&
-                                        !job->terminated ? STASH_REQUEUE : STASH_LOST, NULL);
-        } else if (p->cold) {
-            /* Stopped by us: the message goes back for another run, unacked. */
-            job->nacked = true;
-            job_finish(w, job);
-        } else if (blamed && job->jid != culprit && !job->timed_out && !job->terminated) {
-            /* A neighbour's crash or kill: no failure is recorded for it, and the run it lost
-             * does not count as one of its deliveries. */
-            runner_requeue_fresh(w, job, "neighbour_lost");
-        } else {
-            runner_lost(w, job);
-        }
+        /* A neighbour's crash or kill: no failure is recorded for it, and the run it lost
+         * does not count as one of its deliveries. */
+        bool neighbour = blamed && job->jid != culprit && !job->timed_out && !job->terminated;
+        p->hooks.ended(w, job, neighbour ? STASH_REQUEUE : STASH_LOST, NULL);
         job = next;
     }
     close(c->fd);
@@ -483,7 +454,7 @@ int pool_running(const struct worker *w)
 
 bool pool_idle(const struct worker *w)
 {
-    return w->pool.backlog == 0 && pool_running(w) == 0;
+    return w->pool.bl.n == 0 && pool_running(w) == 0;
 }
 
 /* A cold stop: every running task sees task_cancelled() and gets up to `grace_s` to let go of
@@ -538,36 +509,15 @@ bool pool_all_exited(const struct worker *w)
     return true;
 }
 
-void pool_requeue_backlog(struct worker *w)
+struct job *pool_take_backlog(struct worker *w, double before)
 {
-    struct pool *p = &w->pool;
-    while (p->bl_head != NULL) {
-        struct job *j = p->bl_head;
-        p->bl_head = j->next;
-        j->next = NULL;
-        j->nacked = true; /* settles as reject(requeue) */
-        job_finish(w, j);
-    }
-    p->bl_tail = NULL;
-    p->backlog = 0;
-}
-
-void pool_give_back(struct worker *w, double before)
-{
-    struct pool *p = &w->pool;
-    p->backlog -= (size_t)lease_give_back_old(w, &p->bl_head, &p->bl_tail, before);
+    return joblist_take_before(&w->pool.bl, before);
 }
 
 void pool_drop_jobs(struct worker *w)
 {
     struct pool *p = &w->pool;
-    while (p->bl_head != NULL) {
-        struct job *j = p->bl_head;
-        p->bl_head = j->next;
-        job_free(j);
-    }
-    p->bl_tail = NULL;
-    p->backlog = 0;
+    job_free_chain(joblist_take_before(&p->bl, INFINITY));
     /* A leased job keeps its message in its lease queue: its outcome still counts. */
     for (int i = 0; i < p->n; i++)
         for (struct job *j = p->ch[i].running; j != NULL; j = j->next)
@@ -576,11 +526,10 @@ void pool_drop_jobs(struct worker *w)
 
 static void send_cancel(struct worker *w, struct pchild *c, const struct job *j)
 {
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "kind", json_object_new_string("cancel"));
-    json_object_object_add(o, "jid", json_object_new_int64(j->jid));
+    struct ipc_down d = {.kind = IPC_DOWN_CANCEL, .jid = j->jid};
+    json_object *o = ipc_down_write(&d);
     /* A dying child is reaped as lost either way. */
-    if (ipc_queue(&c->out, o) == 0)
+    if (o != NULL && ipc_queue(&c->out, o) == 0)
         (void)ipc_flush(c->fd, &c->out);
     json_object_put(o);
     if (w->pool.threads == 1) {

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <task/client.h>
-#include "lease.h"
 #include "log.h"
+#include "publisher.h"
 #include "signing.h"
 #include "worker.h"
 
@@ -26,36 +26,6 @@ static int pend_push(struct worker *w, uint64_t seq, struct job *job, struct job
     w->pend[(w->pend_head + w->pend_len) % w->pend_cap] = (struct pending){seq, job, batch, nbatch, soft};
     w->pend_len++;
     return 0;
-}
-
-static void job_settle(struct worker *w, struct job *job)
-{
-    if (!job->done || job->waits > 0)
-        return;
-    if (job->leased) {
-        /* Its delivery was acked when it was leased; the lease queue holds the message. */
-        if (job->nacked)
-            lease_return(w, job);
-        else
-            lease_end(w, job);
-        job_free(job);
-        return;
-    }
-    int rc = job->nacked ? task__conn_reject(w->conn, CH_CONSUME, job->dtag, true)
-                         : task__conn_ack(w->conn, CH_CONSUME, job->dtag, false);
-    if (job->lease_dangling && !job->nacked)
-        lease_end(w, job); /* the lease queue a lapsed copy came back from */
-    if (rc != 0)
-        log_event(LV_WARN, rc, "ack_failed", "delivery_tag=%llu detail=\"%s\"",
-                  (unsigned long long)job->dtag, task__conn_errmsg(w->conn));
-    w->inflight--;
-    job_free(job);
-}
-
-void job_finish(struct worker *w, struct job *job)
-{
-    job->done = true;
-    job_settle(w, job);
 }
 
 static int send_tracked(struct worker *w, struct job *job, bool mandatory, bool soft,
@@ -107,7 +77,8 @@ static void settle_job(struct worker *w, struct job *job, bool nack)
     if (nack)
         job->nacked = true;
     job->waits--;
-    job_settle(w, job);
+    if (job->done && job->waits == 0)
+        w->settled(w, job); /* the layer above acks or requeues it */
 }
 
 static void settle_one(struct worker *w, struct pending *p, bool nack)
@@ -205,9 +176,6 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
 {
     bool final = strcmp(status, "SUCCESS") == 0 || strcmp(status, "FAILURE") == 0 ||
                  strcmp(status, "REVOKED") == 0;
-    /* A chord member is counted before its ack, whether or not it keeps results. */
-    if (final && m == &job->m && m->chord != NULL && chord_part_done(w, job, status, result) != 0)
-        job->nacked = true;
     if (m->ignore_result || m->id == NULL)
         return 0;
     int rc = publish_state(w, job, m, status, result, traceback, delivery_count, final);

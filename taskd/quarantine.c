@@ -9,6 +9,9 @@
 #include <string.h>
 #include "log.h"
 #include "metrics.h"
+#include "outcome.h"
+#include "publisher.h"
+#include "quarantine.h"
 #include "worker.h"
 
 #define MAX_HDR 64 /* headers that fit the stack copy; more take the heap */
@@ -64,13 +67,14 @@ static json_object *failure_for(const struct task__msg *m, enum task__bad reason
 void quarantine(struct worker *w, struct task__delivery *d, const struct task__msg *partial,
                 enum task__bad reason, const char *detail)
 {
-    struct job *job = job_new(w, d->tag);
+    struct job *job = job_new(d->tag);
     if (job == NULL) {
         /* Cannot track it: leave it unacked; the broker redelivers after we reconnect. */
         log_event(LV_ERROR, TASK_ENOMEM, "quarantine_failed", "delivery_tag=%llu",
                   (unsigned long long)d->tag);
         return;
     }
+    w->inflight++; /* settled by outcome.c */
     w->n_quarantined++;
     metrics_rejected(w->metrics, (int)reason);
 
@@ -87,7 +91,7 @@ void quarantine(struct worker *w, struct task__delivery *d, const struct task__m
         log_event(LV_ERROR, TASK_ENOMEM, "quarantine_failed", "delivery_tag=%llu headers=%zu",
                   (unsigned long long)d->tag, need - 2);
         job->nacked = true; /* back to the queue rather than a copy without its headers */
-        job_finish(w, job);
+        outcome_finish(w, job);
         return;
     }
     build_props(d, &props, entries, why, d->queue ? d->queue : d->routing_key);
@@ -104,7 +108,7 @@ void quarantine(struct worker *w, struct task__delivery *d, const struct task__m
     if (rc != 0) {
         /* Not confirmed into the dead queue: requeue rather than lose it. */
         job->nacked = true;
-        job_finish(w, job);
+        outcome_finish(w, job);
         return;
     }
     if (partial != NULL && partial->id != NULL && partial->reply_to != NULL) {
@@ -121,5 +125,5 @@ void quarantine(struct worker *w, struct task__delivery *d, const struct task__m
         w->sec = sec;
         json_object_put(exc);
     }
-    job_finish(w, job);
+    outcome_finish(w, job);
 }

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "lease.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "worker.h"
 
 struct bucket {
@@ -107,57 +107,36 @@ double rate_take(struct worker *w, const char *name)
 
 void rate_wait(struct worker *w, struct job *job, double delay_s)
 {
-    /* Received now (inspect reserved lists it), started when its token comes. */
-    if (!job->announced)
-        events_task(w, "task-received", job, NULL);
-    job->announced = true;
     job->rate_due = task__now_mono() + delay_s;
-    job->next = NULL;
-    if (w->rate_tail != NULL)
-        w->rate_tail->next = job;
-    else
-        w->rate_head = job;
-    w->rate_tail = job;
+    joblist_push(&w->rate, job);
 }
 
-/* Dispatch waiting jobs whose token is due, oldest first. */
-void rate_release(struct worker *w)
+struct job *rate_release(struct worker *w)
 {
     if (w->blocked)
-        return;
-    struct job *keep_head = NULL, *keep_tail = NULL;
-    struct job *j = w->rate_head;
-    w->rate_head = w->rate_tail = NULL;
-    while (j != NULL) {
-        struct job *next = j->next;
-        j->next = NULL;
+        return NULL;
+    struct joblist keep = {0};
+    struct job *due = NULL, **end = &due;
+    struct job *j;
+    while ((j = joblist_pop(&w->rate)) != NULL) {
         double wait = task__now_mono() >= j->rate_due ? rate_take(w, j->m.task) : 1;
         if (wait <= 0) {
-            runner_start(w, j);
-        } else {
-            if (j->rate_due <= task__now_mono())
-                j->rate_due = task__now_mono() + wait;
-            if (keep_tail != NULL)
-                keep_tail->next = j;
-            else
-                keep_head = j;
-            keep_tail = j;
+            *end = j;
+            end = &j->next;
+            continue;
         }
-        j = next;
+        if (j->rate_due <= task__now_mono())
+            j->rate_due = task__now_mono() + wait;
+        joblist_push(&keep, j);
     }
-    /* runner_start may not add to the list, so appending what was kept is safe. */
-    if (keep_head != NULL) {
-        keep_tail->next = w->rate_head;
-        w->rate_head = keep_head;
-        if (w->rate_tail == NULL)
-            w->rate_tail = keep_tail;
-    }
+    w->rate = keep;
+    return due;
 }
 
 int rate_next_ms(const struct worker *w)
 {
     double first = 0;
-    for (const struct job *j = w->rate_head; j != NULL; j = j->next)
+    for (const struct job *j = w->rate.head; j != NULL; j = j->next)
         if (first == 0 || j->rate_due < first)
             first = j->rate_due;
     if (first == 0)
@@ -166,27 +145,9 @@ int rate_next_ms(const struct worker *w)
     return ms <= 0 ? 0 : (int)ms + 1;
 }
 
-/* Give waiting jobs back to the broker (warm shutdown) or forget them (lost connection). */
-void rate_drop(struct worker *w, bool requeue)
+struct job *rate_take_waiting(struct worker *w, double before)
 {
-    struct job *j = w->rate_head;
-    w->rate_head = w->rate_tail = NULL;
-    while (j != NULL) {
-        struct job *next = j->next;
-        j->next = NULL;
-        if (requeue) {
-            j->nacked = true;
-            job_finish(w, j);
-        } else {
-            job_free(j);
-        }
-        j = next;
-    }
-}
-
-void rate_give_back(struct worker *w, double before)
-{
-    (void)lease_give_back_old(w, &w->rate_head, &w->rate_tail, before);
+    return joblist_take_before(&w->rate, before);
 }
 
 void rate_free(struct worker *w)

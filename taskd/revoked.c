@@ -9,6 +9,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "stream.h"
+#include "publisher.h"
+#include "revoked.h"
 #include "worker.h"
 
 /* Celery keeps 50000 revoked ids (its LimitedSet); past that the oldest revoke is forgotten,
@@ -20,7 +22,7 @@
 
 void revoked_add(struct worker *w, const char *id)
 {
-    w->revoked.max = REVOKED_MAX; /* worker.c sets the table up with a client's bound */
+    w->revoked.max = REVOKED_MAX; /* supervisor.c sets the table up with a client's bound */
     int rc = task__replies_put(&w->revoked, id, "REVOKED", NULL);
     if (rc != 0)
         log_event(LV_WARN, rc, "revoked_add_failed", "task_id=%s", log_v(id));

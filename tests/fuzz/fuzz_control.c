@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "control.h"
+#include "control_req.h"
 #include "log.h"
 #include "stub_worker.h"
 

@@ -69,12 +69,6 @@ void events_worker(struct worker *w, const char *type)
     stub_calls.heartbeats++;
 }
 
-void worker_request_shutdown(struct worker *w)
-{
-    (void)w;
-    stub_calls.shutdowns++;
-}
-
 void metrics_control_rejected(struct metrics *m, int reason)
 {
     (void)m;

@@ -6,6 +6,14 @@
 #ifndef STUB_WORKER_H
 #define STUB_WORKER_H
 
+#include "autoscale.h"
+#include "consumer.h"
+#include "control.h"
+#include "events.h"
+#include "pool.h"
+#include "publisher.h"
+#include "ratelimit.h"
+#include "revoked.h"
 #include "worker.h"
 
 struct stub_calls {
@@ -15,7 +23,6 @@ struct stub_calls {
     int revokes;            /* pool_revoke() calls */
     int terminates;         /* of which with terminate */
     int rate_sets;
-    int shutdowns;
     int heartbeats;
     int pool_grows, pool_shrinks, pool_restarts; /* their n summed (restarts: calls) */
     int consumers_added, consumers_cancelled;

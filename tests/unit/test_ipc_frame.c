@@ -202,10 +202,66 @@ static void depth_is_counted_as_json_c_counts_it_and_stops_past_the_limit(void *
     }
 }
 
+/* What the writers make, the readers read back field for field (both sides use them). */
+static void writers_round_trip(void **state)
+{
+    (void)state;
+    json_object *args = parse("[1, \"two\"]"), *kwargs = parse("{\"k\": null}");
+    struct ipc_down d = {.kind = IPC_DOWN_JOB, .jid = 9, .task = "t.add", .id = "abc",
+                         .args = args, .kwargs = kwargs, .retries = 3, .soft_s = 1.5,
+                         .cancelled = true};
+    json_object *o = ipc_down_write(&d);
+    struct ipc_down back;
+    assert_int_equal(ipc_down_read(o, &back, NULL, 0), 0);
+    assert_int_equal(back.kind, IPC_DOWN_JOB);
+    assert_int_equal(back.jid, 9);
+    assert_string_equal(back.task, "t.add");
+    assert_string_equal(back.id, "abc");
+    assert_true(json_object_equal(back.args, args));
+    assert_true(json_object_equal(back.kwargs, kwargs));
+    assert_int_equal(back.retries, 3);
+    assert_true(back.soft_s == 1.5);
+    assert_true(back.cancelled);
+    json_object_put(o);
+    d = (struct ipc_down){.kind = IPC_DOWN_CANCEL, .jid = 4};
+    o = ipc_down_write(&d);
+    assert_int_equal(ipc_down_read(o, &back, NULL, 0), 0);
+    assert_int_equal(back.kind, IPC_DOWN_CANCEL);
+    assert_int_equal(back.jid, 4);
+    json_object_put(o);
+
+    struct ipc_up u = {.kind = IPC_UP_DONE, .jid = 7, .outcome = TASK_RETRY, .result = args,
+                       .exc_type = "ValueError", .exc_message = "bad", .retry_in_s = 2,
+                       .runtime_s = 0.25, .cancelled = true, .soft_expired = true, .rss_kb = 512};
+    o = ipc_up_write(&u);
+    struct ipc_up ub;
+    assert_int_equal(ipc_up_read(o, &ub, NULL, 0), 0);
+    assert_int_equal(ub.kind, IPC_UP_DONE);
+    assert_int_equal(ub.jid, 7);
+    assert_int_equal(ub.outcome, TASK_RETRY);
+    assert_true(json_object_equal(ub.result, args));
+    assert_string_equal(ub.exc_type, "ValueError");
+    assert_string_equal(ub.exc_message, "bad");
+    assert_true(ub.retry_in_s == 2 && ub.runtime_s == 0.25);
+    assert_true(ub.cancelled && ub.soft_expired);
+    assert_int_equal(ub.rss_kb, 512);
+    assert_ptr_equal(ub.frame, o);
+    json_object_put(o);
+    u = (struct ipc_up){.kind = IPC_UP_PROGRESS, .jid = 7, .meta = kwargs};
+    o = ipc_up_write(&u);
+    assert_int_equal(ipc_up_read(o, &ub, NULL, 0), 0);
+    assert_int_equal(ub.kind, IPC_UP_PROGRESS);
+    assert_true(json_object_equal(ub.meta, kwargs));
+    json_object_put(o);
+    json_object_put(args);
+    json_object_put(kwargs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(job_frame_reads_back_every_field),
+        cmocka_unit_test(writers_round_trip),
         cmocka_unit_test(cancel_frame_needs_only_a_jid),
         cmocka_unit_test(malformed_job_frames_are_refused_naming_the_field),
         cmocka_unit_test(done_frame_as_a_child_writes_it_reads_back),

@@ -1,20 +1,28 @@
 /*
- * runner.c - runs one task and publishes its outcome: SUCCESS, FAILURE (Celery's exception
- * object), or a retry (the same message re-published with retries+1 and a new eta, then RETRY).
- * This is the in-process runner; the process pool hands the same work to children.
+ * outcome.c - the one place that decides what a task's end publishes and how its delivery is
+ * settled: SUCCESS, FAILURE (Celery's exception object), a retry (the same message re-published
+ * with retries+1 and a new eta, then RETRY), REVOKED, a fresh copy back to its queue, or an
+ * outcome kept until the broker can take it. Lower layers (the pool, the publisher) report
+ * here through their hooks; see outcome.h.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "chord.h"
 #include "lease.h"
 #include "log.h"
 #include "signing.h"
 #include "msgcopy.h"
 #include "metrics.h"
+#include "orphan.h"
+#include "outcome.h"
 #include "result_check.h"
 #include "task_limits.h"
+#include "canvas.h"
+#include "events.h"
+#include "publisher.h"
 #include "worker.h"
 
 /* Exception names a Python client can re-raise as the real class (module "builtins"). */
@@ -54,13 +62,23 @@ static double backoff_s(const task_def *def, int retries)
     return d * (0.5 + 0.5 * ((double)random() / (double)RAND_MAX));
 }
 
+/* A final state of the job's own task. A chord member is counted before its ack, whether or
+ * not it keeps results; a count that did not reach the broker requeues the member. */
+static void publish_final(struct worker *w, struct job *job, const char *status,
+                          json_object *result, const char *traceback, int dc)
+{
+    if (job->m.chord != NULL && chord_part_done(w, job, status, result) != 0)
+        job->nacked = true;
+    (void)pub_result(w, job, &job->m, status, result, traceback, dc);
+}
+
 static void publish_failure(struct worker *w, struct job *job, const struct task__msg *m,
                             const char *type, const char *message, int dc)
 {
     json_object *exc = task__exc_new(type, message, exc_module(type));
     char tb[1400];
     snprintf(tb, sizeof(tb), "Traceback (taskd, C task %s):\n%s: %s\n", m->task, type, message);
-    (void)pub_result(w, job, m, "FAILURE", exc, tb, dc);
+    publish_final(w, job, "FAILURE", exc, tb, dc);
     json_object_put(exc);
     canvas_on_failure(w, job, type, exc_module(type), message);
     char repr[1400];
@@ -113,34 +131,7 @@ static void republish_retry(struct worker *w, struct job *job, double delay_s,
               log_v(m->task), log_v(m->id), again.retries, delay_s);
 }
 
-struct job *job_new(struct worker *w, uint64_t dtag)
-{
-    struct job *job = calloc(1, sizeof(*job));
-    if (job != NULL) {
-        job->dtag = dtag;
-        job->child = -1;
-        job->m.group_index = -1;
-        w->inflight++;
-    }
-    return job;
-}
-
-void job_free(struct job *job)
-{
-    json_object_put(job->stash_reply);
-    task__delivery_free(&job->d);
-    task__msg_clear(&job->m);
-    free(job);
-}
-
-void runner_start(struct worker *w, struct job *job)
-{
-    if (!job->announced) /* once per delivery, as Celery: not again after an eta or rate wait */
-        events_task(w, "task-received", job, NULL);
-    pool_submit(w, job);
-}
-
-void runner_started(struct worker *w, struct job *job)
+void outcome_started(struct worker *w, struct job *job)
 {
     /* Here, not when it joins the backlog: a status page must tell queued from running, and
      * monitors' state agrees with inspect active. */
@@ -166,7 +157,7 @@ static const char *unstorable(const struct worker *w, json_object *result, char 
     return result_unstorable(result, cap, buf, size);
 }
 
-void runner_progress(struct worker *w, struct job *job, json_object *meta)
+void outcome_progress(struct worker *w, struct job *job, json_object *meta)
 {
     char why[160];
     if (unstorable(w, meta, why, sizeof(why)) != NULL) {
@@ -175,12 +166,6 @@ void runner_progress(struct worker *w, struct job *job, json_object *meta)
         return;
     }
     (void)pub_result(w, NULL, &job->m, "PROGRESS", meta, NULL, 0);
-}
-
-static const char *reply_str(json_object *o, const char *key)
-{
-    json_object *v;
-    return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
 }
 
 /* Is `type` in the task's autoretry_for list (blank- or comma-separated; "*" is any)? */
@@ -198,26 +183,22 @@ static bool autoretry(const task_def *def, const char *type)
     return false;
 }
 
-void runner_done(struct worker *w, struct job *job, json_object *reply)
+static void done(struct worker *w, struct job *job, const struct ipc_up *up)
 {
     const struct task__msg *m = &job->m;
-    json_object *v;
-    int outcome = json_object_object_get_ex(reply, "outcome", &v) ? json_object_get_int(v) : -1;
-    double runtime = json_object_object_get_ex(reply, "runtime", &v) ? json_object_get_double(v) : 0;
+    int outcome = up->outcome;
+    double runtime = up->runtime_s;
     int dc = delivery_count(&job->d);
     int max_retries = job->def->max_retries != 0 ? job->def->max_retries : w->cfg->max_retries;
-    const char *exc_type = reply_str(reply, "exc_type");
-    const char *exc_msg = reply_str(reply, "exc_message");
-    bool soft_expired = json_object_object_get_ex(reply, "soft_expired", &v) &&
-                        json_object_get_boolean(v);
-    bool cancelled = json_object_object_get_ex(reply, "cancelled", &v) && json_object_get_boolean(v);
-    if (job->cancelled && cancelled && outcome != TASK_OK) {
+    const char *exc_type = up->exc_type;
+    const char *exc_msg = up->exc_message;
+    if (job->cancelled && up->cancelled && outcome != TASK_OK) {
         /* Revoked while it ran, and it stopped: that is the revoke's outcome, not a failure. */
         metrics_runtime(w->metrics, m->task, task__now_mono() - job->started);
-        runner_revoked(w, job, "revoked");
+        outcome_revoked(w, job, "revoked");
         return;
     }
-    if (soft_expired && (outcome == TASK_OK || outcome == TASK_FAIL)) {
+    if (up->soft_expired && (outcome == TASK_OK || outcome == TASK_FAIL)) {
         outcome = TASK_FAIL;
         exc_type = "SoftTimeLimitExceeded";
         exc_msg = "the task ran past its soft time limit";
@@ -226,7 +207,7 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
         outcome = TASK_RETRY; /* with no retry_in: the backoff policy */
     metrics_runtime(w->metrics, m->task, task__now_mono() - job->started);
 
-    json_object *result = json_object_object_get_ex(reply, "result", &v) ? v : NULL;
+    json_object *result = up->result;
     char why[160];
     if (outcome == TASK_OK && unstorable(w, result, why, sizeof(why)) != NULL) {
         outcome = TASK_FAIL;
@@ -234,7 +215,7 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
         exc_msg = why;
     }
     if (outcome == TASK_OK) {
-        (void)pub_result(w, job, m, "SUCCESS", result, NULL, dc);
+        publish_final(w, job, "SUCCESS", result, NULL, dc);
         canvas_on_success(w, job, result);
         json_object *ev = json_object_new_object();
         json_object_object_add(ev, "result", json_object_new_string(result ? task__json_str(result, NULL) : "None"));
@@ -245,7 +226,7 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
         log_event(LV_DEBUG, 0, "task_succeeded", "task=%s task_id=%s runtime_s=%.6f",
                   log_v(m->task), log_v(m->id), runtime);
     } else if (outcome == TASK_RETRY && (max_retries < 0 || m->retries < max_retries)) {
-        double in = json_object_object_get_ex(reply, "retry_in", &v) ? json_object_get_double(v) : -1;
+        double in = up->retry_in_s;
         republish_retry(w, job, in >= 0 ? in : backoff_s(job->def, m->retries), exc_type,
                         exc_msg, dc);
     } else {
@@ -262,7 +243,7 @@ void runner_done(struct worker *w, struct job *job, json_object *reply)
         log_event(LV_INFO, 0, "task_failed", "task=%s task_id=%s exc_type=%s runtime_s=%.6f",
                   log_v(m->task), log_v(m->id), log_v(type), runtime);
     }
-    job_finish(w, job);
+    outcome_finish(w, job);
 }
 
 /* A fresh copy of the job's message to the tail of its queue; the delivery is acked once the
@@ -279,11 +260,11 @@ static int requeue_copy(struct worker *w, struct job *job)
     }
     if (rc != 0)
         job->nacked = true; /* the broker's requeue then, counted or not */
-    job_finish(w, job);
+    outcome_finish(w, job);
     return rc;
 }
 
-void runner_requeue_fresh(struct worker *w, struct job *job, const char *reason)
+static void requeue_fresh(struct worker *w, struct job *job, const char *reason)
 {
     char id[LOG_V_MAX + 3], task[LOG_V_MAX + 3];
     snprintf(id, sizeof(id), "%s", log_v(job->m.id));
@@ -293,7 +274,7 @@ void runner_requeue_fresh(struct worker *w, struct job *job, const char *reason)
               task, id, reason);
 }
 
-void runner_give_back(struct worker *w, struct job *job)
+void outcome_give_back(struct worker *w, struct job *job)
 {
     char id[LOG_V_MAX + 3];
     snprintf(id, sizeof(id), "%s", log_v(job->m.id));
@@ -303,11 +284,11 @@ void runner_give_back(struct worker *w, struct job *job)
               "reason=\"waited past worker.give_back_after\"", id, held);
 }
 
-void runner_revoked(struct worker *w, struct job *job, const char *why)
+void outcome_revoked(struct worker *w, struct job *job, const char *why)
 {
     const struct task__msg *m = &job->m;
     json_object *exc = task__exc_new("TaskRevokedError", why, "celery.exceptions");
-    (void)pub_result(w, job, m, "REVOKED", exc, NULL, delivery_count(&job->d));
+    publish_final(w, job, "REVOKED", exc, NULL, delivery_count(&job->d));
     json_object_put(exc);
     json_object *ev = json_object_new_object();
     json_object_object_add(ev, "terminated", json_object_new_boolean(0));
@@ -317,17 +298,17 @@ void runner_revoked(struct worker *w, struct job *job, const char *why)
     metrics_outcome(w->metrics, m->task, MO_REVOKED);
     log_event(LV_INFO, 0, "task_discarded", "task=%s task_id=%s reason=%s", log_v(m->task),
               log_v(m->id), why);
-    job_finish(w, job);
+    outcome_finish(w, job);
 }
 
-void runner_lost(struct worker *w, struct job *job)
+static void lost(struct worker *w, struct job *job)
 {
     const struct task__msg *m = &job->m;
     int dc = delivery_count(&job->d);
     metrics_runtime(w->metrics, m->task, task__now_mono() - job->started);
     if (job->terminated) {
         json_object *exc = task__exc_new("TaskRevokedError", "terminated", "celery.exceptions");
-        (void)pub_result(w, job, m, "REVOKED", exc, NULL, dc);
+        publish_final(w, job, "REVOKED", exc, NULL, dc);
         json_object_put(exc);
         json_object *ev = json_object_new_object();
         json_object_object_add(ev, "terminated", json_object_new_boolean(1));
@@ -348,5 +329,112 @@ void runner_lost(struct worker *w, struct job *job)
         publish_failure(w, job, m, "WorkerLostError",
                         "Worker exited prematurely: the process running the task died.", dc);
     }
-    job_finish(w, job);
+    outcome_finish(w, job);
+}
+
+void outcome_settled(struct worker *w, struct job *job)
+{
+    if (!job->done || job->waits > 0)
+        return;
+    if (job->leased) {
+        /* Its delivery was acked when it was leased; the lease queue holds the message. */
+        if (job->nacked)
+            lease_return(w, job);
+        else
+            lease_end(w, job);
+        job_free(job);
+        return;
+    }
+    int rc = job->nacked ? task__conn_reject(w->conn, CH_CONSUME, job->dtag, true)
+                         : task__conn_ack(w->conn, CH_CONSUME, job->dtag, false);
+    if (job->lease_dangling && !job->nacked)
+        lease_end(w, job); /* the lease queue a lapsed copy came back from */
+    if (rc != 0)
+        log_event(LV_WARN, rc, "ack_failed", "delivery_tag=%llu detail=\"%s\"",
+                  (unsigned long long)job->dtag, task__conn_errmsg(w->conn));
+    w->inflight--;
+    job_free(job);
+}
+
+void outcome_finish(struct worker *w, struct job *job)
+{
+    job->done = true;
+    outcome_settled(w, job);
+}
+
+static void settle_as(struct worker *w, struct job *job, int how, const struct ipc_up *up)
+{
+    if (how == STASH_DONE)
+        done(w, job, up);
+    else if (how == STASH_REQUEUE)
+        requeue_fresh(w, job, "neighbour_lost");
+    else
+        lost(w, job);
+}
+
+void outcome_child_ended(struct worker *w, struct job *job, int how, const struct ipc_up *up)
+{
+    /* A kept outcome keeps the child's frame; it is read again when it is settled. */
+    json_object *reply = up != NULL ? up->frame : NULL;
+    bool cold = w->pool.cold;
+    if (cold && (job->orphan || w->conn == NULL)) {
+        job_free(job);
+    } else if (job->orphan) {
+        orphan_keep(w, job, how, json_object_get(reply));
+    } else if (w->conn == NULL || w->blocked) {
+        /* leased (not an orphan) with no connection, or the broker blocks us */
+        lease_stash(w, job, how, json_object_get(reply));
+    } else if (cold) {
+        /* Stopped by us: what it returned is not its outcome; it runs again, unacked. */
+        job->nacked = true;
+        outcome_finish(w, job);
+    } else {
+        settle_as(w, job, how, up);
+    }
+}
+
+void outcome_settle_kept(struct worker *w, struct job *job)
+{
+    json_object *reply = job->stash_reply;
+    int how = job->stash;
+    job->next = NULL;
+    job->stash_reply = NULL;
+    job->stash = STASH_NONE;
+    struct ipc_up up;
+    if (how == STASH_DONE && ipc_up_read(reply, &up, NULL, 0) != 0)
+        how = STASH_LOST; /* cannot happen: it was read when it came */
+    settle_as(w, job, how, how == STASH_DONE ? &up : NULL);
+    json_object_put(reply);
+}
+
+void outcome_replay(struct worker *w)
+{
+    struct job *j = w->stashed;
+    w->stashed = NULL;
+    while (j != NULL) {
+        struct job *next = j->next;
+        outcome_settle_kept(w, j);
+        j = next;
+    }
+}
+
+void outcome_give_back_chain(struct worker *w, struct job *chain)
+{
+    while (chain != NULL) {
+        struct job *next = chain->next;
+        chain->next = NULL;
+        outcome_give_back(w, chain);
+        chain = next;
+    }
+}
+
+void outcome_requeue_chain(struct worker *w, struct job *chain)
+{
+    while (chain != NULL) {
+        struct job *next = chain->next;
+        chain->next = NULL;
+        chain->nacked = true; /* settles as reject(requeue) */
+        outcome_finish(w, chain);
+        chain = next;
+    }
 }

@@ -1,9 +1,10 @@
 /*
- * worker.c - the supervisor's event loop: poll() over the AMQP socket (after draining the
+ * supervisor.c - the supervisor's event loop: poll() over the AMQP socket (after draining the
  * frames rabbitmq-c has already buffered, which poll() cannot see), a signalfd and the pool
  * children's sockets; the shutdown state machine (warm, then cold); reconnects.
  */
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,12 +15,22 @@
 #include <unistd.h>
 #include "lease.h"
 #include "orphan.h"
+#include "outcome.h"
 #include "log.h"
 #include "msgauth.h"
 #include "config_opts.h"
 #include "metrics.h"
 #include "metrics_http.h"
+#include "metrics_scrape.h"
 #include "notify.h"
+#include "autoscale.h"
+#include "consumer.h"
+#include "control.h"
+#include "events.h"
+#include "pool.h"
+#include "publisher.h"
+#include "ratelimit.h"
+#include "supervisor.h"
 #include "worker.h"
 
 #define FRAMES_PER_TURN 512
@@ -75,6 +86,14 @@ int worker_init(struct worker *w, task_config *cfg)
     rc = metrics_start(w); /* before forking: a port in use fails the start, not later */
     if (rc != 0)
         return rc;
+    w->settled = outcome_settled;
+    w->pool.hooks = (struct pool_hooks){
+        .started = outcome_started,
+        .progress = outcome_progress,
+        .ended = outcome_child_ended,
+        .revoked = outcome_revoked,
+        .live = consumer_on_live,
+    };
     rc = pool_start(w);
     if (rc != 0)
         return rc;
@@ -156,7 +175,7 @@ static void drop_session(struct worker *w)
     w->nheld = 0;
     pool_drop_jobs(w);
     lease_drop_unleased(w);
-    rate_drop(w, false);
+    job_free_chain(rate_take_waiting(w, INFINITY));
     if (w->blocked)
         w->blocked_total_s += task__now_mono() - w->blocked_since;
     w->blocked = false;
@@ -190,42 +209,17 @@ static void start_draining(struct worker *w)
     for (size_t i = 0; i < w->nheld; i++)
         task__delivery_free(&w->held[i].d);
     w->nheld = 0;
-    pool_requeue_backlog(w);
-    rate_drop(w, true);
+    consumer_requeue_waiting(w);
     log_event(LV_INFO, 0, "worker_draining", "running=%d grace_s=%g", pool_running(w),
               w->cfg->shutdown_grace_s);
 }
 
-int worker_declare_refused(struct worker *w)
+/* A pidbox shutdown (control.c asks; the loop acts once the request is answered). */
+static void shutdown_if_asked(struct worker *w)
 {
-    uint16_t code = task__conn_answer_refusal(w->conn, CH_DECLARE);
-    if (code == 0 || !task__conn_alive(w->conn))
-        return task__conn_alive(w->conn) ? 0 : TASK_ECLOSED;
-    char why[300];
-    snprintf(why, sizeof(why), "%s", task__conn_errmsg(w->conn));
-    task__conn_clear_error(w->conn);
-    int rc = task__conn_channel_open(w->conn, CH_DECLARE);
-    log_event(rc == 0 ? LV_WARN : LV_ERROR, rc, "declare_refused", "code=%u detail=\"%s\"",
-              (unsigned)code, why);
-    return rc;
-}
-
-int worker_ensure_queue(struct worker *w, const char *queue)
-{
-    int rc = task__topo_declare(&w->topo, w->conn, CH_DECLARE, queue);
-    if (rc == TASK_EBROKER && task__conn_alive(w->conn)) {
-        char why[300];
-        snprintf(why, sizeof(why), "%s", task__conn_errmsg(w->conn));
-        int rc2 = worker_declare_refused(w);
-        if (rc2 != 0)
-            return rc2;
-        task__conn_fail(w->conn, TASK_EBROKER, "%s", why); /* the caller names the reason */
-    }
-    return rc;
-}
-
-void worker_request_shutdown(struct worker *w)
-{
+    if (!w->shutdown_asked)
+        return;
+    w->shutdown_asked = false;
     if (w->state == W_RUNNING)
         start_draining(w);
 }
@@ -324,7 +318,7 @@ static void on_frame(struct worker *w, amqp_frame_t *f)
             w->blocked_total_s += s;
             w->blocked = false;
             log_event(LV_INFO, 0, "broker_unblocked", "blocked_s=%.1f held=%zu", s, w->nheld);
-            lease_replay(w);
+            outcome_replay(w);
             pool_drain_backlog(w);
         }
         return;
@@ -386,6 +380,18 @@ static int min_timeout(int a, int b)
 }
 
 /* One turn of the loop. Returns 0, or a negative code when the connection broke. */
+/* Once a second: what waits here (held, backlog, rate wait) past worker.give_back_after goes
+ * back to its queue, and orphans' outcomes past their keep are forgotten. */
+static void give_back_waiting(struct worker *w)
+{
+    double now = task__now_mono();
+    if (!task__conn_alive(w->conn) || w->blocked || now < w->give_back_at)
+        return;
+    w->give_back_at = now + 1;
+    orphan_prune(w);
+    consumer_give_back(w, now - w->cfg->give_back_after_s);
+}
+
 static int turn(struct worker *w)
 {
     int timeout = min_timeout(consumer_next_due_ms(w), pool_next_deadline_ms(w));
@@ -431,14 +437,16 @@ static int turn(struct worker *w)
     if (w->conn == NULL)
         return 0;
     lease_tick(w);
+    give_back_waiting(w);
     (void)amqp_idx;
     /* Also with nothing readable: rabbitmq-c sends heartbeats only from inside its reads. */
     int rc = pump(w);
     if (rc != 0)
         return rc;
+    shutdown_if_asked(w);
     consumer_release_due(w);
     consumer_reconsume(w);
-    rate_release(w);
+    consumer_release_rate(w);
     events_tick(w);
     pub_flush_stream(w);
     return 0;
@@ -485,7 +493,7 @@ int worker_run(struct worker *w)
                       "threads=%d", w->hostname, w->cfg->queues.n, task_registry_count(),
                       w->pool.n, w->pool.threads);
             events_worker(w, "worker-online");
-            lease_replay(w); /* leased tasks that ended while the broker was away */
+            outcome_replay(w); /* leased tasks that ended while the broker was away */
             if (!ready_sent)
                 notify_send("READY=1");
             ready_sent = true;
