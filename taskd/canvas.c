@@ -12,6 +12,7 @@
 #include "log.h"
 #include "canvas.h"
 #include "publisher.h"
+#include "signing.h"
 #include "worker.h"
 
 /* Encode signature `sig` as a task message with `first` (borrowed, may be NULL) prepended to
@@ -49,6 +50,8 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
     int rc = declare_queue(w, *target);
     if (rc == 0)
         rc = task__msg_encode(&m, wire, &err);
+    if (rc == 0 && (rc = task__wire_seal(w->sec, wire, &err)) != 0)
+        task__wire_free(wire);
     canvas_call_clear(&call);
     return rc;
 }

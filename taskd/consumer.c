@@ -12,6 +12,7 @@
 #include "declare.h"
 #include "log.h"
 #include "metrics.h"
+#include "msgauth.h"
 #include "orphan.h"
 #include "outcome.h"
 #include "stream.h"
@@ -258,8 +259,7 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
     struct task__msg m;
     enum task__bad reason = TASK_BAD_NONE;
     task_error err = {0};
-    int rc = task__msg_decode(&d->msg.properties, d->msg.body.bytes, d->msg.body.len, &w->limits,
-                              &m, &reason, &err);
+    int rc = msgauth_decode(w, d, &m, &reason, &err);
     if (rc != 0) {
         quarantine(w, d, &m, reason, err.msg);
         goto out;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "config_opts.h"
 #include "inspect.h"
+#include "msgauth.h"
 #include "internal.h"
 #include "metrics.h"
 #include "task_limits.h"
@@ -93,8 +94,7 @@ json_object *inspect_scheduled(const struct worker *w)
         enum task__bad why;
         task_error err = {0};
         /* Held messages were decoded once already; this cannot fail unless memory does. */
-        if (task__msg_decode(&d->msg.properties, d->msg.body.bytes, d->msg.body.len, &w->limits,
-                             &m, &why, &err) != 0) {
+        if (msgauth_decode(w, d, &m, &why, &err) != 0) {
             task__msg_clear(&m);
             continue;
         }

@@ -13,6 +13,7 @@
 #include "chord.h"
 #include "lease.h"
 #include "log.h"
+#include "signing.h"
 #include "msgcopy.h"
 #include "metrics.h"
 #include "orphan.h"
@@ -102,6 +103,8 @@ static void republish_retry(struct worker *w, struct job *job, double delay_s,
     struct task__wire wire;
     task_error err = {0};
     int rc = task__msg_encode(&again, &wire, &err);
+    if (rc == 0 && (rc = task__wire_seal(w->sec, &wire, &err)) != 0)
+        task__wire_free(&wire);
     if (rc == 0) {
         rc = pub_send_mandatory(w, job, "", job->d.queue, &wire.props, wire.body, wire.body_len);
         task__wire_free(&wire);

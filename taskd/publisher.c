@@ -5,6 +5,7 @@
 #include <task/client.h>
 #include "log.h"
 #include "publisher.h"
+#include "signing.h"
 #include "worker.h"
 
 static int pend_push(struct worker *w, uint64_t seq, struct job *job, struct job **batch,
@@ -185,6 +186,32 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
     return rc;
 }
 
+/* The reply goes signed when signing is on (the caller's AsyncResult accepts only 'auth'); the
+ * results stream keeps the plain record: its readers are lookups, not Celery. */
+static int send_reply(struct worker *w, struct job *job, const struct task__msg *m,
+                      const struct task__result_wire *rw)
+{
+    bool stream = w->cfg->results_stream;
+    if (w->sec == NULL)
+        return send_tracked(w, job, false, stream, "", m->reply_to, &rw->props, rw->body,
+                            rw->body_len);
+    struct task__result_wire sealed = *rw;
+    task_error err = {0};
+    int rc = (sealed.body = malloc(rw->body_len + 1)) == NULL ? TASK_ENOMEM : 0;
+    if (rc == 0) {
+        memcpy(sealed.body, rw->body, rw->body_len + 1);
+        rc = task__result_wire_seal(w->sec, &sealed, &err);
+    }
+    if (rc == 0)
+        rc = send_tracked(w, job, false, stream, "", m->reply_to, &sealed.props, sealed.body,
+                          sealed.body_len);
+    else
+        log_event(LV_ERROR, rc, "result_sign_failed", "task_id=%s detail=%s", log_v(m->id),
+                  log_v(err.msg));
+    free(sealed.body);
+    return rc;
+}
+
 static int publish_state(struct worker *w, struct job *job, const struct task__msg *m,
                          const char *status, json_object *result, const char *traceback,
                          int delivery_count, bool final)
@@ -217,8 +244,7 @@ static int publish_state(struct worker *w, struct job *job, const struct task__m
         log_event(LV_WARN, 0, "reply_skipped", "task_id=%s reason=\"id or reply_to longer than "
                   "255 bytes\"", log_v(m->id));
     else if (m->reply_to != NULL && m->reply_to[0] != '\0')
-        rc = send_tracked(w, job, false, w->cfg->results_stream, "", m->reply_to, &rw.props,
-                          rw.body, rw.body_len);
+        rc = send_reply(w, job, m, &rw);
     if (rc == 0 && w->cfg->results_stream)
         rc = batch_add(w, job, m->id, rw.body, rw.body_len);
     task__result_wire_free(&rw);

@@ -59,6 +59,8 @@ static json_object *failure_for(const struct task__msg *m, enum task__bad reason
         return task__exc_new("NotRegistered", m->task ? m->task : "", "celery.exceptions");
     char text[512];
     snprintf(text, sizeof(text), "%s: %s", task__bad_slug(reason), detail);
+    if (reason >= TASK_BAD_UNSIGNED && reason <= TASK_BAD_SIGNATURE)
+        return task__exc_new("SecurityError", text, "celery.exceptions");
     return task__exc_new("ContentDisallowed", text, "kombu.exceptions");
 }
 
@@ -113,7 +115,14 @@ void quarantine(struct worker *w, struct task__delivery *d, const struct task__m
         json_object *exc = failure_for(partial, reason, detail);
         struct task__msg m = *partial;
         m.ignore_result = false;
+        /* A caller that sent it unsigned most likely cannot verify a signed answer either (a
+         * plain Celery app refuses application/data): it gets this one FAILURE unsigned. A
+         * forged unsigned reply can only fail a wait, and a signing caller refuses it. */
+        struct task__sec *sec = w->sec;
+        if (reason == TASK_BAD_UNSIGNED)
+            w->sec = NULL;
         (void)pub_result(w, job, &m, "FAILURE", exc, NULL, 0);
+        w->sec = sec;
         json_object_put(exc);
     }
     outcome_finish(w, job);

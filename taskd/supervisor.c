@@ -17,6 +17,7 @@
 #include "orphan.h"
 #include "outcome.h"
 #include "log.h"
+#include "msgauth.h"
 #include "config_opts.h"
 #include "metrics.h"
 #include "metrics_http.h"
@@ -72,6 +73,10 @@ int worker_init(struct worker *w, task_config *cfg)
     int rc = task__replies_init(&w->revoked);
     if (rc == 0)
         rc = task__topo_init(&w->topo, cfg);
+    if (rc == 0)
+        rc = msgauth_init(w);
+    if (rc == TASK_ECONFIG)
+        return rc; /* logged; taskd exits 2 */
     if (rc == 0)
         rc = block_signals(w);
     if (rc != 0) {
@@ -552,6 +557,7 @@ void worker_free(struct worker *w)
     orphan_free(w);
     task__replies_free(&w->revoked);
     task__topo_free(&w->topo);
+    msgauth_free(w);
     rate_free(w);
     free(w->pend);
     free(w->held);

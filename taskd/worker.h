@@ -127,6 +127,7 @@ struct worker {
     int sigfd;
     char hostname[256];
     struct task__limits limits;
+    struct task__sec *sec;  /* message signing (msgauth.c); NULL: off */
 
     struct pending *pend;   /* ring buffer */
     size_t pend_head, pend_len, pend_cap;

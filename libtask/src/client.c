@@ -16,6 +16,7 @@
 #include <task/client.h>
 
 #include "client_impl.h"
+#include "signing.h"
 
 int task__client_fail(task_client *c, int code, const char *fmt, ...)
 {
@@ -133,7 +134,8 @@ task_client *task_client_new(const task_config *cfg, task_error *err)
     }
     /* A config whose caller set broker.password_file without task_config_resolve() still gets
      * its password (resolving twice changes nothing). */
-    if (task__urls_resolve(&c->urls, cfg->broker_password_file, err) != 0) {
+    if (task__urls_resolve(&c->urls, cfg->broker_password_file, err) != 0 ||
+        task__sec_load(cfg, &c->sec, NULL, err) != 0) {
         task_config_free(own);
         task_client_free(c);
         return NULL;
@@ -169,8 +171,42 @@ void task_client_free(task_client *c)
         free(c->urls.v[i]);
     free(c->urls.v);
     task__topo_free(&c->topo);
+    task__sec_free(c->sec);
     free(c->default_queue);
     free(c);
+}
+
+/*
+ * With signing on, a state message counts only when signed by a trusted signer; without it, a
+ * signed one cannot be read (nothing to verify it with). Either way the refused message ends
+ * its task (named by the correlation id, the one unsigned field we can address it by) as
+ * FAILURE with a SecurityError saying why, as Celery's AsyncResult.get() raises instead of
+ * waiting on. A forged reply can make a wait fail, never make it succeed. 0: *body and *len
+ * are the signed state message (pointing into env).
+ */
+static int open_reply(task_client *c, const struct task__delivery *d, struct task__envelope *env,
+                      const void **body, size_t *len)
+{
+    amqp_basic_properties_t inner;
+    enum task__bad why = TASK_BAD_UNTRUSTED;
+    task_error e = {0};
+    int rc = c->sec == NULL
+                 ? task__fail(&e, TASK_EPROTO, "the result is signed (application/data) and this "
+                              "client has no security.cert_store to verify it")
+                 : task__sec_unwrap(c->sec, &d->msg.properties, d->msg.body.bytes,
+                                    d->msg.body.len, &inner, body, len, env, &why, &e);
+    const amqp_basic_properties_t *p = &d->msg.properties;
+    if (rc == 0 || !(p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) || p->correlation_id.len == 0 ||
+        p->correlation_id.len > 200)
+        return rc;
+    char id[201], text[600];
+    snprintf(id, sizeof(id), "%.*s", (int)p->correlation_id.len,
+             (const char *)p->correlation_id.bytes);
+    snprintf(text, sizeof(text), "result refused: %s: %s", task__bad_slug(why), e.msg);
+    json_object *exc = task__exc_new("SecurityError", text, "celery.exceptions");
+    if (exc != NULL)
+        (void)task__replies_put(&c->replies, id, "FAILURE", exc);
+    return rc;
 }
 
 /* Keep a state message that arrived on the reply queue. */
@@ -181,12 +217,20 @@ static void take_reply(task_client *c, const amqp_frame_t *f)
         return;
     struct task__result r = {0};
     task_error e = {0};
-    if (task__result_decode(d.msg.body.bytes, d.msg.body.len, &r, &e) == 0) {
+    struct task__envelope env = {0};
+    const void *body = d.msg.body.bytes;
+    size_t len = d.msg.body.len;
+    if ((c->sec != NULL || task__sec_is_signed(&d.msg.properties)) &&
+        open_reply(c, &d, &env, &body, &len) != 0)
+        goto out;
+    if (task__result_decode(body, len, &r, &e) == 0) {
         json_object *res = r.result;
         r.result = NULL;
         /* Replies for tasks nobody waits on are kept too: task_wait() may come later. */
         (void)task__replies_put(&c->replies, r.task_id, r.status, res);
     }
+out:
+    task__envelope_free(&env);
     task__result_clear(&r);
     task__delivery_free(&d);
 }
@@ -350,6 +394,11 @@ int task__client_send(task_client *c, const char *name, json_object *args, json_
     rc = task__msg_encode(&m, &w, &c->err);
     if (rc != 0)
         return rc;
+    rc = task__wire_seal(c->sec, &w, &c->err);
+    if (rc != 0) {
+        task__wire_free(&w);
+        return rc;
+    }
     /* During an outage the call waits (reconnecting) up to client.send_timeout, then fails:
      * never a silent drop. A message whose confirm was lost is sent again with the same id
      * (at-least-once). */

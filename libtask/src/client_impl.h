@@ -45,6 +45,7 @@ struct task_client {
     void (*forget_lookups)(task_client *c);
     task_strlist urls;          /* owned copy, for reconnects */
     double connect_timeout_s;
+    struct task__sec *sec;      /* message signing (signing.c); NULL: off */
 };
 
 /* A chord header member: its position and the callback signature (borrowed). */

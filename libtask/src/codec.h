@@ -33,7 +33,12 @@
     X(EMBED, "bad-embed")                                \
     X(ETA, "bad-eta")                                    \
     X(EXPIRES, "bad-expires")                            \
-    X(UNKNOWN_TASK, "unknown-task")
+    X(UNKNOWN_TASK, "unknown-task")                      \
+    X(UNSIGNED, "unsigned")                              \
+    X(ENVELOPE, "bad-envelope")                          \
+    X(UNTRUSTED, "untrusted-signer")                     \
+    X(CERT_EXPIRED, "cert-expired")                      \
+    X(SIGNATURE, "bad-signature")
 
 enum task__bad {
 #define TASK_X_BAD(sym, slug) TASK_BAD_##sym,

@@ -9,6 +9,7 @@
 #define OFF(f) offsetof(task_config, f)
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const digests[] = {"sha256", "sha384", "sha512", "sha224", "sha1", NULL};
 
 static const struct task__opt opts[] = {
     {"broker.urls", OPT_STRLIST, OFF(broker_urls), "amqp://guest:guest@127.0.0.1:5672//", 0, 0,
@@ -25,6 +26,18 @@ static const struct task__opt opts[] = {
     {"broker.password_file", OPT_STRING, OFF(broker_password_file), "", 0, 0, NULL, false, NULL,
      "file whose first line is the broker password; replaces the password of every broker URL",
      task__secret_file_check},
+    /* Message signing (Celery's auth serializer): checked when set, loaded by the client and
+     * the worker (signing.c), which name the option in their errors. */
+    {"security.key", OPT_STRING, OFF(security_key), "", 0, 0, NULL, false, NULL,
+     "PEM RSA private key that signs task messages and results (Celery's security_key)",
+     task__secret_file_check},
+    {"security.certificate", OPT_STRING, OFF(security_certificate), "", 0, 0, NULL, false, NULL,
+     "PEM certificate of security.key; names the signer (Celery's security_certificate)", NULL},
+    {"security.cert_store", OPT_STRING, OFF(security_cert_store), "", 0, 0, NULL, false, NULL,
+     "PEM certificate file, or a directory of them, of the trusted signers "
+     "(Celery's security_cert_store)", NULL},
+    {"security.digest", OPT_STRING, OFF(security_digest), "sha256", 0, 0, digests, false, NULL,
+     "signature digest (Celery's security_digest)", NULL},
     {"worker.queues", OPT_STRLIST, OFF(queues), "celery", 0, 0, NULL, false, NULL,
      "queues to consume", NULL},
     {"worker.pool_size", OPT_INT, OFF(pool_size), "0", 0, 1024, NULL, false, NULL,

@@ -85,6 +85,15 @@ typedef struct task_config {
     /* Since 0.2; last so that the offsets of the fields above stay as they were. */
     char *broker_password_file;   /* broker.password_file: the broker password, first line of
                                    * this file; "" = the password in the URL (or guest) */
+
+    /* Since 0.3: message signing, Celery's `auth` serializer (docs/signing.md). All three set:
+     * task messages and results are signed, and only signed ones from a trusted signer are
+     * accepted. None set: off. */
+    char *security_key;           /* security.key: PEM RSA private key (unencrypted) */
+    char *security_certificate;   /* security.certificate: PEM certificate of that key */
+    char *security_cert_store;    /* security.cert_store: PEM file, or a directory of them, of
+                                   * the signers trusted */
+    char *security_digest;        /* security.digest: sha256 (Celery's default), sha384, ... */
 } task_config;
 
 /* task_config_new - a config holding the defaults. NULL on out-of-memory. Free with
@@ -124,6 +133,18 @@ TASK_API int task_config_set(task_config *cfg, const char *path, const char *val
  * PATH: ..."); the password is never put into err. Since: 0.2.
  */
 TASK_API int task_config_resolve(task_config *cfg, task_error *err);
+
+/*
+ * task_config_signer - check the message-signing options of `cfg` (security.key, certificate,
+ * cert_store, digest) the way task_client_new() and taskd load them, and write into `buf` the
+ * signer id that receivers look up in their cert store: the certificate's issuer attribute
+ * values joined by spaces, a space and the decimal serial (Celery's Certificate.get_id()).
+ * Returns 0; TASK_ENOTFOUND when signing is off (none of the three set); TASK_ECONFIG with the
+ * option and file in err (a missing option, a key that is not an unencrypted PEM RSA key or does
+ * not match the certificate, an unreadable or empty store, a duplicate signer); TASK_EINVAL when
+ * `buf` is too small. Since: 0.3. See docs/signing.md.
+ */
+TASK_API int task_config_signer(const task_config *cfg, char *buf, size_t size, task_error *err);
 
 /*
  * task_config_load_default - the standard sequence: /etc/taskd/<name>, ./<name> (each only if it
