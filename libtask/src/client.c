@@ -68,7 +68,7 @@ static int setup_channel(task_client *c)
 int task__client_reconnect(task_client *c, double deadline)
 {
     struct task__conn_opts o = {.urls = &c->urls, .connect_timeout_s = c->connect_timeout_s,
-                                .name = "libtask client"};
+                                .name = "libtask client", .tls = &c->tls};
     task_error last = {0};
     for (int attempt = 0;; attempt++) {
         task__conn_close(c->conn);
@@ -97,6 +97,18 @@ int task__client_reconnect(task_client *c, double deadline)
     }
     return task__client_fail(c, TASK_ECONNECT, "broker unreachable, gave up reconnecting: %s",
                              last.msg[0] ? last.msg : "no answer");
+}
+
+/* The client outlives cfg and reconnects: it keeps its own copy of the TLS files' names. */
+static void keep_tls(task_client *c, const task_config *cfg)
+{
+    task__tls_from_config(cfg, &c->tls);
+    const char *names[3] = {c->tls.ca_certs, c->tls.certfile, c->tls.keyfile};
+    for (int i = 0; i < 3; i++)
+        c->tls_files[i] = names[i] != NULL ? task__strdup(names[i]) : NULL;
+    c->tls.ca_certs = c->tls_files[0];
+    c->tls.certfile = c->tls_files[1];
+    c->tls.keyfile = c->tls_files[2];
 }
 
 task_client *task_client_new(const task_config *cfg, task_error *err)
@@ -139,12 +151,14 @@ task_client *task_client_new(const task_config *cfg, task_error *err)
         return NULL;
     }
     c->default_queue = task__strdup(cfg->default_queue ? cfg->default_queue : "celery");
+    keep_tls(c, cfg);
     int trc = task__topo_init(&c->topo, cfg);
     task__uuid4(c->reply_queue);
     struct task__conn_opts o = {.urls = &c->urls,
                                 .connect_timeout_s = cfg->connect_timeout_s,
                                 .heartbeat_s = 0,
-                                .name = "libtask client"};
+                                .name = "libtask client",
+                                .tls = &c->tls};
     int rc = task__conn_open(&c->conn, &o, err);
     task_config_free(own);
     if (rc == 0 && setup_channel(c) != 0)
@@ -165,6 +179,8 @@ void task_client_free(task_client *c)
     task__replies_free(&c->replies);
     if (c->forget_lookups != NULL)
         c->forget_lookups(c);
+    for (int i = 0; i < 3; i++)
+        free(c->tls_files[i]);
     for (int i = 0; i < c->urls.n; i++)
         free(c->urls.v[i]);
     free(c->urls.v);

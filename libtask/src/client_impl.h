@@ -5,6 +5,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "replies.h"
+#include "tls.h"
 #include "topology.h"
 #include <task/client.h>
 
@@ -45,6 +46,8 @@ struct task_client {
     void (*forget_lookups)(task_client *c);
     task_strlist urls;          /* owned copy, for reconnects */
     double connect_timeout_s;
+    struct task__tls_opts tls;  /* its strings point into tls_files */
+    char *tls_files[3];         /* owned copies: CA bundle, certificate, key */
 };
 
 /* A chord header member: its position and the callback signature (borrowed). */

@@ -85,6 +85,21 @@ typedef struct task_config {
     /* Since 0.2; last so that the offsets of the fields above stay as they were. */
     char *broker_password_file;   /* broker.password_file: the broker password, first line of
                                    * this file; "" = the password in the URL (or guest) */
+
+    /* Since 0.3: TLS (amqps:// URLs and https:// management URLs; docs/tls.md). A broker URL's
+     * query (kombu's ?ssl_ca_certs=...&ssl_cert_reqs=...) overrides these for that URL. */
+    char *ssl_ca_certs;           /* broker.ssl_ca_certs: CA bundle (PEM) the broker's
+                                   * certificate must chain to */
+    char *ssl_certfile;           /* broker.ssl_certfile: client certificate (PEM); "" = none */
+    char *ssl_keyfile;            /* broker.ssl_keyfile: its private key; "" = none */
+    char *ssl_cert_reqs;          /* broker.ssl_cert_reqs: "required" (or CERT_REQUIRED...),
+                                   * "none" turns verification off (logged at each connect) */
+    bool ssl_check_hostname;      /* broker.ssl_check_hostname: the certificate must name the
+                                   * URL's host (DNS name or IP address) */
+    char *login_method;           /* broker.login_method: "PLAIN" or "EXTERNAL" (client
+                                   * certificate login, rabbitmq_auth_mechanism_ssl) */
+    bool management_allow_http;   /* broker.management_allow_http: send the management
+                                   * password over plain http:// to a non-loopback host */
 } task_config;
 
 /* task_config_new - a config holding the defaults. NULL on out-of-memory. Free with
