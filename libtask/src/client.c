@@ -376,9 +376,12 @@ int task__client_send(task_client *c, const char *name, json_object *args, json_
         uint64_t seq = 0;
         c->returned = false;
         /* Mandatory: a queue deleted since we declared it returns the message instead of
-         * dropping it; it is declared again and the message sent again, once. */
-        rc = task__conn_publish_mandatory(c->conn, CH, "", queue, &w.props, w.body, w.body_len,
-                                          &seq);
+         * dropping it; it is declared again and the message sent again, once. Through the
+         * queue's own exchange (declared with it, as Celery does), not the default one: a
+         * producer then needs write access to its queues only, where write on amq.default
+         * would let it put messages into every queue of the vhost (docs/security.md). */
+        rc = task__conn_publish_mandatory(c->conn, CH, queue, queue, &w.props, w.body,
+                                          w.body_len, &seq);
         rc = rc != 0 ? task__client_from_conn(c, rc) : wait_confirm(c, seq, tid.str);
         if (rc == TASK_EUNROUTABLE && !redeclared) {
             redeclared = true;
