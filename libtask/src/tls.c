@@ -212,7 +212,7 @@ void task__tls_explain(int status, char *buf, size_t size)
         const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
         if (r == NULL && status == AMQP_STATUS_SSL_ERROR) /* a close without an alert */
             snprintf(buf, size, "TLS failed: the broker closed the connection after the "
-                     "handshake (it wants a client certificate? broker.ssl_certfile)");
+                     "handshake (it wants a client certificate it trusts? broker.ssl_certfile)");
         else
             snprintf(buf, size, "TLS failed: %s%s", r != NULL ? r : amqp_error_string2(status),
                      hint(e));
