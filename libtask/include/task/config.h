@@ -86,7 +86,7 @@ typedef struct task_config {
     char *broker_password_file;   /* broker.password_file: the broker password, first line of
                                    * this file; "" = the password in the URL (or guest) */
 
-    /* Since 0.2: TLS (amqps:// URLs and https:// management URLs; docs/tls.md). A broker URL's
+    /* Since 0.3: TLS (amqps:// URLs and https:// management URLs; docs/tls.md). A broker URL's
      * query (kombu's ?ssl_ca_certs=...&ssl_cert_reqs=...) overrides these for that URL. */
     char *ssl_ca_certs;           /* broker.ssl_ca_certs: CA bundle (PEM) the broker's
                                    * certificate must chain to */
