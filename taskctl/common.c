@@ -8,6 +8,7 @@
 #include "common.h"
 #include "conn.h"
 #include "jsonarg.h"
+#include "tls.h"
 
 int ctl_error(const char *fmt, ...)
 {
@@ -43,9 +44,12 @@ task_config *ctl_config(const struct globals *g)
 
 struct task__conn *ctl_conn_open(const task_config *cfg, char *err, size_t errsize)
 {
+    struct task__tls_opts tls;
+    task__tls_from_config(cfg, &tls);
     struct task__conn_opts o = {.urls = &cfg->broker_urls,
                                 .connect_timeout_s = cfg->connect_timeout_s,
-                                .name = "taskctl"};
+                                .name = "taskctl",
+                                .tls = &tls};
     struct task__conn *c = NULL;
     task_error terr = {0};
     if (task__conn_open(&c, &o, &terr) != 0 || task__conn_channel_open(c, 1) != 0) {

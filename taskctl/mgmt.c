@@ -1,4 +1,5 @@
 /* mgmt.c - see mgmt.h. */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,35 @@ static int parse_url(struct mgmt *m, const char *url, bool *has_auth, char *err,
     return 0;
 }
 
+/* Is the host of base URL `base` ("http://host[:port]...") this machine's loopback? */
+static bool loopback_host(const char *base)
+{
+    const char *h = strstr(base, "://");
+    if (h == NULL)
+        return false;
+    h += 3;
+    size_t n = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/");
+    char host[300];
+    snprintf(host, sizeof(host), "%.*s", (int)(n < sizeof(host) ? n : sizeof(host) - 1), h);
+    unsigned char a[4];
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    return strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0;
+}
+
+/* A password in clear over someone else's network is given away: refuse unless told. */
+static int check_plain_http(const struct mgmt *m, const task_config *cfg, char *err,
+                            size_t errsize)
+{
+    if (strncmp(m->base, "http://", 7) != 0 || loopback_host(m->base) ||
+        cfg->management_allow_http)
+        return 0;
+    snprintf(err, errsize, "broker.management_url %s: refusing to send the password over plain "
+             "http:// to a host other than loopback; use https:// or set "
+             "broker.management_allow_http = true", m->base);
+    return -1;
+}
+
 int mgmt_open(struct mgmt *m, const task_config *cfg, char *err, size_t errsize)
 {
     memset(m, 0, sizeof(*m));
@@ -103,6 +133,16 @@ int mgmt_open(struct mgmt *m, const task_config *cfg, char *err, size_t errsize)
         mgmt_close(m);
         return -1;
     }
+    if (check_plain_http(m, cfg, err, errsize) != 0) {
+        mgmt_close(m);
+        return -1;
+    }
+    snprintf(m->cainfo, sizeof(m->cainfo), "%s", cfg->ssl_ca_certs ? cfg->ssl_ca_certs : "");
+    m->no_verify = cfg->ssl_cert_reqs != NULL && (strcmp(cfg->ssl_cert_reqs, "none") == 0 ||
+                                                  strcmp(cfg->ssl_cert_reqs, "CERT_NONE") == 0);
+    if (m->no_verify && strncmp(m->base, "https://", 8) == 0)
+        fprintf(stderr, "level=warn event=tls_verify_off url=%s detail=\"ssl_cert_reqs=none: the "
+                "management API's certificate is not checked\"\n", m->base);
     snprintf(m->vhost, sizeof(m->vhost), "%s", cfg->broker_urls.n > 0 ? broker.vhost : "/");
     if (!has_auth && cfg->broker_urls.n > 0) {
         snprintf(m->user, sizeof(m->user), "%s", broker.user);
@@ -138,6 +178,12 @@ static int get_json(struct mgmt *m, const char *path, json_object **out, char *e
     bad |= curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, MGMT_TIMEOUT_MS) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, MGMT_TIMEOUT_MS) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    if (m->cainfo[0] != '\0')
+        bad |= curl_easy_setopt(h, CURLOPT_CAINFO, m->cainfo) != CURLE_OK;
+    if (m->no_verify) {
+        bad |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK;
+        bad |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK;
+    }
     bad |= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_WRITEDATA, &b) != CURLE_OK;

@@ -4,7 +4,9 @@
  *
  * The base URL is broker.management_url (http[s]://[user[:password]@]host[:port][/prefix]).
  * Credentials come from that URL, else from the first broker URL; the vhost from the broker URL.
- * Every request has a 5 s limit. The password never appears in a message.
+ * Every request has a 5 s limit. The password never appears in a message. https:// is checked
+ * against broker.ssl_ca_certs, like the broker; a password is not sent over plain http:// to a
+ * host other than loopback unless broker.management_allow_http is set.
  */
 #ifndef TASKCTL_MGMT_H
 #define TASKCTL_MGMT_H
@@ -19,6 +21,8 @@ struct mgmt {
     char user[128];
     char password[128];
     char vhost[128];
+    char cainfo[512];    /* broker.ssl_ca_certs: https:// peers must chain to it */
+    bool no_verify;      /* broker.ssl_cert_reqs = none (warned on stderr) */
     void *curl;          /* CURL *, kept so that a live view reuses its connection */
 };
 

@@ -31,6 +31,7 @@
 #include "publisher.h"
 #include "ratelimit.h"
 #include "supervisor.h"
+#include "tls.h"
 #include "worker.h"
 
 #define FRAMES_PER_TURN 512
@@ -110,10 +111,13 @@ static int connect_broker(struct worker *w)
 {
     char name[300];
     snprintf(name, sizeof(name), "taskd worker %s", w->hostname);
+    struct task__tls_opts tls;
+    task__tls_from_config(w->cfg, &tls);
     struct task__conn_opts o = {.urls = &w->cfg->broker_urls,
                                 .connect_timeout_s = w->cfg->connect_timeout_s,
                                 .heartbeat_s = w->cfg->heartbeat_s,
-                                .name = name};
+                                .name = name,
+                                .tls = &tls};
     task_error err = {0};
     int rc = task__conn_open(&w->conn, &o, &err);
     if (rc != 0) {

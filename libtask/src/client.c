@@ -69,7 +69,7 @@ static int setup_channel(task_client *c)
 int task__client_reconnect(task_client *c, double deadline)
 {
     struct task__conn_opts o = {.urls = &c->urls, .connect_timeout_s = c->connect_timeout_s,
-                                .name = "libtask client"};
+                                .name = "libtask client", .tls = &c->tls};
     task_error last = {0};
     for (int attempt = 0;; attempt++) {
         task__conn_close(c->conn);
@@ -98,6 +98,18 @@ int task__client_reconnect(task_client *c, double deadline)
     }
     return task__client_fail(c, TASK_ECONNECT, "broker unreachable, gave up reconnecting: %s",
                              last.msg[0] ? last.msg : "no answer");
+}
+
+/* The client outlives cfg and reconnects: it keeps its own copy of the TLS files' names. */
+static void keep_tls(task_client *c, const task_config *cfg)
+{
+    task__tls_from_config(cfg, &c->tls);
+    const char *names[3] = {c->tls.ca_certs, c->tls.certfile, c->tls.keyfile};
+    for (int i = 0; i < 3; i++)
+        c->tls_files[i] = names[i] != NULL ? task__strdup(names[i]) : NULL;
+    c->tls.ca_certs = c->tls_files[0];
+    c->tls.certfile = c->tls_files[1];
+    c->tls.keyfile = c->tls_files[2];
 }
 
 task_client *task_client_new(const task_config *cfg, task_error *err)
@@ -141,12 +153,14 @@ task_client *task_client_new(const task_config *cfg, task_error *err)
         return NULL;
     }
     c->default_queue = task__strdup(cfg->default_queue ? cfg->default_queue : "celery");
+    keep_tls(c, cfg);
     int trc = task__topo_init(&c->topo, cfg);
     task__uuid4(c->reply_queue);
     struct task__conn_opts o = {.urls = &c->urls,
                                 .connect_timeout_s = cfg->connect_timeout_s,
                                 .heartbeat_s = 0,
-                                .name = "libtask client"};
+                                .name = "libtask client",
+                                .tls = &c->tls};
     int rc = task__conn_open(&c->conn, &o, err);
     task_config_free(own);
     if (rc == 0 && setup_channel(c) != 0)
@@ -167,6 +181,8 @@ void task_client_free(task_client *c)
     task__replies_free(&c->replies);
     if (c->forget_lookups != NULL)
         c->forget_lookups(c);
+    for (int i = 0; i < 3; i++)
+        free(c->tls_files[i]);
     for (int i = 0; i < c->urls.n; i++)
         free(c->urls.v[i]);
     free(c->urls.v);
@@ -409,9 +425,12 @@ int task__client_send(task_client *c, const char *name, json_object *args, json_
         uint64_t seq = 0;
         c->returned = false;
         /* Mandatory: a queue deleted since we declared it returns the message instead of
-         * dropping it; it is declared again and the message sent again, once. */
-        rc = task__conn_publish_mandatory(c->conn, CH, "", queue, &w.props, w.body, w.body_len,
-                                          &seq);
+         * dropping it; it is declared again and the message sent again, once. Through the
+         * queue's own exchange (declared with it, as Celery does), not the default one: a
+         * producer then needs write access to its queues only, where write on amq.default
+         * would let it put messages into every queue of the vhost (docs/security.md). */
+        rc = task__conn_publish_mandatory(c->conn, CH, queue, queue, &w.props, w.body,
+                                          w.body_len, &seq);
         rc = rc != 0 ? task__client_from_conn(c, rc) : wait_confirm(c, seq, tid.str);
         if (rc == TASK_EUNROUTABLE && !redeclared) {
             redeclared = true;

@@ -5,6 +5,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "replies.h"
+#include "tls.h"
 #include "topology.h"
 #include <task/client.h>
 
@@ -46,6 +47,8 @@ struct task_client {
     task_strlist urls;          /* owned copy, for reconnects */
     double connect_timeout_s;
     struct task__sec *sec;      /* message signing (signing.c); NULL: off */
+    struct task__tls_opts tls;  /* its strings point into tls_files */
+    char *tls_files[3];         /* owned copies: CA bundle, certificate, key */
 };
 
 /* A chord header member: its position and the callback signature (borrowed). */

@@ -10,6 +10,10 @@
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const digests[] = {"sha256", "sha384", "sha512", "sha224", "sha1", NULL};
+/* kombu.utils.url.parse_ssl_cert_reqs() accepts both spellings. */
+static const char *const cert_reqs[] = {"required", "optional", "none", "CERT_REQUIRED",
+                                        "CERT_OPTIONAL", "CERT_NONE", NULL};
+static const char *const login_methods[] = {"PLAIN", "AMQPLAIN", "EXTERNAL", NULL};
 
 static const struct task__opt opts[] = {
     {"broker.urls", OPT_STRLIST, OFF(broker_urls), "amqp://guest:guest@127.0.0.1:5672//", 0, 0,
@@ -38,6 +42,25 @@ static const struct task__opt opts[] = {
      "(Celery's security_cert_store)", NULL},
     {"security.digest", OPT_STRING, OFF(security_digest), "sha256", 0, 0, digests, false, NULL,
      "signature digest (Celery's security_digest)", NULL},
+    /* TLS: not reloadable, a connection keeps what it was opened with. */
+    {"broker.ssl_ca_certs", OPT_STRING, OFF(ssl_ca_certs), "/etc/ssl/certs/ca-certificates.crt",
+     0, 0, NULL, false, NULL, "CA bundle (PEM) that amqps:// and https:// peers must chain to",
+     NULL},
+    {"broker.ssl_certfile", OPT_STRING, OFF(ssl_certfile), "", 0, 0, NULL, false, NULL,
+     "client certificate (PEM) for mutual TLS; empty = none", NULL},
+    /* A private key is a secret: the same checks as the password file. */
+    {"broker.ssl_keyfile", OPT_STRING, OFF(ssl_keyfile), "", 0, 0, NULL, false, NULL,
+     "private key (PEM) of broker.ssl_certfile", task__secret_file_check},
+    {"broker.ssl_cert_reqs", OPT_STRING, OFF(ssl_cert_reqs), "required", 0, 0, cert_reqs, false,
+     NULL, "required: verify the broker's certificate; none: do not (logged at each connect)",
+     NULL},
+    {"broker.ssl_check_hostname", OPT_BOOL, OFF(ssl_check_hostname), "true", 0, 0, NULL, false,
+     NULL, "the broker's certificate must name the URL's host (DNS name or IP address)", NULL},
+    {"broker.login_method", OPT_STRING, OFF(login_method), "PLAIN", 0, 0, login_methods, false,
+     NULL, "PLAIN (user and password) or EXTERNAL (the client certificate's name)", NULL},
+    {"broker.management_allow_http", OPT_BOOL, OFF(management_allow_http), "false", 0, 0, NULL,
+     false, NULL, "send the management password over plain http:// to a non-loopback host",
+     NULL},
     {"worker.queues", OPT_STRLIST, OFF(queues), "celery", 0, 0, NULL, false, NULL,
      "queues to consume", NULL},
     {"worker.pool_size", OPT_INT, OFF(pool_size), "0", 0, 1024, NULL, false, NULL,

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include "conn.h"
+#include "tls.h"
 
 struct task__conn {
     amqp_connection_state_t st;
@@ -176,6 +177,21 @@ static void set_timeval(struct timeval *tv, double s)
     tv->tv_usec = (suseconds_t)((s - (double)tv->tv_sec) * 1e6);
 }
 
+/* TLS for this connection: a bad file is the config's fault, said once per connect attempt. */
+static int tls_setup(struct task__conn *c, amqp_socket_t *sock, const struct task__tls_opts *tls,
+                     const char *host)
+{
+    char why[700];
+    if (task__tls_prepare(sock, tls, host, why, sizeof(why)) != 0)
+        return task__conn_fail(c, TASK_ECONFIG, "%s: %s", c->where, why);
+    /* Loud on purpose, every connect: stderr is where an operator looks (taskd's journal). */
+    if (tls->no_verify)
+        fprintf(stderr, "level=warn event=tls_verify_off broker=%s detail=\"ssl_cert_reqs=none: "
+                "the broker's certificate is not checked; anyone on the path can read and change "
+                "this connection\"\n", c->where);
+    return 0;
+}
+
 /* Try one URL. Returns 0 with c->st open and logged in, or a TASK_E* in c->err. */
 static int open_one(struct task__conn *c, const char *url, const struct task__conn_opts *o)
 {
@@ -193,17 +209,24 @@ static int open_one(struct task__conn *c, const char *url, const struct task__co
     amqp_socket_t *sock = u.tls ? amqp_ssl_socket_new(c->st) : amqp_tcp_socket_new(c->st);
     if (sock == NULL)
         return task__conn_fail(c, TASK_ENOMEM, "new socket");
+    struct task__tls_opts tls;
+    task__tls_for_url(o->tls, &u, &tls);
     if (u.tls) {
-        /* Verification on by default; CA from the system store. */
-        amqp_ssl_socket_set_verify_peer(sock, 1);
-        amqp_ssl_socket_set_verify_hostname(sock, 1);
+        rc = tls_setup(c, sock, &tls, u.host);
+        if (rc != 0)
+            return rc;
     }
     struct timeval tv;
     set_timeval(&tv, o->connect_timeout_s);
     int status = amqp_socket_open_noblock(sock, u.host, u.port, &tv);
-    if (status != AMQP_STATUS_OK)
-        return task__conn_fail(c, TASK_ECONNECT, "cannot connect to %s: %s", c->where,
-                               amqp_error_string2(status));
+    if (status != AMQP_STATUS_OK) {
+        char why[600];
+        if (u.tls)
+            task__tls_explain(status, why, sizeof(why));
+        else
+            snprintf(why, sizeof(why), "%s", amqp_error_string2(status));
+        return task__conn_fail(c, TASK_ECONNECT, "cannot connect to %s: %s", c->where, why);
+    }
     amqp_set_handshake_timeout(c->st, &tv);
     amqp_set_rpc_timeout(c->st, &tv);
 
@@ -227,10 +250,31 @@ static int open_one(struct task__conn *c, const char *url, const struct task__co
     props[1].value.kind = AMQP_FIELD_KIND_UTF8;
     props[1].value.value.bytes = amqp_cstring_bytes("taskd");
     amqp_table_t ptable = {.num_entries = 3, .entries = props};
-    amqp_rpc_reply_t r = amqp_login_with_properties(c->st, u.vhost, 0, 131072, o->heartbeat_s,
-                                                    &ptable, AMQP_SASL_METHOD_PLAIN, u.user,
-                                                    u.password);
+    int heartbeat = u.heartbeat >= 0 ? u.heartbeat : o->heartbeat_s;
+    amqp_rpc_reply_t r;
+    /* EXTERNAL: RabbitMQ takes the user name from our certificate and ignores the response;
+     * rabbitmq-c cannot send an empty one (it fails with "could not allocate memory"). */
+    if (u.tls && tls.external)
+        r = amqp_login_with_properties(c->st, u.vhost, 0, 131072, heartbeat, &ptable,
+                                       AMQP_SASL_METHOD_EXTERNAL, u.user);
+    else
+        r = amqp_login_with_properties(c->st, u.vhost, 0, 131072, heartbeat, &ptable,
+                                       AMQP_SASL_METHOD_PLAIN, u.user, u.password);
     memset(u.password, 0, sizeof(u.password));
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && u.tls &&
+        task__tls_pending(r.library_error)) {
+        /* TLS 1.3: a broker that wants a client certificate says so after our handshake. */
+        char why[600];
+        task__tls_explain(r.library_error, why, sizeof(why));
+        return task__conn_fail(c, TASK_ECONNECT, "login to %s: %s", c->where, why);
+    }
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && !u.tls &&
+        r.library_error == AMQP_STATUS_SOCKET_ERROR) {
+        /* A TLS listener resets a connection whose first bytes are no TLS handshake. */
+        return task__conn_fail(c, TASK_ECONNECT, "login to %s: the broker reset the connection "
+                               "before the AMQP handshake (a TLS port? then use amqps://)",
+                               c->where);
+    }
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
         (r.library_error == AMQP_STATUS_CONNECTION_CLOSED ||
          r.library_error == AMQP_STATUS_SOCKET_CLOSED)) {

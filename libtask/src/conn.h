@@ -16,12 +16,16 @@
 #include "internal.h"
 
 struct task__conn;
+struct task__tls_opts;
 
 struct task__conn_opts {
     const task_strlist *urls;
     double connect_timeout_s;  /* per URL: TCP connect + AMQP handshake + login */
     int heartbeat_s;
     const char *name;          /* connection_name shown by the broker, e.g. "taskd worker" */
+    /* TLS for amqps:// URLs (borrowed; NULL: verify against the system CA bundle, check the
+     * host, PLAIN login). A URL's ?ssl_... query overrides it for that URL. */
+    const struct task__tls_opts *tls;
 };
 
 /* A delivered message: everything owned (task__delivery_free()). */

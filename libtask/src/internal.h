@@ -78,11 +78,22 @@ struct task__url {
     char user[128];
     char password[TASK__URL_PASSWORD_MAX];
     char vhost[128];
+    /* From the query string, kombu's names; unset: "" or -1 (the config's value applies). */
+    char ssl_ca_certs[512];    /* ssl_ca_certs=PATH */
+    char ssl_certfile[512];    /* ssl_certfile=PATH: client certificate (mutual TLS) */
+    char ssl_keyfile[512];     /* ssl_keyfile=PATH */
+    int ssl_verify;            /* ssl_cert_reqs=required|optional (1), none (0) */
+    int ssl_check_hostname;    /* ssl_check_hostname=true|false (taskd's; kombu passes it on) */
+    int login_external;        /* login_method=EXTERNAL (1), PLAIN or AMQPLAIN (0) */
+    int heartbeat;             /* heartbeat=SECONDS */
 };
-/* Parses amqp[s]://[user[:password]@]host[:port][/vhost] as Celery/kombu read it: no path, "/"
- * and "//" all mean vhost "/"; "/%2F" too; "/name" is vhost "name". Percent-escapes decoded.
- * Defaults: guest/guest, port 5672 (5671 for amqps). Returns 0 or TASK_EINVAL (message in err,
- * never containing the password). */
+/* Parses amqp[s]://[user[:password]@]host[:port][/vhost][?query] as Celery/kombu read it: no
+ * path, "/" and "//" all mean vhost "/"; "/%2F" too; "/name" is vhost "name". Percent-escapes
+ * decoded. Defaults: guest/guest, port 5672 (5671 for amqps). The query takes kombu's names
+ * (ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs, login_method, heartbeat; also
+ * ssl_check_hostname); as in kombu, any ssl_* parameter turns TLS on. Any other name is an
+ * error rather than silently dropped. Returns 0 or TASK_EINVAL (message in err, never
+ * containing the password). */
 int task__url_parse(const char *text, struct task__url *out, task_error *err);
 /* Writes `text` with any password replaced by "***" into buf. */
 void task__url_redact(const char *text, char *buf, size_t size);

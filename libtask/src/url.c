@@ -45,6 +45,114 @@ static int pct_decode(const char *s, size_t n, char *out, size_t size)
     return 0;
 }
 
+static int parse_bool(const char *v)
+{
+    if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on"))
+        return 1;
+    if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off"))
+        return 0;
+    return -1;
+}
+
+/* kombu.utils.url.parse_ssl_cert_reqs(): a client checks the broker either way for
+ * CERT_REQUIRED and CERT_OPTIONAL (a server always sends its certificate). */
+static int parse_cert_reqs(const char *v)
+{
+    if (!strcmp(v, "CERT_REQUIRED") || !strcmp(v, "required") || !strcmp(v, "CERT_OPTIONAL") ||
+        !strcmp(v, "optional"))
+        return 1;
+    if (!strcmp(v, "CERT_NONE") || !strcmp(v, "none"))
+        return 0;
+    return -1;
+}
+
+/* One name=value pair of the query, both decoded. 0, or -1 with why. */
+static int query_pair(struct task__url *u, const char *name, const char *v, const char **why)
+{
+    struct {
+        const char *name;
+        char *dst;
+        size_t size;
+    } paths[] = {{"ssl_ca_certs", u->ssl_ca_certs, sizeof(u->ssl_ca_certs)},
+                 {"ssl_certfile", u->ssl_certfile, sizeof(u->ssl_certfile)},
+                 {"ssl_keyfile", u->ssl_keyfile, sizeof(u->ssl_keyfile)}};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        if (strcmp(name, paths[i].name) != 0)
+            continue;
+        if (v[0] == '\0' || strlen(v) >= paths[i].size)
+            return *why = "empty or too long", -1;
+        snprintf(paths[i].dst, paths[i].size, "%s", v);
+        return 0;
+    }
+    if (strcmp(name, "ssl_cert_reqs") == 0) {
+        u->ssl_verify = parse_cert_reqs(v);
+        return u->ssl_verify < 0 ? (*why = "want CERT_REQUIRED, CERT_OPTIONAL or CERT_NONE", -1)
+                                 : 0;
+    }
+    if (strcmp(name, "ssl_check_hostname") == 0) {
+        u->ssl_check_hostname = parse_bool(v);
+        return u->ssl_check_hostname < 0 ? (*why = "want true or false", -1) : 0;
+    }
+    if (strcmp(name, "login_method") == 0) {
+        if (strcmp(v, "EXTERNAL") == 0)
+            u->login_external = 1;
+        else if (strcmp(v, "PLAIN") == 0 || strcmp(v, "AMQPLAIN") == 0)
+            u->login_external = 0;
+        else
+            return *why = "want PLAIN, AMQPLAIN or EXTERNAL", -1;
+        return 0;
+    }
+    if (strcmp(name, "heartbeat") == 0) {
+        char *end;
+        long s = strtol(v, &end, 10);
+        if (end == v || *end != '\0' || s < 0 || s > 3600)
+            return *why = "want seconds 0..3600", -1;
+        u->heartbeat = (int)s;
+        return 0;
+    }
+    return *why = "unknown parameter (known: ssl_ca_certs, ssl_certfile, ssl_keyfile, "
+                  "ssl_cert_reqs, ssl_check_hostname, login_method, heartbeat)", -1;
+}
+
+/* The query string q (after '?'): name=value pairs joined by '&' (or ';'). */
+static int parse_query(struct task__url *u, const char *q, const char *shown, task_error *err)
+{
+    while (*q != '\0') {
+        size_t len = strcspn(q, "&;");
+        const char *eq = memchr(q, '=', len);
+        char name[64], value[600];
+        const char *why = "bad escape or too long";
+        if (len > 0) {
+            size_t nlen = eq ? (size_t)(eq - q) : len;
+            if (eq == NULL || pct_decode(q, nlen, name, sizeof(name)) != 0 ||
+                pct_decode(eq + 1, len - nlen - 1, value, sizeof(value)) != 0) {
+                if (eq == NULL)
+                    why = "want name=value";
+                return task__fail(err, TASK_EINVAL, "broker URL %s: query \"%.*s\": %s", shown,
+                                  (int)(nlen < 60 ? nlen : 60), q, why);
+            }
+            if (query_pair(u, name, value, &why) != 0)
+                return task__fail(err, TASK_EINVAL, "broker URL %s: %s: %s", shown, name, why);
+            if (strncmp(name, "ssl_", 4) == 0)
+                u->tls = true;
+        }
+        q += len + (q[len] != '\0');
+    }
+    return 0;
+}
+
+/* After the first '/': "" -> "/", "/" -> "/" (kombu), then the query. */
+static int path_and_query(struct task__url *u, const char *path, const char *shown,
+                          task_error *err)
+{
+    const char *q = strchr(path, '?');
+    size_t plen = q ? (size_t)(q - path) : strlen(path);
+    if (plen > 0 && !(plen == 1 && path[0] == '/') &&
+        pct_decode(path, plen, u->vhost, sizeof(u->vhost)) != 0)
+        return task__fail(err, TASK_EINVAL, "broker URL %s: bad vhost", shown);
+    return q ? parse_query(u, q + 1, shown, err) : 0;
+}
+
 int task__url_parse(const char *text, struct task__url *u, task_error *err)
 {
     char shown[512];
@@ -62,13 +170,16 @@ int task__url_parse(const char *text, struct task__url *u, task_error *err)
         return task__fail(err, TASK_EINVAL,
                           "broker URL %s: scheme must be amqp:// or amqps://", shown);
     }
-    u->port = u->tls ? 5671 : 5672;
+    u->ssl_verify = u->ssl_check_hostname = u->login_external = u->heartbeat = -1;
     strcpy(u->user, "guest");
     strcpy(u->password, "guest");
     strcpy(u->vhost, "/");
 
-    const char *slash = strchr(p, '/');
-    const char *auth_end = slash ? slash : p + strlen(p);
+    /* The authority ends at the path or, with no path, at the query. */
+    const char *slash = p + strcspn(p, "/?");
+    const char *auth_end = slash;
+    if (*slash == '\0')
+        slash = NULL;
     const char *at = memrchr(p, '@', (size_t)(auth_end - p));
     if (at != NULL) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
@@ -99,6 +210,7 @@ int task__url_parse(const char *text, struct task__url *u, task_error *err)
     }
     if (u->host[0] == '\0')
         strcpy(u->host, "localhost");
+    u->port = 0;
     if (port_colon != NULL) {
         char *end;
         long port = strtol(port_colon + 1, &end, 10);
@@ -107,16 +219,10 @@ int task__url_parse(const char *text, struct task__url *u, task_error *err)
         u->port = (int)port;
     }
 
-    if (slash == NULL)
-        return 0;
-    const char *path = slash + 1; /* after the first '/': "" -> "/", "/" -> "/" (kombu) */
-    const char *q = strchr(path, '?');
-    size_t plen = q ? (size_t)(q - path) : strlen(path);
-    if (plen == 0 || (plen == 1 && path[0] == '/'))
-        return 0;
-    if (pct_decode(path, plen, u->vhost, sizeof(u->vhost)) != 0)
-        return task__fail(err, TASK_EINVAL, "broker URL %s: bad vhost", shown);
-    return 0;
+    int rc = slash ? path_and_query(u, *slash == '/' ? slash + 1 : slash, shown, err) : 0;
+    if (rc == 0 && u->port == 0)
+        u->port = u->tls ? 5671 : 5672; /* after the query: ssl_* turns TLS on (kombu) */
+    return rc;
 }
 
 void task__url_redact(const char *text, char *buf, size_t size)

@@ -71,11 +71,47 @@ static void counts_and_rates_of_the_wrong_type_read_as_unknown(void **state)
     json_object_put(rows);
 }
 
+/* The password goes to the management API in every request: never over plain http:// to
+ * another host unless the operator said so (issue 19). */
+static int open_with(const char *url, bool allow, char *err, size_t size)
+{
+    task_config *cfg = task_config_new();
+    task_error terr = {0};
+    assert_int_equal(task_config_set(cfg, "broker.management_url", url, "test", &terr), 0);
+    assert_int_equal(task_config_set(cfg, "broker.management_allow_http", allow ? "true" : "false",
+                                     "test", &terr), 0);
+    struct mgmt m;
+    err[0] = '\0';
+    int rc = mgmt_open(&m, cfg, err, size);
+    if (rc == 0)
+        mgmt_close(&m);
+    task_config_free(cfg);
+    return rc;
+}
+
+static void plain_http_password_only_to_loopback_unless_allowed(void **state)
+{
+    (void)state;
+    char err[512];
+    assert_int_equal(open_with("http://u:s3cret@10.1.2.3:15672", false, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "refusing to send the password over plain http://"));
+    assert_null(strstr(err, "s3cret"));
+    assert_int_equal(open_with("http://rabbit.example:15672/api", false, err, sizeof(err)), -1);
+    assert_int_equal(open_with("http://rabbit.example:15672", true, err, sizeof(err)), 0);
+    assert_int_equal(open_with("https://rabbit.example:15671", false, err, sizeof(err)), 0);
+    assert_int_equal(open_with("http://127.0.0.1:15672", false, err, sizeof(err)), 0);
+    assert_int_equal(open_with("http://localhost:15672", false, err, sizeof(err)), 0);
+    assert_int_equal(open_with("http://[::1]:15672", false, err, sizeof(err)), 0);
+    assert_int_equal(open_with("http://127.0.0.1.evil.example:15672", false, err, sizeof(err)),
+                     -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(queues_without_a_name_are_left_out),
         cmocka_unit_test(counts_and_rates_of_the_wrong_type_read_as_unknown),
+        cmocka_unit_test(plain_http_password_only_to_loopback_unless_allowed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

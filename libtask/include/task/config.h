@@ -94,6 +94,20 @@ typedef struct task_config {
     char *security_cert_store;    /* security.cert_store: PEM file, or a directory of them, of
                                    * the signers trusted */
     char *security_digest;        /* security.digest: sha256 (Celery's default), sha384, ... */
+    /* Since 0.3: TLS (amqps:// URLs and https:// management URLs; docs/tls.md). A broker URL's
+     * query (kombu's ?ssl_ca_certs=...&ssl_cert_reqs=...) overrides these for that URL. */
+    char *ssl_ca_certs;           /* broker.ssl_ca_certs: CA bundle (PEM) the broker's
+                                   * certificate must chain to */
+    char *ssl_certfile;           /* broker.ssl_certfile: client certificate (PEM); "" = none */
+    char *ssl_keyfile;            /* broker.ssl_keyfile: its private key; "" = none */
+    char *ssl_cert_reqs;          /* broker.ssl_cert_reqs: "required" (or CERT_REQUIRED...),
+                                   * "none" turns verification off (logged at each connect) */
+    bool ssl_check_hostname;      /* broker.ssl_check_hostname: the certificate must name the
+                                   * URL's host (DNS name or IP address) */
+    char *login_method;           /* broker.login_method: "PLAIN" or "EXTERNAL" (client
+                                   * certificate login, rabbitmq_auth_mechanism_ssl) */
+    bool management_allow_http;   /* broker.management_allow_http: send the management
+                                   * password over plain http:// to a non-loopback host */
 } task_config;
 
 /* task_config_new - a config holding the defaults. NULL on out-of-memory. Free with
