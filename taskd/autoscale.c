@@ -5,8 +5,8 @@
  * shrinks towards it after KEEPALIVE_S without growing, checked once a second, as Celery's
  * Autoscaler does. Also the prefetch that follows the pool's size (pool_grow, pool_shrink).
  */
-#include "log.h"
 #include "autoscale.h"
+#include "log.h"
 #include "pool.h"
 #include "worker.h"
 

@@ -7,10 +7,10 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include "canvas.h"
 #include "canvas_sig.h"
 #include "declare.h"
 #include "log.h"
-#include "canvas.h"
 #include "publisher.h"
 #include "signing.h"
 #include "worker.h"

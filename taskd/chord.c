@@ -24,13 +24,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "task_limits.h"
+#include "canvas.h"
 #include "canvas_sig.h"
 #include "chord.h"
 #include "log.h"
 #include "stream.h"
+#include "task_limits.h"
 #include "txchan.h"
-#include "canvas.h"
 #include "worker.h"
 
 #define CH_CHORD 6

@@ -7,21 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <task/client.h>
-#include "delay.h"
-#include "lease.h"
+#include "consumer.h"
 #include "declare.h"
+#include "delay.h"
+#include "events.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "msgauth.h"
 #include "orphan.h"
 #include "outcome.h"
-#include "stream.h"
-#include "consumer.h"
-#include "events.h"
 #include "pool.h"
 #include "quarantine.h"
 #include "ratelimit.h"
 #include "revoked.h"
+#include "stream.h"
 #include "worker.h"
 
 /* On CH_CONSUME, before its consumers: a stream that refuses our arguments closes the channel,

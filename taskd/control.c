@@ -12,19 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "task_limits.h"
-#include "control_req.h"
-#include "inspect.h"
-#include "log.h"
-#include "metrics.h"
 #include "autoscale.h"
 #include "consumer.h"
 #include "control.h"
+#include "control_req.h"
 #include "events.h"
+#include "inspect.h"
+#include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "publisher.h"
 #include "ratelimit.h"
 #include "revoked.h"
+#include "task_limits.h"
 #include "worker.h"
 
 #define CH_CONTROL 3

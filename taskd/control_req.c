@@ -2,9 +2,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include "task_limits.h"
 #include "codec.h"
 #include "control_req.h"
+#include "task_limits.h"
 
 static const char *const bad_slugs[] = {
     "none",

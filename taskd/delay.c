@@ -2,8 +2,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include "delay.h"
 #include "declare.h"
+#include "delay.h"
 #include "log.h"
 #include "publisher.h"
 #include "worker.h"

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "log.h"
 #include "events.h"
+#include "log.h"
 #include "pool.h"
 #include "publisher.h"
 #include "worker.h"

@@ -9,16 +9,16 @@
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+#include "autoscale.h"
 #include "config_opts.h"
 #include "inspect.h"
-#include "msgauth.h"
 #include "internal.h"
 #include "metrics.h"
-#include "task_limits.h"
-#include "autoscale.h"
+#include "msgauth.h"
 #include "pool.h"
 #include "ratelimit.h"
 #include "revoked.h"
+#include "task_limits.h"
 #include "worker.h"
 
 #define TASKD_VERSION "0.1.0"

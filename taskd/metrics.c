@@ -12,8 +12,8 @@
 #include "codec.h"
 #include "control_req.h"
 #include "log.h"
-#include "stream.h"
 #include "metrics.h"
+#include "stream.h"
 
 /* Upper bounds in seconds: from quick CPU tasks up to the hour-long HTTP jobs taskd is for. */
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,

@@ -1,8 +1,8 @@
 /* msgauth.c - see msgauth.h. */
 #include <string.h>
-#include "signing.h"
 #include "log.h"
 #include "msgauth.h"
+#include "signing.h"
 
 int msgauth_init(struct worker *w)
 {

@@ -10,19 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "canvas.h"
 #include "chord.h"
+#include "events.h"
 #include "lease.h"
 #include "log.h"
-#include "signing.h"
-#include "msgcopy.h"
 #include "metrics.h"
+#include "msgcopy.h"
 #include "orphan.h"
 #include "outcome.h"
-#include "result_check.h"
-#include "task_limits.h"
-#include "canvas.h"
-#include "events.h"
 #include "publisher.h"
+#include "result_check.h"
+#include "signing.h"
+#include "task_limits.h"
 #include "worker.h"
 
 /* Exception names a Python client can re-raise as the real class (module "builtins"). */

@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include "log.h"
 #include "metrics.h"
-#include "stream.h"
 #include "publisher.h"
 #include "revoked.h"
+#include "stream.h"
 #include "worker.h"
 
 /* Celery keeps 50000 revoked ids (its LimitedSet); past that the oldest revoke is forgotten,

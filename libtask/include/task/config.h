@@ -12,6 +12,7 @@
 #define TASK_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <task/error.h>
 
 #ifdef __cplusplus
