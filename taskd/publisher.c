@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <task/client.h>
+#include "ended.h"
 #include "lease.h"
 #include "log.h"
 #include "worker.h"
@@ -207,6 +208,8 @@ int pub_result(struct worker *w, struct job *job, const struct task__msg *m, con
     /* A chord member is counted before its ack, whether or not it keeps results. */
     if (final && m == &job->m && m->chord != NULL && chord_part_done(w, job, status, result) != 0)
         job->nacked = true;
+    if (final && job != NULL && m == &job->m)
+        ended_note(m->id); /* a copy under the same id is dropped from now on (ended.h) */
     if (m->ignore_result || m->id == NULL)
         return 0;
     int rc = publish_state(w, job, m, status, result, traceback, delivery_count, final);
