@@ -1,0 +1,240 @@
+"""Periodic tasks with a broker-elected leader (issue 20), against the private broker.
+
+Three `taskd --beat-only` instances and a worker started with `--beat` (a fourth instance)
+share one schedule: an entry every 1 s runs test.http_hit, which GETs the local HTTP server at
+/delay/0/<its task id>, so the server counts the runs of each tick (a tick's id is
+deterministic: its first 48 bits are the tick's Unix milliseconds).
+
+  A. 30 s with all running: one tick a second, each run exactly once, one instance sends.
+  B. kill -9 of the leader (its pid from `taskctl beat --json`): another leads within the bound
+     (FAILOVER_BOUND_S) and the failover time is printed; no tick runs twice, none is lost (the
+     ticks of the window run late).
+  C. every instance stopped for 3 s and started again: no tick runs twice (the last one before
+     the stop included) and the ticks of the stop run late, not lost.
+  D. SIGHUP with a second entry added: it fires; `taskctl beat` lists both entries and the leader.
+  E. the sent message is an ordinary Celery v2 task message (read with py-amqp, as kombu would).
+"""
+import calendar
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "celery"))
+from common import Checks, amqp_conn, broker, wait_for  # noqa: E402
+
+url = broker()
+ROOT = os.environ.get("TASKD_SOURCE_ROOT", ".")
+BUILD = os.environ.get("TASKD_BUILD_ROOT", "build")
+PID = os.getpid()
+TMP = f"/tmp/test-beat-{PID}"
+QUEUE = f"beat_q_{PID}"
+PYQUEUE = f"beat_py_{PID}"
+ENTRY = f"hit{PID}"
+FAILOVER_BOUND_S = 5.0
+t = Checks()
+os.makedirs(TMP, exist_ok=True)
+procs = {}
+
+
+def write_conf(port, extra=""):
+    path = f"{TMP}/taskd.conf"
+    with open(path + ".new", "w") as f:
+        f.write(f"""beat = {{ entries = (
+  {{ name = "{ENTRY}"; task = "test.http_hit"; args = "[\\"http://127.0.0.1:{port}/delay/0\\"]";
+     every = 1.0; queue = "{QUEUE}"; expires = 60.0; }},
+  {{ name = "py{PID}"; task = "test.add"; args = "[2, 3]"; kwargs = "{{}}"; every = 5.0;
+     queue = "{PYQUEUE}"; priority = 3; }}{extra}
+); }};
+""")
+    os.chmod(path + ".new", 0o600)
+    os.replace(path + ".new", path)
+    return path
+
+
+def start(name, *args):
+    log = f"{TMP}/{name}.log"
+    p = subprocess.Popen([f"{BUILD}/taskd/taskd", "--broker", url, "--config", f"{TMP}/taskd.conf",
+                          "--hostname", name, *args], stderr=open(log, "a"))
+    procs[name] = p
+    return p
+
+
+def log_of(name):
+    with open(f"{TMP}/{name}.log") as f:
+        return f.read()
+
+
+def hits(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/hitkeys", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def tick_of(task_id):
+    return int(task_id.replace("-", "")[:12], 16) / 1000.0
+
+
+def beat_state():
+    p = subprocess.run([f"{BUILD}/taskctl/taskctl", "--broker", url, "--json", "beat"],
+                       capture_output=True, text=True, timeout=30)
+    try:
+        return p.returncode, json.loads(p.stdout)
+    except ValueError:
+        return p.returncode, {}
+
+
+def ticks_ok(port, since, until, label):
+    """Every tick of [since, until] ran exactly once; returns the ticks seen."""
+    h = {k: v for k, v in hits(port).items() if since <= tick_of(k) <= until}
+    twice = {k: len(v) for k, v in h.items() if len(v) != 1}
+    seen = sorted(tick_of(k) for k in h)
+    want = [float(s) for s in range(int(since) + (since % 1 > 0), int(until) + 1)]
+    missing = sorted(set(want) - set(seen))
+    t.check(f"{label}: no tick ran twice", not twice, f"{twice}")
+    t.check(f"{label}: no tick lost ({len(want)} ticks)", not missing, f"missing {missing}")
+    return seen
+
+
+def leading_at(name):
+    for line in log_of(name).splitlines():
+        if "event=beat_leading" in line:
+            return line
+    return None
+
+
+def log_time(line):
+    ts = line.split()[0].split("=", 1)[1]  # ts=2026-12-03T13:51:59.938Z
+    return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + ts[19:-1])
+
+
+http = subprocess.Popen(["/usr/bin/python3", f"{ROOT}/tests/harness/httpserver.py"],
+                        stdout=subprocess.PIPE, text=True)
+port = int(http.stdout.readline())
+write_conf(port)
+try:
+    for i in (1, 2, 3):
+        start(f"beat{i}", "--beat-only")
+        time.sleep(0.5)  # the first consumer of the leader queue becomes the active one
+    start("worker", "--beat", "-Q", QUEUE, "-c", "2", "--module",
+          f"{BUILD}/tests/tasks/libtesttasks.so")
+    t.check("one instance leads", wait_for(lambda: beat_state()[0] == 0, 20))
+
+    # A. 30 s, three (four) instances.
+    t0 = time.time()
+    time.sleep(30)
+    t1 = time.time()
+    time.sleep(2)  # let the last ticks run
+    seen = ticks_ok(port, t0 + 1, t1 - 1, "A 30 s")
+    senders = [n for n in procs if "event=beat_tick_sent" in log_of(n)]
+    t.check("A: one instance sent every tick", len(senders) == 1, f"senders {senders}")
+    t.check("A: about one tick a second", len(seen) >= 28, f"{len(seen)} ticks")
+
+    # B. kill -9 of the leader.
+    rc, st = beat_state()
+    leader_pid = st.get("pid")
+    leader = next((n for n, p in procs.items() if p.pid == leader_pid), None)
+    t.check("B: taskctl beat names the leader", leader is not None, f"{st}")
+    kill_at = time.time()
+    os.kill(leader_pid, signal.SIGKILL)
+    procs[leader].wait()
+    others = [n for n in procs if n not in (leader, "worker")]
+    t.check("B: another instance leads", wait_for(
+        lambda: any(leading_at(n) for n in others), FAILOVER_BOUND_S + 5, 0.05))
+    time.sleep(10)
+    t2 = time.time()
+    time.sleep(2)
+    new = next((n for n in others if leading_at(n)), None)
+    if new is not None:
+        took = log_time(leading_at(new)) - kill_at
+        first = next((line for line in log_of(new).splitlines()
+                      if "event=beat_tick_sent" in line), None)
+        late = int(first.split("late_ms=")[1].split()[0]) if first else -1
+        print(f"# failover: {new} leads {took * 1000:.0f} ms after kill -9 of {leader}; its "
+              f"first tick went {(log_time(first) - kill_at) * 1000:.0f} ms after the kill, "
+              f"{late} ms after the tick's time" if first else "# no tick from the new leader")
+        t.check(f"B: failover within {FAILOVER_BOUND_S} s", took < FAILOVER_BOUND_S,
+                f"{took:.2f} s")
+    ticks_ok(port, t0 + 1, t2 - 1, "B across the kill")
+
+    # C. stop every instance (TERM), wait, start them again.
+    last_before = max(tick_of(k) for k in hits(port))
+    for n, p in list(procs.items()):
+        if p.poll() is None:
+            p.terminate()
+    for p in procs.values():
+        p.wait(timeout=30)
+    time.sleep(3)
+    for i in (1, 2, 3):
+        start(f"beat{i}", "--beat-only")
+    start("worker", "--beat", "-Q", QUEUE, "-c", "2", "--module",
+          f"{BUILD}/tests/tasks/libtesttasks.so")
+    time.sleep(8)
+    t3 = time.time()
+    time.sleep(2)
+    h = hits(port)
+    t.check("C: the last tick before the stop ran once",
+            [len(v) for k, v in h.items() if tick_of(k) == last_before] == [1])
+    ticks_ok(port, t0 + 1, t3 - 1, "C across the restart")
+
+    # D. SIGHUP adds an entry.
+    write_conf(port, f""",
+  {{ name = "added{PID}"; task = "test.http_hit"; args = "[\\"http://127.0.0.1:{port}/delay/0\\"]";
+     cron = "* * * * *"; timezone = "Europe/Berlin"; queue = "{QUEUE}"; }}""")
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGHUP)
+    t.check("D: every instance reloaded", wait_for(
+        lambda: all("event=beat_reloaded entries=3" in log_of(n) for n in procs), 10))
+    rc, st = beat_state()
+    names = [e.get("name") for e in st.get("entries", [])]
+    t.check("D: taskctl beat lists the added entry", wait_for(
+        lambda: f"added{PID}" in [e.get("name") for e in beat_state()[1].get("entries", [])],
+        10), f"{names}")
+    hp = subprocess.run([f"{BUILD}/taskctl/taskctl", "--broker", url, "beat"],
+                        capture_output=True, text=True, timeout=30)
+    print("# " + hp.stdout.replace("\n", "\n# "))
+    t.check("D: taskctl beat prints the leader and entries",
+            hp.returncode == 0 and "leader: " in hp.stdout and ENTRY in hp.stdout, hp.stdout)
+
+    # E. the message as a Python worker would get it.
+    c = amqp_conn()
+    ch = c.channel()
+    m = ch.basic_get(PYQUEUE, no_ack=True)
+    t.check("E: a tick waits in its queue", m is not None)
+    if m is not None:
+        hd = m.headers
+        args, kwargs, embed = json.loads(m.body)
+        t.check("E: Celery v2 headers", hd.get("task") == "test.add" and hd.get("lang")
+                and tick_of(hd.get("id")) % 5 == 0 and hd.get("root_id") == hd.get("id"), f"{hd}")
+        t.check("E: body [args, kwargs, embed]", args == [2, 3] and kwargs == {}
+                and "callbacks" in embed, f"{m.body}")
+        t.check("E: priority and content type", m.properties.get("priority") == 3 and
+                m.properties.get("content_type") == "application/json", f"{m.properties}")
+    ch.queue_delete(PYQUEUE)
+    ch.queue_delete(QUEUE)
+    c.close()
+    dropped = log_of("worker").count("event=duplicate_dropped")
+    print(f"# worker dropped {dropped} duplicate(s) by id")
+finally:
+    for p in procs.values():
+        if p.poll() is None:
+            p.terminate()
+    for p in procs.values():
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    http.terminate()
+    try:
+        c = amqp_conn()
+        ch = c.channel()
+        for q in (f"taskd.beat.last.{ENTRY}", f"taskd.beat.last.py{PID}",
+                  f"taskd.beat.last.added{PID}"):
+            ch.queue_delete(q)
+        c.close()
+    except Exception:
+        pass
+t.finish()
