@@ -13,6 +13,9 @@ deterministic: its first 48 bits are the tick's Unix milliseconds).
      the stop included) and the ticks of the stop run late, not lost.
   D. SIGHUP with a second entry added: it fires; `taskctl beat` lists both entries and the leader.
   E. the sent message is an ordinary Celery v2 task message (read with py-amqp, as kombu would).
+  F. a second message under an id that ended at the worker is dropped, not run (what makes a
+     tick sent again by a new leader harmless). BEAT_TEST_ONLY=F runs this part alone, against
+     TASKD (default: the built taskd).
 """
 import calendar
 import json
@@ -55,9 +58,12 @@ def write_conf(port, extra=""):
     return path
 
 
+TASKD = os.environ.get("TASKD", f"{BUILD}/taskd/taskd")
+
+
 def start(name, *args):
     log = f"{TMP}/{name}.log"
-    p = subprocess.Popen([f"{BUILD}/taskd/taskd", "--broker", url, "--config", f"{TMP}/taskd.conf",
+    p = subprocess.Popen([TASKD, "--broker", url, "--config", f"{TMP}/taskd.conf",
                           "--hostname", name, *args], stderr=open(log, "a"))
     procs[name] = p
     return p
@@ -110,10 +116,49 @@ def log_time(line):
     return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + ts[19:-1])
 
 
+def same_id_twice(port):
+    """F: the same id sent twice, the second after the first ended: one run."""
+    key = f"dup{PID}"
+    tid = f"01a23c2c-0000-7000-8000-{PID:012d}"
+
+    def send():
+        return subprocess.run([f"{BUILD}/taskctl/taskctl", "--broker", url, "send",
+                               "test.http_get", "--queue", QUEUE, "--id", tid, "--args",
+                               f'["http://127.0.0.1:{port}/delay/0/{key}"]'],
+                              capture_output=True, text=True, timeout=30).returncode
+
+    def runs():
+        return len(hits(port).get(key, []))
+    t.check("F: first copy sent", send() == 0)
+    t.check("F: first copy ran", wait_for(lambda: runs() == 1, 10))
+    wait_for(lambda: "event=task_succeeded" in log_of("worker") and tid in log_of("worker"), 5)
+    time.sleep(0.5)
+    t.check("F: second copy sent", send() == 0)
+    wait_for(lambda: "event=duplicate_dropped" in log_of("worker") or runs() > 1, 5)
+    t.check("F: the second copy did not run", runs() == 1, f"{runs()} runs")
+
+
 http = subprocess.Popen(["/usr/bin/python3", f"{ROOT}/tests/harness/httpserver.py"],
                         stdout=subprocess.PIPE, text=True)
 port = int(http.stdout.readline())
 write_conf(port)
+if os.environ.get("BEAT_TEST_ONLY") == "F":
+    with open(f"{TMP}/taskd.conf", "w") as f:
+        f.write("# no beat section: an older taskd refuses one\n")
+    os.chmod(f"{TMP}/taskd.conf", 0o600)
+    try:
+        start("worker", "-Q", QUEUE, "-c", "1", "--module",
+              os.environ.get("TESTTASKS", f"{BUILD}/tests/tasks/libtesttasks.so"))
+        time.sleep(1.5)
+        same_id_twice(port)
+        c = amqp_conn()
+        c.channel().queue_delete(QUEUE)
+        c.close()
+    finally:
+        procs["worker"].terminate()
+        procs["worker"].wait(timeout=30)
+        http.terminate()
+    t.finish()
 try:
     for i in (1, 2, 3):
         start(f"beat{i}", "--beat-only")
@@ -214,7 +259,10 @@ try:
         t.check("E: priority and content type", m.properties.get("priority") == 3 and
                 m.properties.get("content_type") == "application/json", f"{m.properties}")
     ch.queue_delete(PYQUEUE)
-    ch.queue_delete(QUEUE)
+    c.close()
+    same_id_twice(port)
+    c = amqp_conn()
+    c.channel().queue_delete(QUEUE)
     c.close()
     dropped = log_of("worker").count("event=duplicate_dropped")
     print(f"# worker dropped {dropped} duplicate(s) by id")
