@@ -132,7 +132,7 @@ static int entry_options(config_setting_t *g, struct beat_entry *e, struct where
                          task_error *err)
 {
     const char *queue, *missed;
-    double prio = 0, expires = 0, grace = 60;
+    double prio = 0, expires = 0, grace = 300;
     bool has;
     int rc = get_str(g, "queue", &queue, w, err);
     if (rc == 0 && (rc = get_num(g, "priority", &prio, &has, w, err)) == 0 && has &&

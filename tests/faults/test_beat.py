@@ -13,12 +13,16 @@ deterministic: its first 48 bits are the tick's Unix milliseconds).
      the stop included) and the ticks of the stop run late, not lost.
   D. SIGHUP with a second entry added: it fires; `taskctl beat` lists both entries and the leader.
   E. the sent message is an ordinary Celery v2 task message (read with py-amqp, as kombu would).
+  G. a frozen leader (SIGSTOP, as a hung host): the broker hands the token on after the
+     heartbeat (broker.heartbeat = 4 s here); resumed, the old leader sends nothing (its fence:
+     half a heartbeat without an answer from the broker) and no tick runs twice.
   F. a second message under an id that ended at the worker is dropped, not run (what makes a
      tick sent again by a new leader harmless). BEAT_TEST_ONLY=F runs this part alone, against
      TASKD (default: the built taskd).
 """
 import calendar
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -64,7 +68,8 @@ TASKD = os.environ.get("TASKD", f"{BUILD}/taskd/taskd")
 def start(name, *args):
     log = f"{TMP}/{name}.log"
     p = subprocess.Popen([TASKD, "--broker", url, "--config", f"{TMP}/taskd.conf",
-                          "--hostname", name, *args], stderr=open(log, "a"))
+                          "--hostname", name, *args], stderr=open(log, "a"),
+                         env={**os.environ, "TASKD_BROKER_HEARTBEAT": "4"})
     procs[name] = p
     return p
 
@@ -114,6 +119,36 @@ def leading_at(name):
 def log_time(line):
     ts = line.split()[0].split("=", 1)[1]  # ts=2026-12-03T13:51:59.938Z
     return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + ts[19:-1])
+
+
+def count(name, needle):
+    return log_of(name).count(needle)
+
+
+def frozen_leader():
+    """G: SIGSTOP the leader past the broker's heartbeat timeout, then SIGCONT it."""
+    rc, st = beat_state()
+    name = next((n for n, p in procs.items() if p.pid == st.get("pid")), None)
+    if name is None:
+        t.check("G: a leader to freeze", False, f"{st}")
+        return
+    others = [n for n in procs if n != name and procs[n].poll() is None]
+    led = {n: count(n, "event=beat_leading") for n in others}
+    stop_at = time.time()
+    os.kill(procs[name].pid, signal.SIGSTOP)
+    took = None
+    if wait_for(lambda: any(count(n, "event=beat_leading") > led[n] for n in others), 30, 0.05):
+        took = time.time() - stop_at
+        print(f"# frozen leader {name}: another leads {took:.1f} s after SIGSTOP "
+              f"(broker.heartbeat 4 s)")
+    t.check("G: another instance leads while the leader is frozen", took is not None)
+    time.sleep(max(0.0, 12 - (time.time() - stop_at)))
+    sent = count(name, "event=beat_tick_sent")
+    os.kill(procs[name].pid, signal.SIGCONT)
+    time.sleep(4)
+    t.check("G: the resumed old leader sent nothing", count(name, "event=beat_tick_sent") == sent,
+            f"{count(name, 'event=beat_tick_sent') - sent} ticks")
+    t.check("G: it noticed it lost the broker", "event=beat_disconnect" in log_of(name))
 
 
 def same_id_twice(port):
@@ -260,15 +295,22 @@ try:
                 m.properties.get("content_type") == "application/json", f"{m.properties}")
     ch.queue_delete(PYQUEUE)
     c.close()
+    frozen_leader()
+    ticks_ok(port, t0 + 1, time.time() - 2, "G across the freeze")
     same_id_twice(port)
     c = amqp_conn()
     c.channel().queue_delete(QUEUE)
     c.close()
+    bad = [n for n in procs if any(x in log_of(n) for x in
+                                    ("ERROR: AddressSanitizer", "runtime error:",
+                                     "ERROR: LeakSanitizer"))]
+    t.check("no sanitizer report in any log", not bad, f"{bad}")
     dropped = log_of("worker").count("event=duplicate_dropped")
     print(f"# worker dropped {dropped} duplicate(s) by id")
 finally:
     for p in procs.values():
         if p.poll() is None:
+            p.send_signal(signal.SIGCONT)
             p.terminate()
     for p in procs.values():
         try:
@@ -285,4 +327,8 @@ finally:
         c.close()
     except Exception:
         pass
+if not t.failed:
+    shutil.rmtree(TMP, ignore_errors=True)
+else:
+    print(f"# logs kept in {TMP}")
 t.finish()

@@ -44,7 +44,7 @@ static void loads_entries(void **state)
     assert_int_equal(s.v[0].every_ms, 10000);
     assert_int_equal(json_object_array_length(s.v[0].args), 2);
     assert_int_equal(s.v[0].missed, BEAT_MISSED_ONCE);
-    assert_int_equal(s.v[0].grace_ms, 60000);
+    assert_int_equal(s.v[0].grace_ms, 300000);
     assert_int_equal(s.v[1].every_ms, 0);
     assert_string_equal(s.v[1].zone, "Europe/Berlin");
     assert_string_equal(s.v[1].queue, "reports");
