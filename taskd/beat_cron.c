@@ -83,6 +83,11 @@ static int item(const char **p, int fi, uint64_t *bits, bool *star, char *why, s
             return -1;
         }
     }
+    if (lo == hi && (lo < f->lo || lo > f->hi)) {
+        snprintf(why, size, "field %d (%s): %d is out of range %d-%d", fi + 1, f->name, lo,
+                 f->lo, f->hi);
+        return -1;
+    }
     if (lo < f->lo || hi > f->hi || lo > hi) {
         snprintf(why, size, "field %d (%s): %d-%d is out of range %d-%d", fi + 1, f->name, lo,
                  hi, f->lo, f->hi);

@@ -2,17 +2,13 @@
 #include <stdio.h>
 #include <string.h>
 #include "beat_leader.h"
+#include "beat_store.h"
 #include "log.h"
 
 static amqp_table_t leader_args(amqp_table_entry_t e[2])
 {
-    e[0].key = amqp_cstring_bytes("x-queue-type");
-    e[0].value.kind = AMQP_FIELD_KIND_UTF8;
-    e[0].value.value.bytes = amqp_cstring_bytes("quorum");
-    e[1].key = amqp_cstring_bytes("x-single-active-consumer");
-    e[1].value.kind = AMQP_FIELD_KIND_BOOLEAN;
-    e[1].value.value.boolean = 1;
-    return (amqp_table_t){.num_entries = 2, .entries = e};
+    amqp_field_value_t yes = {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1};
+    return beat_quorum_args(e, "x-single-active-consumer", yes);
 }
 
 int beat_publish(struct beat_leader *l, struct task__conn *c, const char *queue,

@@ -10,19 +10,23 @@ void beat_store_queue(const char *entry, char *buf, size_t size)
     snprintf(buf, size, BEAT_STORE_PREFIX "%s", entry);
 }
 
-int beat_store_declare(struct task__conn *c, uint16_t ch, const char *name)
+amqp_table_t beat_quorum_args(amqp_table_entry_t e[2], const char *key, amqp_field_value_t v)
 {
-    amqp_table_entry_t e[2];
     e[0].key = amqp_cstring_bytes("x-queue-type");
     e[0].value.kind = AMQP_FIELD_KIND_UTF8;
     e[0].value.value.bytes = amqp_cstring_bytes("quorum");
-    e[1].key = amqp_cstring_bytes("x-max-length");
-    e[1].value.kind = AMQP_FIELD_KIND_I64;
-    e[1].value.value.i64 = 1;
+    e[1].key = amqp_cstring_bytes(key);
+    e[1].value = v;
+    return (amqp_table_t){.num_entries = 2, .entries = e};
+}
+
+int beat_store_declare(struct task__conn *c, uint16_t ch, const char *name)
+{
+    amqp_table_entry_t e[2];
+    amqp_field_value_t one = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = 1};
     uint16_t refused = 0;
-    return task__conn_declare_probe(c, ch, name, false,
-                                    (amqp_table_t){.num_entries = 2, .entries = e}, NULL,
-                                    &refused);
+    return task__conn_declare_probe(c, ch, name, false, beat_quorum_args(e, "x-max-length", one),
+                                    NULL, &refused);
 }
 
 int beat_store_peek(struct task__conn *c, uint16_t ch, const char *name, char **body)

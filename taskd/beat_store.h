@@ -20,6 +20,9 @@
 #define BEAT_STORE_PREFIX "taskd.beat.last."
 #define BEAT_STATE_QUEUE "taskd.beat.state"
 
+/* The arguments of a quorum queue with one more, `key` = `v`, in e (the caller's storage). */
+amqp_table_t beat_quorum_args(amqp_table_entry_t e[2], const char *key, amqp_field_value_t v);
+
 /* Declare the one-message queue `name` on channel `ch`. */
 int beat_store_declare(struct task__conn *c, uint16_t ch, const char *name);
 
