@@ -19,7 +19,6 @@
 #define BEAT_CH_GET 3
 #define PROBE_EVERY_S 1.0      /* a leader asks the broker this often whether it still hears */
 #define STATE_EVERY_S 1.0
-#define MAX_FIRES_PER_PASS 1000
 
 static volatile sig_atomic_t got_stop, got_hup;
 static pid_t child_pid;
@@ -102,6 +101,7 @@ static int connect_broker(struct beat *b)
         return rc;
     }
     rc = beat_leader_join(&b->l, b->conn);
+    b->l.rotate_s = b->sched.token_rotate_s;
     if (rc == 0)
         rc = task__conn_channel_open(b->conn, BEAT_CH_GET);
     if (rc != 0) {
@@ -241,46 +241,24 @@ static int fire(struct beat *b, struct beat_entry *e, int64_t tick_ms)
     return 0;
 }
 
-/* The newest tick of `e` in (after, until], or -1. */
-static int64_t newest_tick(const struct beat_entry *e, int64_t after, int64_t until)
-{
-    if (e->every_ms > 0) {
-        int64_t t = until / e->every_ms * e->every_ms;
-        return t > after ? t : -1;
-    }
-    int64_t best = -1;
-    int64_t from = after;
-    if (until - from > 8 * 86400000ll)
-        from = until - 8 * 86400000ll; /* look back eight days at most */
-    for (int64_t t = beat_entry_next(e, from); t > 0 && t <= until; t = beat_entry_next(e, t))
-        best = t;
-    return best;
-}
-
 static int fire_entry(struct beat *b, struct beat_entry *e, int64_t now_ms, int64_t *next)
 {
-    int64_t t = beat_entry_next(e, e->last_ms);
-    int64_t late_limit = now_ms - e->grace_ms;
-    if (t > 0 && t <= late_limit) {
-        int64_t m = newest_tick(e, e->last_ms, late_limit);
-        if (e->missed == BEAT_MISSED_ONCE && m > 0) {
-            int rc = fire(b, e, m);
-            if (rc != 0)
-                return rc;
-        } else if (m > 0) {
-            log_event(LV_INFO, 0, "beat_missed_skipped", "entry=%s up_to_tick_ms=%lld",
-                      log_v(e->name), (long long)m);
-            e->last_ms = m;
-        }
-        t = beat_entry_next(e, m > 0 ? m : late_limit);
+    static int64_t ticks[BEAT_DUE_MAX];
+    struct beat_due due;
+    int n = beat_entry_due(e, e->last_ms, now_ms, ticks, BEAT_DUE_MAX, &due);
+    if (due.passed_ms > 0) {
+        log_event(LV_INFO, 0, "beat_missed", "entry=%s policy=%s up_to_tick_ms=%lld sent_once=%d",
+                  log_v(e->name), e->missed == BEAT_MISSED_ONCE ? "once" : "skip",
+                  (long long)due.passed_ms, due.once);
+        if (!due.once)
+            e->last_ms = due.passed_ms; /* not stored: the next leader would skip them too */
     }
-    for (int n = 0; t > 0 && t <= now_ms && n < MAX_FIRES_PER_PASS; n++) {
-        int rc = fire(b, e, t);
+    for (int i = 0; i < n; i++) {
+        int rc = fire(b, e, ticks[i]);
         if (rc != 0)
             return rc;
-        t = beat_entry_next(e, t);
     }
-    *next = t;
+    *next = due.next_ms;
     return 0;
 }
 
@@ -374,6 +352,7 @@ static void reload(struct beat *b)
     free(b->next_ms);
     b->sched = s;
     b->next_ms = next;
+    b->l.rotate_s = s.token_rotate_s;
     log_event(LV_INFO, 0, "beat_reloaded", "entries=%d", s.n);
 }
 

@@ -211,9 +211,22 @@ static int load_section(config_setting_t *beat, struct beat_schedule *s, const c
                           file, w.line);
     for (int i = 0; i < config_setting_length(beat); i++) {
         config_setting_t *m = config_setting_get_elem(beat, (unsigned)i);
-        if (strcmp(config_setting_name(m), "entries") != 0)
-            return task__fail(err, TASK_ECONFIG, "%s:%u: beat.%s: unknown option", file,
-                              config_setting_source_line(m), config_setting_name(m));
+        const char *key = config_setting_name(m);
+        unsigned line = config_setting_source_line(m);
+        if (strcmp(key, "token_rotate") == 0) {
+            int t = config_setting_type(m);
+            double v = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(m)
+                       : t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64
+                           ? (double)config_setting_get_int64(m) : -1;
+            /* The broker's consumer_timeout is 30 min by default: stay well inside it. */
+            if (!(v >= 1 && v <= 1500))
+                return task__fail(err, TASK_ECONFIG, "%s:%u: beat.token_rotate: expected "
+                                  "seconds in 1..1500", file, line);
+            s->token_rotate_s = v;
+        } else if (strcmp(key, "entries") != 0) {
+            return task__fail(err, TASK_ECONFIG, "%s:%u: beat.%s: unknown option", file, line,
+                              key);
+        }
     }
     config_setting_t *list = config_setting_get_member(beat, "entries");
     if (list == NULL)
@@ -244,6 +257,7 @@ static int load_section(config_setting_t *beat, struct beat_schedule *s, const c
 int beat_schedule_load(struct beat_schedule *s, const char *const *paths, task_error *err)
 {
     memset(s, 0, sizeof(*s));
+    s->token_rotate_s = BEAT_TOKEN_ROTATE_DEFAULT_S;
     for (int p = 0; paths[p] != NULL; p++) {
         if (access(paths[p], F_OK) != 0)
             continue;
@@ -257,6 +271,7 @@ int beat_schedule_load(struct beat_schedule *s, const char *const *paths, task_e
             config_setting_t *beat = config_lookup(&lc, "beat");
             if (beat != NULL) {
                 beat_schedule_free(s);
+                s->token_rotate_s = BEAT_TOKEN_ROTATE_DEFAULT_S;
                 rc = load_section(beat, s, paths[p], err);
             }
         }
@@ -290,6 +305,42 @@ int64_t beat_entry_next(const struct beat_entry *e, int64_t after_ms)
     int64_t after_s = after_ms >= 0 ? after_ms / 1000 : -1;
     int64_t t = beat_cron_next(&e->cron, after_s);
     return t < 0 ? -1 : t * 1000;
+}
+
+/* The newest tick of `e` in (after, until], or -1. A cron entry looks back eight days at most. */
+static int64_t newest_tick(const struct beat_entry *e, int64_t after, int64_t until)
+{
+    if (e->every_ms > 0) {
+        int64_t t = until >= 0 ? until / e->every_ms * e->every_ms : -1;
+        return t > after ? t : -1;
+    }
+    int64_t best = -1, from = after;
+    if (until - from > 8 * 86400000ll)
+        from = until - 8 * 86400000ll;
+    for (int64_t t = beat_entry_next(e, from); t > 0 && t <= until; t = beat_entry_next(e, t))
+        best = t;
+    return best;
+}
+
+int beat_entry_due(const struct beat_entry *e, int64_t last_ms, int64_t now_ms, int64_t *ticks,
+                   int max, struct beat_due *due)
+{
+    int n = 0;
+    due->passed_ms = -1;
+    due->once = false;
+    int64_t t = beat_entry_next(e, last_ms), late_limit = now_ms - e->grace_ms;
+    if (t > 0 && t <= late_limit) {
+        due->passed_ms = newest_tick(e, last_ms, late_limit);
+        if (due->passed_ms > 0 && e->missed == BEAT_MISSED_ONCE && n < max) {
+            ticks[n++] = due->passed_ms;
+            due->once = true;
+        }
+        t = beat_entry_next(e, due->passed_ms > 0 ? due->passed_ms : late_limit);
+    }
+    for (; t > 0 && t <= now_ms && n < max; t = beat_entry_next(e, t))
+        ticks[n++] = t;
+    due->next_ms = t;
+    return n;
 }
 
 /* FNV-1a, 64 bits, from a chosen basis: two bases give two independent-enough halves. */

@@ -42,6 +42,8 @@ struct beat_entry {
 struct beat_schedule {
     struct beat_entry *v;        /* owned */
     int n;
+    double token_rotate_s;       /* beat.token_rotate: the leader replaces its token this often,
+                                  * inside the broker's consumer_timeout (beat_leader.h) */
 };
 
 /* Read the `beat` section of each file in `paths` (NULL-terminated; missing files are skipped;
@@ -53,6 +55,25 @@ void beat_schedule_free(struct beat_schedule *s);
 /* The first tick of `e` strictly after `after_ms`; -1 when there is none. Changes TZ for a
  * cron entry (beat_cron.h). */
 int64_t beat_entry_next(const struct beat_entry *e, int64_t after_ms);
+
+/* What beat_entry_due() decided besides the ticks to send. */
+struct beat_due {
+    int64_t passed_ms;  /* the newest tick later than grace (-1: none was) */
+    bool once;          /* ... and it is the first tick to send (missed = once) */
+    int64_t next_ms;    /* the first tick after those to send (-1: none) */
+};
+
+#define BEAT_DUE_MAX 1000
+#define BEAT_TOKEN_ROTATE_DEFAULT_S 300.0
+
+/*
+ * The ticks of `e` to send at now_ms when the last one sent was last_ms, in order, into
+ * ticks[max]: ticks later than the entry's grace are missed: the newest of them is sent once
+ * (missed = once) or none is (skip); every tick within grace is sent, late. At most `max`; the
+ * rest come at the next call. A pure function (but for TZ): the missed policy is tested on it.
+ */
+int beat_entry_due(const struct beat_entry *e, int64_t last_ms, int64_t now_ms, int64_t *ticks,
+                   int max, struct beat_due *due);
 
 /* The task id of tick `tick_ms` of entry `name`: a UUIDv7 whose time field is the tick and
  * whose other bits are a hash of name and tick, so every instance sends a tick under the same

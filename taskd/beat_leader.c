@@ -84,7 +84,7 @@ int beat_leader_rotate(struct beat_leader *l, struct task__conn *c, uint64_t *se
 {
     *seq = 0;
     if (!l->leading || l->token_tag == 0 ||
-        task__now_mono() - l->token_at < BEAT_TOKEN_ROTATE_S)
+        task__now_mono() - l->token_at < l->rotate_s)
         return 0;
     /* The new token is published before the old one is acked: dying in between leaves two
      * tokens (the next leader acks one), never none. */

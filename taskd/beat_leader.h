@@ -9,7 +9,7 @@
  * token to the next consumer, which then leads. The broker does not tell a consumer it became
  * active: the token is how it learns.
  *
- * The token is replaced (publish a new one, ack the old) every BEAT_TOKEN_ROTATE_S, well within
+ * The token is replaced (publish a new one, ack the old) every beat.token_rotate seconds, within
  * the broker's consumer_timeout (30 min by default), which would otherwise close the leader's
  * channel. Extra tokens (instances that started together each seed one) reach the leader too,
  * which acks all but the newest.
@@ -26,7 +26,6 @@
 #define BEAT_LEADER_QUEUE "taskd.beat.leader"
 #define BEAT_CH_TOKEN 1
 #define BEAT_CH_PUB 2
-#define BEAT_TOKEN_ROTATE_S 300.0
 
 struct beat_leader {
     bool leading;          /* a token reached us on this connection */
@@ -34,6 +33,7 @@ struct beat_leader {
     double token_at;       /* task__now_mono() when it arrived */
     double since_wall;     /* when we started leading (Unix s) */
     uint64_t pub_seq;      /* confirm sequence numbers on BEAT_CH_PUB */
+    double rotate_s;       /* replace the token after holding it this long */
 };
 
 /* Open both channels, declare the queue, seed a token when the queue has neither one nor a

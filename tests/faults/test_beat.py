@@ -50,7 +50,7 @@ procs = {}
 def write_conf(port, extra=""):
     path = f"{TMP}/taskd.conf"
     with open(path + ".new", "w") as f:
-        f.write(f"""beat = {{ entries = (
+        f.write(f"""beat = {{ token_rotate = 3.0; entries = (
   {{ name = "{ENTRY}"; task = "test.http_hit"; args = "[\\"http://127.0.0.1:{port}/delay/0\\"]";
      every = 1.0; queue = "{QUEUE}"; expires = 60.0; }},
   {{ name = "py{PID}"; task = "test.add"; args = "[2, 3]"; kwargs = "{{}}"; every = 5.0;
@@ -211,6 +211,9 @@ try:
     senders = [n for n in procs if "event=beat_tick_sent" in log_of(n)]
     t.check("A: one instance sent every tick", len(senders) == 1, f"senders {senders}")
     t.check("A: about one tick a second", len(seen) >= 28, f"{len(seen)} ticks")
+    rotated = sum(log_of(n).count("event=beat_token_rotated") for n in procs)
+    t.check("A: the leader replaced its token (beat.token_rotate 3 s)", rotated >= 5,
+            f"{rotated} times")
 
     # B. kill -9 of the leader.
     rc, st = beat_state()

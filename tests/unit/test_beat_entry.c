@@ -140,11 +140,61 @@ static void tick_ids(void **state)
     assert_true(strcmp(a, c) < 0);
 }
 
+/* Missed ticks: later than grace, the newest is sent once (or none: skip); within grace, every
+ * tick is sent, late, in order. */
+static void missed_policy(void **state)
+{
+    (void)state;
+    struct beat_entry e = {.every_ms = 1000, .grace_ms = 3000, .missed = BEAT_MISSED_ONCE};
+    int64_t t[BEAT_DUE_MAX];
+    struct beat_due d;
+    int n = beat_entry_due(&e, 10000, 20500, t, BEAT_DUE_MAX, &d);
+    assert_int_equal(n, 4);
+    assert_int_equal(t[0], 17000); /* the newest of 11000..17000, once */
+    assert_int_equal(t[1], 18000);
+    assert_int_equal(t[3], 20000);
+    assert_int_equal(d.passed_ms, 17000);
+    assert_true(d.once);
+    assert_int_equal(d.next_ms, 21000);
+    e.missed = BEAT_MISSED_SKIP;
+    n = beat_entry_due(&e, 10000, 20500, t, BEAT_DUE_MAX, &d);
+    assert_int_equal(n, 3);
+    assert_int_equal(t[0], 18000);
+    assert_int_equal(d.passed_ms, 17000);
+    assert_false(d.once);
+    /* Nothing missed: the one due tick. */
+    n = beat_entry_due(&e, 19000, 20500, t, BEAT_DUE_MAX, &d);
+    assert_int_equal(n, 1);
+    assert_int_equal(t[0], 20000);
+    assert_int_equal(d.passed_ms, -1);
+    /* Nothing due yet. */
+    n = beat_entry_due(&e, 20000, 20500, t, BEAT_DUE_MAX, &d);
+    assert_int_equal(n, 0);
+    assert_int_equal(d.next_ms, 21000);
+    /* More than `max`: the first ones now, the rest at the next call. */
+    e.missed = BEAT_MISSED_ONCE;
+    n = beat_entry_due(&e, 10000, 20500, t, 2, &d);
+    assert_int_equal(n, 2);
+    assert_int_equal(t[1], 18000);
+    assert_int_equal(d.next_ms, 19000);
+    /* Cron, hourly, five hours down, grace 5 min: 04:00 once (01:00-03:00 dropped), 05:00
+     * (2 min late) as usual. 2024-05-01 00:00 UTC is 1714521600. */
+    struct beat_entry c = {.grace_ms = 300000, .missed = BEAT_MISSED_ONCE};
+    char why[100];
+    assert_int_equal(beat_cron_parse("0 * * * *", &c.cron, why, sizeof(why)), 0);
+    n = beat_entry_due(&c, 1714521600000ll, (1714521600ll + 5 * 3600 + 120) * 1000, t,
+                       BEAT_DUE_MAX, &d);
+    assert_int_equal(n, 2);
+    assert_int_equal(t[0], (1714521600ll + 4 * 3600) * 1000);
+    assert_int_equal(t[1], (1714521600ll + 5 * 3600) * 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(loads_entries), cmocka_unit_test(errors_name_line),
         cmocka_unit_test(every_ticks), cmocka_unit_test(tick_ids),
+        cmocka_unit_test(missed_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
