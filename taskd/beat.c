@@ -195,10 +195,51 @@ static int load_last(struct beat *b, struct beat_entry *e, int64_t now_ms)
         e->last_ms = now_ms; /* never fired anywhere: start with the next tick */
     e->last_known = true;
     e->last_fired = found;
+    e->check_next = found;
     b->last_heard = task__now_mono();
     log_event(LV_INFO, 0, "beat_entry_loaded", "entry=%s last_tick_ms=%lld stored=%d",
               log_v(e->name), (long long)e->last_ms, found);
     return 0;
+}
+
+/* Store tick_ms as the entry's last (after the broker confirmed its task). */
+static int record(struct beat *b, struct beat_entry *e, int64_t tick_ms, const char *id,
+                  const char *event)
+{
+    json_object *rec = json_object_new_object();
+    json_object_object_add(rec, "entry", json_object_new_string(e->name));
+    json_object_object_add(rec, "tick_ms", json_object_new_int64(tick_ms));
+    json_object_object_add(rec, "id", json_object_new_string(id));
+    json_object_object_add(rec, "by", json_object_new_string(b->hostname));
+    json_object_object_add(rec, "at", json_object_new_double(task__now_wall()));
+    char q[300];
+    beat_store_queue(e->name, q, sizeof(q));
+    int rc = publish_confirmed(b, q, json_object_to_json_string(rec));
+    json_object_put(rec);
+    if (rc != 0)
+        return rc;
+    e->last_ms = tick_ms;
+    e->last_fired = true;
+    e->check_next = false;
+    log_event(LV_INFO, 0, event, "entry=%s task=%s task_id=%s tick_ms=%lld late_ms=%lld",
+              log_v(e->name), log_v(e->task), id, (long long)tick_ms,
+              (long long)((int64_t)(task__now_wall() * 1000) - tick_ms));
+    return 0;
+}
+
+/* The first tick after the stored one may have been sent by a leader that died before it
+ * stored it: when the results stream has a state for its id, it was. (A copy still waiting in
+ * its queue is not seen: the worker drops a second copy of an id that ended there.) */
+static bool sent_before(struct beat *b, const struct beat_entry *e, const char *id)
+{
+    task_state st = TASK_STATE_PENDING;
+    json_object *res = NULL;
+    int rc = task_lookup(b->client, id, 0, &st, &res);
+    json_object_put(res);
+    if (rc != 0)
+        log_event(LV_WARN, rc, "beat_lookup_failed", "entry=%s task_id=%s detail=%s",
+                  log_v(e->name), id, log_v(task_client_errmsg(b->client)));
+    return rc == 0 && st != TASK_STATE_PENDING;
 }
 
 static int fire(struct beat *b, struct beat_entry *e, int64_t tick_ms)
@@ -210,6 +251,9 @@ static int fire(struct beat *b, struct beat_entry *e, int64_t tick_ms)
     }
     char id[37];
     beat_tick_id(e->name, tick_ms, id);
+    if (e->check_next && tick_ms == beat_entry_next(e, e->last_ms) && sent_before(b, e, id))
+        return record(b, e, tick_ms, id, "beat_tick_already_sent");
+    e->check_next = false;
     task_send_opts so = {.task_id = id, .priority = e->priority, .expires_s = e->expires_s,
                          .queue = e->queue[0] ? e->queue : NULL};
     task_id got;
@@ -221,24 +265,7 @@ static int fire(struct beat *b, struct beat_entry *e, int64_t tick_ms)
     }
     /* Recorded only once the broker has the task: dying in between sends this tick again from
      * the next leader, under the same id (the worker runs an id that ended once). */
-    json_object *rec = json_object_new_object();
-    json_object_object_add(rec, "entry", json_object_new_string(e->name));
-    json_object_object_add(rec, "tick_ms", json_object_new_int64(tick_ms));
-    json_object_object_add(rec, "id", json_object_new_string(id));
-    json_object_object_add(rec, "by", json_object_new_string(b->hostname));
-    json_object_object_add(rec, "at", json_object_new_double(task__now_wall()));
-    char q[300];
-    beat_store_queue(e->name, q, sizeof(q));
-    rc = publish_confirmed(b, q, json_object_to_json_string(rec));
-    json_object_put(rec);
-    if (rc != 0)
-        return rc;
-    e->last_ms = tick_ms;
-    e->last_fired = true;
-    log_event(LV_INFO, 0, "beat_tick_sent", "entry=%s task=%s task_id=%s tick_ms=%lld late_ms=%lld",
-              log_v(e->name), log_v(e->task), id, (long long)tick_ms,
-              (long long)((int64_t)(task__now_wall() * 1000) - tick_ms));
-    return 0;
+    return record(b, e, tick_ms, id, "beat_tick_sent");
 }
 
 static int fire_entry(struct beat *b, struct beat_entry *e, int64_t now_ms, int64_t *next)

@@ -37,6 +37,8 @@ struct beat_entry {
     int64_t last_ms;             /* last tick fired (from the broker's store); valid if known */
     bool last_known;
     bool last_fired;             /* last_ms is a tick that was sent (else: when we started) */
+    bool check_next;             /* just read from the store: ask the results stream whether the
+                                  * next tick was sent already (beat.c) */
 };
 
 struct beat_schedule {

@@ -10,7 +10,9 @@ deterministic: its first 48 bits are the tick's Unix milliseconds).
      (FAILOVER_BOUND_S) and the failover time is printed; no tick runs twice, none is lost (the
      ticks of the window run late).
   C. every instance stopped for 3 s and started again: no tick runs twice (the last one before
-     the stop included) and the ticks of the stop run late, not lost.
+     the stop included) and the ticks of the stop run late, not lost. The stored last tick is
+     set back by one first (as if the leader died before recording it): the new leader finds
+     that tick's result and records it instead of sending it again.
   D. SIGHUP with a second entry added: it fires; `taskctl beat` lists both entries and the leader.
   E. the sent message is an ordinary Celery v2 task message (read with py-amqp, as kombu would).
   G. a frozen leader (SIGSTOP, as a hung host): the broker hands the token on after the
@@ -249,6 +251,14 @@ try:
             p.terminate()
     for p in procs.values():
         p.wait(timeout=30)
+    # As if the leader had died after the broker confirmed the last tick's task but before it
+    # recorded the tick: the store goes back one tick (x-max-length=1 keeps the newest).
+    import amqp
+    c = amqp_conn()
+    c.channel().basic_publish(amqp.Message(json.dumps(
+        {"entry": ENTRY, "tick_ms": int(last_before * 1000) - 1000, "id": "", "by": "test",
+         "at": time.time()}), delivery_mode=2), exchange="", routing_key=f"taskd.beat.last.{ENTRY}")
+    c.close()
     time.sleep(3)
     for i in (1, 2, 3):
         start(f"beat{i}", "--beat-only")
@@ -261,6 +271,10 @@ try:
     t.check("C: the last tick before the stop ran once",
             [len(v) for k, v in h.items() if tick_of(k) == last_before] == [1])
     ticks_ok(port, t0 + 1, t3 - 1, "C across the restart")
+    resent = [n for n in procs if f"tick_ms={int(last_before * 1000)} " in log_of(n).split(
+        "event=beat_tick_already_sent")[-1] and "event=beat_tick_already_sent" in log_of(n)]
+    t.check("C: the new leader found the unrecorded tick in the results stream, did not resend",
+            len(resent) == 1, f"{resent}")
 
     # D. SIGHUP adds an entry.
     write_conf(port, f""",
