@@ -18,12 +18,14 @@ deterministic: its first 48 bits are the tick's Unix milliseconds).
   G. a frozen leader (SIGSTOP, as a hung host): the broker hands the token on after the
      heartbeat (broker.heartbeat = 4 s here); resumed, the old leader sends nothing (its fence:
      half a heartbeat without an answer from the broker) and no tick runs twice.
+  H. a stock Python `celery worker` runs the ticks of an entry (py.add, tests/celery/pytasks.py).
   F. a second message under an id that ended at the worker is dropped, not run (what makes a
      tick sent again by a new leader harmless). BEAT_TEST_ONLY=F runs this part alone, against
      TASKD (default: the built taskd).
 """
 import calendar
 import json
+import re
 import shutil
 import os
 import signal
@@ -55,7 +57,7 @@ def write_conf(port, extra=""):
         f.write(f"""beat = {{ token_rotate = 3.0; entries = (
   {{ name = "{ENTRY}"; task = "test.http_hit"; args = "[\\"http://127.0.0.1:{port}/delay/0\\"]";
      every = 1.0; queue = "{QUEUE}"; expires = 60.0; }},
-  {{ name = "py{PID}"; task = "test.add"; args = "[2, 3]"; kwargs = "{{}}"; every = 5.0;
+  {{ name = "py{PID}"; task = "py.add"; args = "[2, 3]"; kwargs = "{{}}"; every = 5.0;
      queue = "{PYQUEUE}"; priority = 3; }}{extra}
 ); }};
 """)
@@ -151,6 +153,34 @@ def frozen_leader():
     t.check("G: the resumed old leader sent nothing", count(name, "event=beat_tick_sent") == sent,
             f"{count(name, 'event=beat_tick_sent') - sent} ticks")
     t.check("G: it noticed it lost the broker", "event=beat_disconnect" in log_of(name))
+
+
+def python_worker_runs_ticks():
+    """H: the ticks waiting in PYQUEUE (and new ones) run on a stock Celery worker."""
+    here = os.path.join(ROOT, "tests", "celery")
+    log = f"{TMP}/celery-worker.log"
+    w = subprocess.Popen(["/usr/bin/python3", "-m", "celery", "-A", "pytasks", "worker", "-Q",
+                          PYQUEUE, "-c", "1", "-P", "solo", "--without-gossip", "--without-mingle",
+                          "--without-heartbeat", "-l", "info"], cwd=here,
+                         env=dict(os.environ, PYTASKS_QUEUE=PYQUEUE),
+                         stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        def runs():
+            with open(log) as f:
+                return re.findall(r"Task py\.add\[([0-9a-f-]{36})\] succeeded in [0-9.e-]+s: 5\b",
+                                  f.read())
+        ok = wait_for(lambda: len(runs()) >= 3, 40, 0.5)
+        ids = runs()
+        print(f"# celery worker ran {len(ids)} ticks of py{PID}")
+        t.check("H: a stock celery worker ran the ticks (py.add -> 5)", ok, f"see {log}")
+        t.check("H: each tick once", len(ids) == len(set(ids)) and
+                all(tick_of(i) % 5 == 0 for i in ids), f"{ids}")
+    finally:
+        w.terminate()
+        w.wait(timeout=30)
+        c = amqp_conn()
+        c.channel().queue_delete(PYQUEUE)
+        c.close()
 
 
 def same_id_twice(port):
@@ -304,14 +334,14 @@ try:
     if m is not None:
         hd = m.headers
         args, kwargs, embed = json.loads(m.body)
-        t.check("E: Celery v2 headers", hd.get("task") == "test.add" and hd.get("lang")
+        t.check("E: Celery v2 headers", hd.get("task") == "py.add" and hd.get("lang")
                 and tick_of(hd.get("id")) % 5 == 0 and hd.get("root_id") == hd.get("id"), f"{hd}")
         t.check("E: body [args, kwargs, embed]", args == [2, 3] and kwargs == {}
                 and "callbacks" in embed, f"{m.body}")
         t.check("E: priority and content type", m.properties.get("priority") == 3 and
                 m.properties.get("content_type") == "application/json", f"{m.properties}")
-    ch.queue_delete(PYQUEUE)
     c.close()
+    python_worker_runs_ticks()
     frozen_leader()
     ticks_ok(port, t0 + 1, time.time() - 2, "G across the freeze")
     same_id_twice(port)
