@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <task/client.h>
 #include <json-c/json.h>
@@ -515,6 +516,19 @@ int beat_fork(const struct beat_opts *o)
     if (getppid() != parent)
         _exit(0);
     _exit(beat_run(o));
+}
+
+void beat_child_reaped(pid_t pid, int status)
+{
+    if (child_pid <= 0 || pid != child_pid)
+        return;
+    child_pid = 0;
+    if (WIFSIGNALED(status))
+        log_event(LV_ERROR, 0, "beat_exited", "pid=%d signal=%s action=\"no scheduler here until "
+                  "taskd restarts\"", (int)pid, sigabbrev_np(WTERMSIG(status)));
+    else
+        log_event(WEXITSTATUS(status) ? LV_ERROR : LV_INFO, 0, "beat_exited", "pid=%d status=%d",
+                  (int)pid, WEXITSTATUS(status));
 }
 
 void beat_child_signal(int sig)

@@ -42,6 +42,10 @@ int beat_run(const struct beat_opts *o);
 /* Fork a child that runs beat_run() (it ends when its parent does). Returns 0 or -errno. */
 int beat_fork(const struct beat_opts *o);
 
+/* The worker reaped `pid`: when it is the beat child, log how it ended (it is not forked again:
+ * a child forked later would hold the worker's broker socket open). */
+void beat_child_reaped(pid_t pid, int status);
+
 /* Pass the worker's signal `sig` on to the beat child, if there is one. */
 void beat_child_signal(int sig);
 
