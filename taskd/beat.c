@@ -196,6 +196,7 @@ static int load_last(struct beat *b, struct beat_entry *e, int64_t now_ms)
         e->last_ms = now_ms; /* never fired anywhere: start with the next tick */
     e->last_known = true;
     e->last_fired = found;
+    b->next_ms[e - b->sched.v] = 0; /* computed again from the stored tick */
     e->check_next = found;
     b->last_heard = task__now_mono();
     log_event(LV_INFO, 0, "beat_entry_loaded", "entry=%s last_tick_ms=%lld stored=%d",
@@ -297,7 +298,10 @@ static int fire_due(struct beat *b, int64_t *soonest)
         struct beat_entry *e = &b->sched.v[i];
         int64_t now_ms = (int64_t)(task__now_wall() * 1000);
         int rc = e->last_known ? 0 : load_last(b, e, now_ms);
-        if (rc == 0)
+        /* next_ms was computed from the current last tick: not due, nothing to compute (a
+         * cron entry's next time costs a search and a TZ switch). */
+        bool waiting = e->last_known && b->next_ms[i] > now_ms;
+        if (rc == 0 && !waiting)
             rc = fire_entry(b, e, now_ms, &b->next_ms[i]);
         if (rc != 0)
             return rc;
