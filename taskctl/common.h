@@ -76,5 +76,6 @@ int cmd_call(const struct globals *g, int argc, char **argv);
 int cmd_wait(const struct globals *g, int argc, char **argv);
 int cmd_result(const struct globals *g, int argc, char **argv);
 int cmd_top(const struct globals *g, int argc, char **argv);
+int cmd_beat(const struct globals *g, int argc, char **argv);
 
 #endif

@@ -46,6 +46,10 @@ static const struct cmd cmds[] = {
     {"purge", cmd_purge, "purge QUEUE [--yes]",
      "Delete every ready message of QUEUE. Asks first on a terminal (answering no exits 0);\n"
      "without a terminal it needs --yes."},
+    {"beat", cmd_beat, "beat",
+     "The periodic task entries (beat.entries) with their last and next run, which beat\n"
+     "instance leads and how many run (taskd --beat, --beat-only). Exit 3: no leader has\n"
+     "reported in the last 5 s."},
     {"dead", cmd_dead, "dead [--queue Q] [--limit N] [--republish N|all]",
      "List the quarantined messages (taskd.dead) with the reason for each, or publish the Nth\n"
      "(or all) to its queue again."},

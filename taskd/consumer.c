@@ -11,6 +11,7 @@
 #include "declare.h"
 #include "delay.h"
 #include "events.h"
+#include "ended.h"
 #include "lease.h"
 #include "log.h"
 #include "metrics.h"
@@ -273,6 +274,13 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
     }
     if (lease_copy_back(w, d, m.id))
         goto out;
+    if (ended_lately(m.id)) {
+        /* Sent again under an id that ended here (a beat failover, a client's resend). */
+        log_event(LV_WARN, 0, "duplicate_dropped", "task=%s task_id=%s detail=\"this id "
+                  "reached a final state here lately\"", log_v(m.task), log_v(m.id));
+        (void)task__conn_ack(w->conn, CH_CONSUME, d->tag, false);
+        goto out;
+    }
     if (task_registry_find(m.task) == NULL) {
         char detail[300];
         snprintf(detail, sizeof(detail), "no task named '%s' is registered", m.task);

@@ -9,6 +9,7 @@
 #include <task/config.h>
 #include <task/task.h>
 #include "internal.h"
+#include "beat.h"
 #include "log.h"
 #include "supervisor.h"
 #include "worker.h"
@@ -21,7 +22,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: taskd [--config FILE] [--broker URL]... [-Q q1,q2] [-c PROCS] [--threads N]\n"
             "             [--module PATH.so]... [--hostname NAME] [--loglevel LEVEL] [-E]\n"
-            "             [--metrics [HOST:]PORT] [--allow-insecure-files]\n"
+            "             [--metrics [HOST:]PORT] [--allow-insecure-files] [--beat|--beat-only]\n"
             "Runs a worker: consumes the task queues, runs the tasks the modules register and\n"
             "publishes their results. --metrics serves Prometheus metrics at\n"
             "http://HOST:PORT/metrics (HOST defaults to 127.0.0.1).\n"
@@ -39,6 +40,8 @@ static void usage(FILE *out)
             "  -E, --events             send task events (celeryev)\n"
             "  -M, --metrics [HOST:]PORT  serve Prometheus metrics\n"
             "  -I, --allow-insecure-files  load files others than root and us could change\n"
+            "  -B, --beat               also run the periodic task scheduler (beat.entries)\n"
+            "      --beat-only          run only the scheduler: no worker, no modules\n"
             "  -h, --help               this help;  -V, --version: the version\n"
             "Exit: 0 warm stop, 1 broker refused, 2 bad config or module, 3 cold stop.\n"
             "See taskd(8), taskd.conf(5).\n");
@@ -47,6 +50,7 @@ static void usage(FILE *out)
 struct flags {
     const char *config;
     bool allow_insecure;      /* --allow-insecure-files, or its environment variable */
+    int beat;                 /* 1: --beat (scheduler beside the worker), 2: --beat-only */
     char brokers[4096];
     char modules[4096];
     struct {
@@ -182,16 +186,19 @@ int main(int argc, char **argv)
         {"events", no_argument, NULL, 'E'},         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},        {"metrics", required_argument, NULL, 'M'},
         {"allow-insecure-files", no_argument, NULL, 'I'},
+        {"beat", no_argument, NULL, 'B'},           {"beat-only", no_argument, NULL, 'O'},
         {NULL, 0, NULL, 0},
     };
     static struct flags fl;
     int c;
-    while ((c = getopt_long(argc, argv, "f:b:Q:c:t:m:n:l:EhVM:I", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:b:Q:c:t:m:n:l:EhVM:IB", opts, NULL)) != -1) {
         const char *path = NULL, *origin = NULL;
         switch (c) {
         case 'f': fl.config = optarg; continue;
         case 'b': append(fl.brokers, sizeof(fl.brokers), optarg); continue;
         case 'm': append(fl.modules, sizeof(fl.modules), optarg); continue;
+        case 'B': fl.beat = fl.beat ? fl.beat : 1; continue;
+        case 'O': fl.beat = 2; continue;
         case 'Q': path = "worker.queues"; origin = "-Q"; break;
         case 'c': path = "worker.pool_size"; origin = "-c"; break;
         case 't': path = "worker.threads"; origin = "--threads"; break;
@@ -227,6 +234,7 @@ int main(int argc, char **argv)
     }
 
     task_error err = {0};
+    int rc_beat;
     if (allow_insecure_from_env(&fl, &err) != 0) {
         fprintf(stderr, "taskd: %s\n", err.msg);
         return TASKD_EXIT_FATAL;
@@ -236,7 +244,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "taskd: %s\n", err.msg);
         return TASKD_EXIT_FATAL;
     }
-    if (log_set_level(cfg->log_level) != 0 || load_modules(cfg) != 0) {
+    /* The beat reads its entries from the same files as the config (checked by now). */
+    const char *paths[] = {"/etc/taskd/taskd.conf", fl.config, NULL};
+    struct beat_opts bo = {.cfg = cfg, .paths = paths, .reload = reload_config, .reload_ud = &fl};
+    if (fl.beat == 2) {
+        rc_beat = log_set_level(cfg->log_level) != 0 ? TASKD_EXIT_FATAL : beat_run(&bo);
+        task_config_free(cfg);
+        return rc_beat;
+    }
+    if (log_set_level(cfg->log_level) != 0 || load_modules(cfg) != 0 ||
+        (fl.beat && beat_check(paths) != 0)) {
         task_config_free(cfg);
         return TASKD_EXIT_FATAL;
     }
@@ -250,6 +267,11 @@ int main(int argc, char **argv)
         }
     }
 
+    if (fl.beat && beat_fork(&bo) != 0) {
+        fprintf(stderr, "taskd: --beat: cannot fork the scheduler\n");
+        task_config_free(cfg);
+        return TASKD_EXIT_FATAL;
+    }
     struct worker w;
     int rc = worker_init(&w, cfg);
     w.reload = reload_config;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "canvas.h"
 #include "chord.h"
+#include "ended.h"
 #include "events.h"
 #include "lease.h"
 #include "log.h"
@@ -70,6 +71,7 @@ static void publish_final(struct worker *w, struct job *job, const char *status,
     if (job->m.chord != NULL && chord_part_done(w, job, status, result) != 0)
         job->nacked = true;
     (void)pub_result(w, job, &job->m, status, result, traceback, dc);
+    ended_note(job->m.id); /* a copy under the same id is dropped from now on (ended.h) */
 }
 
 static void publish_failure(struct worker *w, struct job *job, const struct task__msg *m,

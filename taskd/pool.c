@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "beat.h"
 #include "child.h"
 #include "ipc_frame.h"
 #include "log.h"
@@ -409,6 +410,7 @@ void pool_reap(struct worker *w)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        beat_child_reaped(pid, status); /* --beat: its scheduler's end is logged */
         for (int i = 0; i < w->pool.n; i++) {
             if (w->pool.ch[i].pid == pid) {
                 child_died(w, i, status);

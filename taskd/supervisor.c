@@ -21,6 +21,7 @@
 #include "lease.h"
 #include "log.h"
 #include "metrics.h"
+#include "beat.h"
 #include "metrics_http.h"
 #include "metrics_scrape.h"
 #include "msgauth.h"
@@ -267,6 +268,8 @@ static void on_signal(struct worker *w)
     struct signalfd_siginfo si;
     while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         int sig = (int)si.ssi_signo;
+        if (sig != SIGCHLD)
+            beat_child_signal(sig); /* --beat: the scheduler reloads and stops with us */
         if (sig == SIGCHLD) {
             pool_reap(w);
         } else if (sig == SIGHUP) {

@@ -338,8 +338,14 @@ int task_config_load_file(task_config *cfg, const char *path, task_error *err)
         goto out;
     }
     config_setting_t *root = config_root_setting(&lc);
-    for (int i = 0; rc == 0 && i < config_setting_length(root); i++)
-        rc = walk_section(cfg, config_setting_get_elem(root, (unsigned)i), path, err);
+    for (int i = 0; rc == 0 && i < config_setting_length(root); i++) {
+        config_setting_t *sec = config_setting_get_elem(root, (unsigned)i);
+        /* A list of entries no flat option can hold: taskd's scheduler reads and checks it
+         * (taskd/beat_entry.c). */
+        if (strcmp(config_setting_name(sec), "beat") == 0)
+            continue;
+        rc = walk_section(cfg, sec, path, err);
+    }
 out:
     config_destroy(&lc);
     return rc;

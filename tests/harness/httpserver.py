@@ -8,6 +8,7 @@ unless given) and prints its port as the first line of stdout.
   /delay/<seconds> answers 200 after sleeping
   /delay/<seconds>/<key>  the same, counting the calls per key (a task's runs)
   /hits/<key>      how many calls /delay/.../<key> has had: "N T1 T2 ..." (arrival times, Unix s)
+  /hitkeys         every key counted so far: JSON {"<key>": [T1, T2, ...]}
   /echo            echoes the request body (any method)
   /json            a small JSON document
   /redirect        302 to /json
@@ -55,6 +56,8 @@ async def handle(reader, writer):
                     HITS.setdefault(parts[2], []).append(time.time())
                 await asyncio.sleep(float(parts[1]))
                 await respond(writer, 200, b"slept\n")
+            elif parts[0] == "hitkeys" and len(parts) == 1:
+                await respond(writer, 200, json.dumps(HITS).encode(), "application/json")
             elif parts[0] == "hits" and len(parts) == 2:
                 times = HITS.get(parts[1], [])
                 text = " ".join([str(len(times))] + [f"{t:.3f}" for t in times])

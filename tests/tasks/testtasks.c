@@ -6,6 +6,7 @@
  */
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <task/http.h>
@@ -169,6 +170,26 @@ static int http_get(task_ctx *ctx, json_object *args, json_object *kwargs, json_
     return TASK_OK;
 }
 TASK(http_get, "test.http_get");
+
+/* test.http_hit(base_url) -> HTTP status code: GETs base_url/<its own task id>, so the local
+ * server counts the runs of each id (the beat tests: one run per tick). */
+static int http_hit(task_ctx *ctx, json_object *args, json_object *kwargs, json_object **result)
+{
+    (void)kwargs;
+    json_object *u = arg(args, 0);
+    if (nargs(args) != 1 || !json_object_is_type(u, json_type_string))
+        return task_fail(ctx, "TypeError", "http_hit(base_url) takes one string");
+    char url[1024];
+    snprintf(url, sizeof(url), "%s/%s", json_object_get_string(u), task_ctx_id(ctx));
+    task_http_response resp;
+    int rc = task_http_get(ctx, url, NULL, &resp);
+    if (rc != 0)
+        return task_fail(ctx, "IOError", "GET %s: %s", url, task_strerror(rc));
+    *result = json_object_new_int((int)resp.status);
+    task_http_response_free(&resp);
+    return TASK_OK;
+}
+TASK(http_hit, "test.http_hit");
 
 /* test.http_wait(url, timeout_s) -> HTTP status code: a GET allowed to take timeout_s (the
  * helper's default is 60 s), for the long-task tests: the local server counts the calls. */

@@ -85,6 +85,23 @@ static void file_values_of_every_type(void **state)
     unlink(path);
 }
 
+/* The beat section (a list of entries) is taskd's scheduler's to read and check
+ * (taskd/beat_entry.c): the option loader passes over it, and only it. */
+static void beat_section_is_left_to_the_scheduler(void **state)
+{
+    (void)state;
+    task_config *c = task_config_new();
+    task_error err = {0};
+    const char *path = write_conf(
+        "worker: { threads = 3; };\n"
+        "beat = { entries = ( { name = \"t\"; task = \"test.add\"; every = 1.0; } ); };\n");
+    assert_int_equal(task_config_load_file(c, path, &err), 0);
+    assert_int_equal(c->threads, 3);
+    task_config_free(c);
+    unlink(path);
+    expect_file_error("beats = { x = 1; };\n", "1: beats.x: unknown option");
+}
+
 static void file_errors_name_file_line_and_option(void **state)
 {
     (void)state;
@@ -262,6 +279,7 @@ int main(void)
         cmocka_unit_test(defaults_are_set),
         cmocka_unit_test(file_values_of_every_type),
         cmocka_unit_test(file_errors_name_file_line_and_option),
+        cmocka_unit_test(beat_section_is_left_to_the_scheduler),
         cmocka_unit_test(missing_file_is_an_io_error),
         cmocka_unit_test(environment_maps_and_errors_name_the_variable),
         cmocka_unit_test(flags_set_values_and_never_echo_passwords),
