@@ -11,6 +11,7 @@ the broker has it, as taskd does before its ack.
 """
 import datetime
 import json
+import os
 import threading
 
 from kombu import Connection
@@ -43,7 +44,9 @@ def record(task_id, status, result, traceback=None, children=None, final=False, 
 
 
 class Writer:
-    """A confirm-mode connection per process and thread that appends records."""
+    """A confirm-mode connection per process and thread that appends records. A forked child
+    (Celery's prefork pool, a pre-forking web server) makes its own: its parent's socket is not
+    its to use, nor to close."""
 
     def __init__(self, url, max_age_s):
         self.url, self.max_age_s = url, max_age_s
@@ -51,9 +54,9 @@ class Writer:
 
     def _channel(self):
         loc = self.local
-        if getattr(loc, "conn", None) is None:
+        if getattr(loc, "conn", None) is None or loc.pid != os.getpid():
             loc.conn = Connection(self.url, transport_options={"confirm_publish": True})
-            loc.declared = set()
+            loc.declared, loc.pid = set(), os.getpid()
         return loc.conn.default_channel
 
     def _declare(self, ch, name):
@@ -91,7 +94,7 @@ class Writer:
     def reset(self):
         conn = getattr(self.local, "conn", None)
         self.local.conn = None
-        if conn is not None:
+        if conn is not None and self.local.pid == os.getpid():
             try:
                 conn.close()
             except Exception:
