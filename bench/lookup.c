@@ -224,9 +224,10 @@ int main(int argc, char **argv)
             size += tail4;
             percentiles(c, ids, tail4, ms, nlook, &p50_4, &p99_4);
         }
-        printf("{\"stream_records\": %ld, \"tail_records\": %ld, \"tail_rate\": %.0f, \"lookups\": %d, "
-               "\"min_ms\": %.2f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, \"max_ms\": %.2f, \"uuid4_full_scan_ms\": %.1f, "
-               "\"uuid4_tail_records\": %ld, \"uuid4_p50_ms\": %.2f, \"uuid4_p99_ms\": %.2f}\n",
+        printf("{\"stream_records\": %ld, \"tail_records\": %ld, \"tail_rate\": %.0f, "
+               "\"lookups\": %d, \"min_ms\": %.2f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, "
+               "\"max_ms\": %.2f, \"uuid4_full_scan_ms\": %.1f, \"uuid4_tail_records\": %ld, "
+               "\"uuid4_p50_ms\": %.2f, \"uuid4_p99_ms\": %.2f}\n",
                size, tail, rate, nlook, ms0, p50, p99, msmax, full, tail4, p50_4, p99_4);
         fflush(stdout);
     }

@@ -356,7 +356,7 @@ static void resume_note(task_client *c, const char *id, double until)
  * for a task sent a minute ago then reads a minute or two of its stream, not the retention
  * (1M stored results took 4-39 s to read whole). A wider read stops where the narrower one
  * began. 0: from the stream's first record, the retention's bound. */
-static const double WINDOWS_S[] = {3, 20, 90, 600, 3600, 6 * 3600, 0};
+static const double WINDOWS_S[] = {5, 60, 240, 900, 3600, 6 * 3600, 0};
 #define N_WINDOWS (sizeof(WINDOWS_S) / sizeof(WINDOWS_S[0]))
 
 /* Read on until the marker (or the window's end) or the id's first final state: a task ends
