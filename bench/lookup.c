@@ -1,7 +1,7 @@
 /*
  * lookup.c - task_lookup() latency against the size of the results stream.
  *
- *   lookup SIZES TAIL LOOKUPS [RATE]      e.g. lookup 10000,100000,1000000 42000 200 2000
+ *   lookup SIZES TAIL LOOKUPS [RATE [UUID4_TAIL]]   e.g. lookup 10000,1000000 42000 200 2000 20000
  *
  * Grows the results streams (taskd.results.0-15, each record a message of its own, as workers
  * write them: append() below) to a total of each size in SIZES. At each size, after a 4 s
@@ -14,6 +14,10 @@
  * that slack) to the id's final state, so its cost follows the rate the stream is written at,
  * not the stream's size: RATE 0 packs the tail into about a second, the worst case. One JSON
  * object per size on stdout.
+ * With UUID4_TAIL, it then appends that many records of uuid4 ids (a stock Celery client's)
+ * at RATE (keep it within the last minute), and times LOOKUPS lookups of them ("uuid4_p99_ms"):
+ * with no time in the id, task_lookup() reads windows back from now, widening until one holds
+ * the id.
  * Records carry a persistent delivery mode and are confirmed, like a worker's.
  */
 #include <stdio.h>
@@ -93,14 +97,17 @@ static void publish(struct task__conn *cn, const char *id, uint64_t *seq)
  * one entry per chunk, and it reads a chunk at a time. RATE records a second, or (0) in rounds
  * of one message per stream. ids[] (may be NULL) gets the ids.
  */
-static void append(struct task__conn *cn, long n, char (*ids)[37], double rate)
+static void append(struct task__conn *cn, long n, char (*ids)[37], double rate, bool uuid4)
 {
     double t0 = task__now_mono();
     bool used[TASK__RESULTS_PARTITIONS] = {false};
     uint64_t last = 0;
     for (long i = 0; i < n;) {
         char id[37];
-        task__uuid7(id);
+        if (uuid4)
+            task__uuid4(id);
+        else
+            task__uuid7(id);
         unsigned part = task__results_partition(id);
         if (used[part] && rate <= 0)
             continue; /* the round has this stream: draw another id */
@@ -144,11 +151,25 @@ static double time_lookup(task_client *c, const char *id, task_state want)
     return ms;
 }
 
+/* Time nlook lookups of ids picked evenly from ids[0..n) into ms[] (sorted). */
+static void percentiles(task_client *c, char (*ids)[37], long n, double *ms, int nlook,
+                        double *p50, double *p99)
+{
+    for (int i = 0; i < nlook; i++)
+        ms[i] = time_lookup(c, ids[(long)i * (n - 1) / (nlook > 1 ? nlook - 1 : 1)],
+                            TASK_STATE_SUCCESS);
+    qsort(ms, (size_t)nlook, sizeof(double), cmp);
+    int k = (nlook * 99) / 100;
+    *p50 = ms[nlook / 2];
+    *p99 = ms[k < nlook ? k : nlook - 1];
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 4 && argc != 5)
-        die("usage", "lookup SIZES TAIL LOOKUPS [RATE]");
-    double rate = argc == 5 ? strtod(argv[4], NULL) : 0;
+    if (argc < 4 || argc > 6)
+        die("usage", "lookup SIZES TAIL LOOKUPS [RATE [UUID4_TAIL]]");
+    double rate = argc >= 5 ? strtod(argv[4], NULL) : 0;
+    long tail4 = argc == 6 ? strtol(argv[5], NULL, 10) : 0;
     long tail = strtol(argv[2], NULL, 10);
     int nlook = (int)strtol(argv[3], NULL, 10);
     const char *url = getenv("TASKD_BROKER_URL");
@@ -175,22 +196,20 @@ int main(int argc, char **argv)
     if (c == NULL)
         die("client", err.msg);
 
-    char (*ids)[37] = malloc((size_t)tail * 37);
+    char (*ids)[37] = malloc((size_t)(tail > tail4 ? tail : tail4) * 37);
     double *ms = malloc((size_t)nlook * sizeof(double));
     long size = 0;
     for (char *s = argv[1]; *s != '\0';) {
         long want = strtol(s, &s, 10);
         s += *s == ',';
         if (want > size + tail)
-            append(cn, want - size - tail, NULL, 0);
+            append(cn, want - size - tail, NULL, 0, false);
         sleep(4);
-        append(cn, tail, ids, rate);
+        append(cn, tail, ids, rate, false);
         size = want > size + tail ? want : size + tail;
-        for (int i = 0; i < nlook; i++)
-            ms[i] = time_lookup(c, ids[(long)i * (tail - 1) / (nlook > 1 ? nlook - 1 : 1)],
-                                TASK_STATE_SUCCESS);
-        qsort(ms, (size_t)nlook, sizeof(double), cmp);
-        double p50 = ms[nlook / 2], p99 = ms[(nlook * 99) / 100 < nlook ? (nlook * 99) / 100 : nlook - 1];
+        double p50, p99;
+        percentiles(c, ids, tail, ms, nlook, &p50, &p99);
+        double ms0 = ms[0], msmax = ms[nlook - 1];
         /* An id with no time in it: read from the stream's first record (slow on a big stream:
          * the broker hands out some thousands of messages a second; -1 if it timed out). */
         char unknown[37];
@@ -199,9 +218,17 @@ int main(int argc, char **argv)
         double t0 = task__now_mono(), full = -1;
         if (task_lookup(c, unknown, 0, &st, NULL) == 0 && st == TASK_STATE_PENDING)
             full = (task__now_mono() - t0) * 1000;
-        printf("{\"stream_records\": %ld, \"tail_records\": %ld, \"tail_rate\": %.0f, \"lookups\": %d, "
-               "\"min_ms\": %.2f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, \"max_ms\": %.2f, \"uuid4_full_scan_ms\": %.1f}\n",
-               size, tail, rate, nlook, ms[0], p50, p99, ms[nlook - 1], full);
+        double p50_4 = -1, p99_4 = -1;
+        if (tail4 > 0) {
+            append(cn, tail4, ids, rate, true);
+            size += tail4;
+            percentiles(c, ids, tail4, ms, nlook, &p50_4, &p99_4);
+        }
+        printf("{\"stream_records\": %ld, \"tail_records\": %ld, \"tail_rate\": %.0f, "
+               "\"lookups\": %d, \"min_ms\": %.2f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, "
+               "\"max_ms\": %.2f, \"uuid4_full_scan_ms\": %.1f, \"uuid4_tail_records\": %ld, "
+               "\"uuid4_p50_ms\": %.2f, \"uuid4_p99_ms\": %.2f}\n",
+               size, tail, rate, nlook, ms0, p50, p99, msmax, full, tail4, p50_4, p99_4);
         fflush(stdout);
     }
     free(ids);

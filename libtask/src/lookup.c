@@ -27,6 +27,8 @@ struct task__stream_read {
     unsigned prefetch;      /* the consumer's window */
     bool widen;             /* time to move to the wide window */
     int64_t offset;         /* stream offset of the last message read; -1: none yet */
+    int64_t first;          /* offset of the first message this read got; -1: none yet */
+    int64_t stop_at;        /* a window's end: where the previous, narrower read began; -1 */
     char *tag;              /* consumer tag (malloc'd) */
 };
 
@@ -116,6 +118,13 @@ static void on_stream(task_client *c, const amqp_frame_t *f)
     }
     s->widen = ++s->read >= WIDEN_AFTER && s->prefetch < PREFETCH_WIDE;
     s->offset = stream_offset(&d);
+    if (s->first < 0)
+        s->first = s->offset;
+    /* A wider window ends where the narrower one began: from there on it was read already. */
+    if (s->stop_at >= 0 && s->offset >= s->stop_at) {
+        s->marker_seen = true;
+        goto out;
+    }
     /* Most messages hold neither the id nor the marker: skip them without parsing, so a
      * lookup costs about a byte scan per record instead of a JSON parse. */
     const void *raw = d.msg.body.bytes;
@@ -138,25 +147,31 @@ out:
  * the one looking it up may differ by up to this much. */
 #define SLACK_S 0.25
 
-/* The stream's first offset to read for `id`: "first", or an interval back from the broker's
- * clock ("Ns"), which unlike a timestamp does not need the broker's clock to agree with ours;
- * either has whole seconds only, so a read starts SLACK_S to SLACK_S + 1 s early. */
-static amqp_field_value_t start_offset(const char *id, double since_s, char buf[32])
+/* The offset `back_s` seconds back from the broker's now, or the first record when <= 0. */
+static amqp_field_value_t window_offset(double back_s, char buf[32])
 {
     amqp_field_value_t v = {.kind = AMQP_FIELD_KIND_UTF8};
-    uint64_t ms;
-    if (since_s <= 0 && task__uuid7_time_ms(id, &ms) == 0)
-        since_s = (double)ms / 1000.0;
-    if (since_s <= 0) {
+    if (back_s <= 0) {
         v.value.bytes = amqp_cstring_bytes("first");
         return v;
     }
-    double back = task__now_wall() - since_s + SLACK_S;
+    double back = back_s + SLACK_S;
     long long n = back < 1 ? 1 : (long long)back;
     n += (double)n < back;
     snprintf(buf, 32, "%llds", n);
     v.value.bytes = amqp_cstring_bytes(buf);
     return v;
+}
+
+/* The stream's first offset to read for `id`: "first", or an interval back from the broker's
+ * clock ("Ns"), which unlike a timestamp does not need the broker's clock to agree with ours;
+ * either has whole seconds only, so a read starts SLACK_S to SLACK_S + 1 s early. */
+static amqp_field_value_t start_offset(const char *id, double since_s, char buf[32])
+{
+    uint64_t ms;
+    if (since_s <= 0 && task__uuid7_time_ms(id, &ms) == 0)
+        since_s = (double)ms / 1000.0;
+    return since_s <= 0 ? window_offset(0, buf) : window_offset(task__now_wall() - since_s, buf);
 }
 
 static int stream_consume(task_client *c, struct task__stream_read *s, amqp_field_value_t from)
@@ -186,7 +201,7 @@ static int stream_consume(task_client *c, struct task__stream_read *s, amqp_fiel
  * cost a lookup four round trips and the broker's reader teardown. */
 static void forget_lookups(task_client *c);
 
-static int stream_open(task_client *c, struct task__stream_read *s, double since_s)
+static int stream_open(task_client *c, struct task__stream_read *s, amqp_field_value_t from)
 {
     c->on_stream = on_stream;
     c->forget_lookups = forget_lookups;
@@ -200,9 +215,8 @@ static int stream_open(task_client *c, struct task__stream_read *s, double since
     }
     task__results_name(task__results_partition(s->id), s->stream);
     s->prefetch = PREFETCH_START;
-    s->offset = -1;
-    char interval[32];
-    return stream_consume(c, s, start_offset(s->id, since_s, interval));
+    s->offset = s->first = -1;
+    return stream_consume(c, s, from);
 }
 
 /* Cancel the read's consumer; what the broker sent before its cancel-ok waits in rabbitmq-c's
@@ -337,20 +351,72 @@ static void resume_note(task_client *c, const char *id, double until)
     r->result = rep != NULL ? json_object_get(rep->result) : NULL;
 }
 
+/* Windows, in seconds back from now, that a lookup of an id with no time in it (a Celery uuid4)
+ * reads one after the other, newest first, until one holds a record of the id: a status poll
+ * for a task sent a minute ago then reads a minute or two of its stream, not the retention
+ * (1M stored results took 4-39 s to read whole). A wider read stops where the narrower one
+ * began. 0: from the stream's first record, the retention's bound. */
+static const double WINDOWS_S[] = {5, 60, 240, 900, 3600, 6 * 3600, 0};
+#define N_WINDOWS (sizeof(WINDOWS_S) / sizeof(WINDOWS_S[0]))
+
+/* Read on until the marker (or the window's end) or the id's first final state: a task ends
+ * once, so a lookup need not read the records written after it. */
+static int read_to_end(task_client *c, struct task__stream_read *s, double deadline)
+{
+    int rc = 0;
+    while (rc == 0 && !s->marker_seen && !s->final_seen) {
+        int left = task__remaining_ms(deadline);
+        if (left == 0)
+            return task__client_fail(c, TASK_ETIMEDOUT, "lookup %s: results stream did not "
+                                     "answer", s->id);
+        rc = task__client_pump(c, left);
+        rc = rc > 0 ? 0 : rc;
+        if (rc == 0 && s->widen)
+            rc = stream_widen(c, s);
+    }
+    return rc;
+}
+
+/* The next wider window back_s seconds back, up to where the last read began. 1: there is
+ * nothing before it (the last read got nothing), 0 or an error code. */
+static int next_window(task_client *c, struct task__stream_read *s, double back_s)
+{
+    stream_close(c, s, 0);
+    free(s->tag);
+    s->tag = NULL;
+    if (s->first < 0)
+        return 1;
+    s->stop_at = s->first;
+    s->marker_seen = s->widen = false;
+    s->read = s->since_ack = 0;
+    s->prefetch = PREFETCH_START;
+    s->offset = s->first = -1;
+    char buf[32];
+    int rc = stream_consume(c, s, window_offset(back_s, buf));
+    c->stream = s;
+    return rc;
+}
+
 int task_lookup(task_client *c, const char *id, double since_s, task_state *state,
                 json_object **result)
 {
     if (c == NULL || id == NULL)
         return TASK_EINVAL;
     task__error_clear(&c->err);
-    struct task__stream_read s = {.id = id};
+    struct task__stream_read s = {.id = id, .stop_at = -1};
     task__uuid4(s.marker);
     task__replies_remove(&c->replies, id);
     /* An id this client looked up before without a final state: read on from there. */
     struct task__resume *from = since_s <= 0 ? resume_find(c, id) : NULL;
     if (from != NULL && from->status != NULL)
         (void)task__replies_put(&c->replies, id, from->status, json_object_get(from->result));
-    int rc = stream_open(c, &s, from != NULL ? from->until : since_s);
+    if (from != NULL)
+        since_s = from->until;
+    uint64_t ms;
+    bool timeless = since_s <= 0 && task__uuid7_time_ms(id, &ms) != 0;
+    char buf[32];
+    int rc = stream_open(c, &s, timeless ? window_offset(WINDOWS_S[0], buf)
+                                         : start_offset(id, since_s, buf));
     if (rc == TASK_ENOTFOUND)
         return finish(c, id, state, result);
     double marked = task__now_wall();
@@ -358,20 +424,16 @@ int task_lookup(task_client *c, const char *id, double since_s, task_state *stat
         rc = publish_marker(c, s.stream, s.marker);
     c->stream = &s;
     double deadline = task__now_mono() + c->send_timeout_s;
-    /* Up to the marker, or to the first final state: a task ends once, so a lookup need not
-     * read the records written after it (an id from an hour ago reads seconds of stream). */
-    while (rc == 0 && !s.marker_seen && !s.final_seen) {
-        int left = task__remaining_ms(deadline);
-        if (left == 0) {
-            rc = task__client_fail(c, TASK_ETIMEDOUT, "lookup %s: results stream did not answer",
-                                   id);
-            break;
-        }
-        rc = task__client_pump(c, left);
-        rc = rc > 0 ? 0 : rc;
-        if (rc == 0 && s.widen)
-            rc = stream_widen(c, &s);
+    if (rc == 0)
+        rc = read_to_end(c, &s, deadline);
+    /* Records of one id lie in time order: if a window holds any, it holds the latest. */
+    for (size_t w = 1; timeless && rc == 0 && w < N_WINDOWS &&
+                       task__replies_find(&c->replies, id) == NULL; w++) {
+        rc = next_window(c, &s, WINDOWS_S[w]);
+        if (rc == 0)
+            rc = read_to_end(c, &s, deadline);
     }
+    rc = rc > 0 ? 0 : rc;
     stream_close(c, &s, rc);
     free(s.tag);
     if (rc == 0)
@@ -385,9 +447,10 @@ int task_watch(task_client *c, const char *id, double since_s, int timeout_ms,
     if (c == NULL || id == NULL)
         return TASK_EINVAL;
     task__error_clear(&c->err);
-    struct task__stream_read s = {.id = id};
+    struct task__stream_read s = {.id = id, .stop_at = -1};
     task__replies_remove(&c->replies, id);
-    int rc = stream_open(c, &s, since_s);
+    char buf[32];
+    int rc = stream_open(c, &s, start_offset(id, since_s, buf));
     if (rc == TASK_ENOTFOUND)
         rc = 0; /* no stream yet: the first worker result creates it; wait on */
     c->stream = &s;

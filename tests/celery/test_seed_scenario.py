@@ -1,7 +1,8 @@
-"""The seed scenario end to end with real HTTP: a Flask app answers POST /render with 202 and a
-status link, a C task calls a slow local API with libcurl, and GET /status answers 202 with
-progress, then 200 with the result, from a *different* Flask process. Then the same flow with the
-libtask-only C client."""
+"""The seed scenario end to end with real HTTP: a Flask app (a stock Celery client with taskd's
+results backend, stock uuid4 ids) answers POST /render with 202 and a status link, a C task calls
+a slow local API with libcurl, and GET /status answers 202 with PENDING (while it waits behind
+another render on the one-slot worker), STARTED and PROGRESS, then 200 with the result, from a
+*different* Flask process. Then the same flow with the libtask-only C client."""
 import json
 import os
 import socket
@@ -13,6 +14,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import BUILD, Checks, broker  # noqa: E402
+from backend_env import backend_env  # noqa: E402
 
 url = broker()
 ROOT = os.environ.get("TASKD_SOURCE_ROOT", ".")
@@ -59,7 +61,7 @@ try:
     api_port = int(api.stdout.readline())
     api_url = f"http://127.0.0.1:{api_port}/delay/0.5"
     log = f"/tmp/seed-taskd-{os.getpid()}.log"
-    start([f"{BUILD}/taskd/taskd", "--broker", url, "-Q", Q, "-c", "2",
+    start([f"{BUILD}/taskd/taskd", "--broker", url, "-Q", Q, "-c", "1",
            "--module", f"{BUILD}/examples/librender_audio.so"], stderr=open(log, "w"))
     for _ in range(400):
         if "event=worker_ready" in open(log).read():
@@ -69,8 +71,8 @@ try:
         print(open(log).read())
         t.check("taskd with the render module starts", False)
         t.finish()
-    env = dict(os.environ, RENDER_API_URL=api_url, RENDER_QUEUE=Q, RENDER_STEPS="4",
-               TASKCTL=f"{BUILD}/taskctl/taskctl", TASKD_BROKER_URL=url)
+    env = backend_env(RENDER_API_URL=api_url, RENDER_QUEUE=Q, RENDER_STEPS="4",
+                      TASKD_BROKER_URL=url)
     ports = [free_port(), free_port()]
     for port in ports:
         start(["/usr/bin/python3", f"{ROOT}/examples/flask/app.py"], env=dict(env, PORT=str(port)),
@@ -83,20 +85,34 @@ try:
     t.check("POST /render answers 202 at once", code == 202 and time.time() - t0 < 2, str(code))
     loc = headers.get("Location", "")
     t.check("with Location: /status/<task_id>", loc.endswith(f"/status/{body.get('task_id')}"), loc)
-    seen, final = [], None
-    while time.time() - t0 < 30:
-        code, _, doc = http("GET", f"http://127.0.0.1:{ports[1]}{loc[loc.index('/status'):]}")
-        if code == 200:
-            final = doc
-            break
-        seen.append((code, doc.get("state"), json.dumps(doc.get("progress"))))
-        time.sleep(0.2)
-    progress = [s for s in seen if s[0] == 202 and s[1] == "PROGRESS"]
+    t.check("the id is Celery's own (uuid4)", len(body.get("task_id", "")) == 36 and
+            body["task_id"][14] == "4", repr(body))
+    # A second render waits behind the first on the one-slot worker: PENDING meanwhile.
+    code2, headers2, _ = http("POST", f"http://127.0.0.1:{ports[0]}/render/song-6")
+    locs = [loc, headers2.get("Location", "")]
+    seen, final = [[], []], [None, None]
+    while time.time() - t0 < 40 and None in final:
+        for i, lc in enumerate(locs):
+            if final[i] is not None or "/status" not in lc:
+                continue
+            code, _, doc = http("GET", f"http://127.0.0.1:{ports[1]}{lc[lc.index('/status'):]}")
+            if code == 200:
+                final[i] = doc
+            else:
+                seen[i].append((code, doc.get("state"), json.dumps(doc.get("progress"))))
+        time.sleep(0.1)
+    progress = [s for s in seen[0] if s[0] == 202 and s[1] == "PROGRESS"]
     t.check("the other web process answers 202 with progress while it runs", len(progress) >= 2,
-            str(seen[:6]))
-    t.check("then 200 with the result", final is not None and final["result"] ==
-            {"song": "song-7", "steps": 4, "statuses": [200, 200, 200, 200]}, repr(final))
-    t.check("the render took the API's time (4 x 0.5 s)", time.time() - t0 >= 2.0)
+            str(seen[0][:6]))
+    t.check("then 200 with the result", final[0] is not None and final[0]["result"] ==
+            {"song": "song-7", "steps": 4, "statuses": [200, 200, 200, 200]}, repr(final[0]))
+    states = [st for code, st, _ in seen[1] if code == 202]
+    order = [st for k, st in enumerate(states) if k == 0 or states[k - 1] != st]
+    t.check("the queued render: 202 PENDING, then STARTED, then PROGRESS, then 200",
+            order[:3] == ["PENDING", "STARTED", "PROGRESS"] and final[1] is not None and
+            final[1]["result"]["song"] == "song-6", f"{order} {final[1]!r}")
+    t.check("the renders took the API's time (2 x 4 x 0.5 s on one slot)",
+            time.time() - t0 >= 4.0)
 
     out = subprocess.run([f"{BUILD}/examples/render_client", "song-8", api_url, "3"],
                          env=dict(os.environ, TASKD_BROKER_URL=url, TASKD_CLIENT_DEFAULT_QUEUE=Q),

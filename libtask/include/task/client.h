@@ -127,10 +127,11 @@ TASK_API int task_client_poll(task_client *c, const char *id, task_state *state,
 /*
  * task_lookup - the latest state of task `id` (borrowed) as recorded in the results stream, from
  * any process, with no waiting: reads the id's results stream from `since_s` (Unix seconds; 0:
- * from the time in a UUIDv7 id less 0.25 s, else from the start of the stream's retention) to
- * the id's first final state or the stream's current end. A client remembers where its lookups
- * of the last 64 ids without a final state stopped, and the next lookup of such an id (since_s
- * 0) reads on from there. The hosts that make ids and look them up must agree on the time
+ * from the time in a UUIDv7 id less 0.25 s; for an id with no time in it, such as a Celery
+ * uuid4, in windows back from now, 5 s, 1 min, 4 min, 15 min, 1 h, 6 h, then the stream's whole
+ * retention, until a window holds a record of the id) to the id's first final state or the
+ * stream's current end. A client remembers where its lookups of the last 64 ids without a final
+ * state stopped, and the next lookup of such an id (since_s 0) reads on from there. The hosts that make ids and look them up must agree on the time
  * within 0.25 s (the broker's clock does not matter); pass since_s otherwise.
  * state  [out] PENDING when the id was never seen (or is older than the retention).
  * result [out] new reference or NULL: the value, PROGRESS meta or exception object.
