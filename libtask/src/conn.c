@@ -215,6 +215,15 @@ static int open_one(struct task__conn *c, const char *url, const struct task__co
         rc = tls_setup(c, sock, &tls, u.host);
         if (rc != 0)
             return rc;
+    } else if ((tls.certfile != NULL && tls.certfile[0] != '\0') ||
+               (tls.keyfile != NULL && tls.keyfile[0] != '\0') ||
+               (tls.ca_certs != NULL && tls.ca_certs[0] != '\0' &&
+                strcmp(tls.ca_certs, TASK__TLS_SYSTEM_CA) != 0)) {
+        /* Celery's broker_use_ssl turns TLS on for amqp:// too; ours does not (the URL says
+         * which): say so rather than send the password in the clear unnoticed. */
+        fprintf(stderr, "level=warn event=tls_options_unused broker=%s detail=\"TLS options are "
+                "set but the URL is amqp://: this connection is plain text (use amqps://)\"\n",
+                c->where);
     }
     struct timeval tv;
     set_timeval(&tv, o->connect_timeout_s);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include "config_opts.h"
 #include "tls.h"
 
 /* The first certificate error of the handshake in progress on this thread. rabbitmq-c opens
@@ -111,6 +112,13 @@ static int load_files(SSL_CTX *ctx, const struct task__tls_opts *o, char *why, s
         return -1;
     }
     const char *key = set(o->keyfile) ? o->keyfile : o->certfile;
+    /* Wherever the name came from (config, environment, a URL's ?ssl_keyfile=, or the key
+     * kept in the certificate file), a key others can read is no secret. */
+    char perm[300];
+    if (task__secret_file_check(key, perm, sizeof(perm)) != 0) {
+        snprintf(why, size, "broker.ssl_keyfile %s", perm);
+        return -1;
+    }
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     if (SSL_CTX_use_certificate_chain_file(ctx, o->certfile) != 1)
         return file_fail("broker.ssl_certfile", o->certfile, why, size);

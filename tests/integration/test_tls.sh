@@ -126,7 +126,8 @@ expect_fail "wrong CA" "not signed by a CA in broker.ssl_ca_certs" \
     env TASKD_BROKER_SSL_CA_CERTS=$K/other-ca.pem "$CTL" --broker "$TLS" call test.add --args '[1,2]'
 expect_fail "wrong IP address" "IP address mismatch" call "amqps://guest:guest@127.0.0.2:$P//"
 expect_fail "a plain client on the TLS port" "a TLS port? then use amqps://" \
-    call "amqp://guest:guest@localhost:$P//"
+    env -u TASKD_BROKER_SSL_CA_CERTS -u TASKD_BROKER_SSL_CERTFILE -u TASKD_BROKER_SSL_KEYFILE \
+    "$CTL" --broker "amqp://guest:guest@localhost:$P//" call test.add --args '[1,2]'
 expect_fail "an amqps client on the plain port" "is that port TLS?" \
     call "amqps://guest:guest@localhost:$PLAINPORT//"
 # TLS 1.3: the broker's alert may or may not be read before its close (both cases below);
@@ -138,6 +139,22 @@ expect_fail "a client certificate of another CA: refused" "client certificate it
     "$CTL" --broker "$TLS" call test.add
 expect_fail "a missing CA file names the option" "broker.ssl_ca_certs $T/nope.pem" \
     env TASKD_BROKER_SSL_CA_CERTS=$T/nope.pem "$CTL" --broker "$TLS" call test.add
+# TLS options with an amqp:// URL: plain text, as the URL says, but not unnoticed (outside attack:
+# Celery's broker_use_ssl would have turned TLS on).
+err=$("$CTL" --broker "$PLAIN" call test.add --args '[2,2]' 2>&1 >/dev/null)
+[[ $err == *event=tls_options_unused* ]] && ok "TLS options with an amqp:// URL warn: plain text" ||
+    bad "TLS options with an amqp:// URL warn: plain text ($err)"
+# A key others can read is refused however it is named (outside attack: the URL's
+# ?ssl_keyfile= and a key kept in the certificate file skipped the check).
+cp "$K/client.key" "$T/open.key" && chmod 644 "$T/open.key"
+cat "$K/client.pem" "$K/client.key" >"$T/combo.pem" && chmod 644 "$T/combo.pem"
+expect_fail "a world-readable key in the URL's ?ssl_keyfile= is refused" "readable by others" \
+    env -u TASKD_BROKER_SSL_KEYFILE -u TASKD_BROKER_SSL_CERTFILE "$CTL" --broker \
+    "amqps://guest:guest@localhost:$P//?ssl_certfile=$K/client.pem&ssl_keyfile=$T/open.key" \
+    call test.add
+expect_fail "a world-readable certificate file holding the key is refused" "readable by others" \
+    env -u TASKD_BROKER_SSL_KEYFILE TASKD_BROKER_SSL_CERTFILE=$T/combo.pem "$CTL" \
+    --broker "$TLS" call test.add
 
 # Certificates RabbitMQ would not serve side by side: openssl s_server, one per case.
 serve() { # CERT KEY PORT
