@@ -345,7 +345,15 @@ void consumer_on_delivery(struct worker *w, struct task__delivery *d)
         char detail[128];
         snprintf(detail, sizeof(detail), "body of %zu bytes exceeds worker.max_message_size %d",
                  d->msg.body.len, w->cfg->max_message_bytes);
-        quarantine(w, d, NULL, TASK_BAD_TOO_BIG, detail);
+        /* The body is not read, but the headers name the task, its id and the caller's reply
+         * queue: the caller gets its FAILURE instead of waiting for ever (outside attack). */
+        struct task__msg partial;
+        enum task__bad reason;
+        task_error err = {0};
+        (void)task__msg_decode(&d->msg.properties, NULL, d->msg.body.len, &w->limits, &partial,
+                               &reason, &err);
+        quarantine(w, d, &partial, TASK_BAD_TOO_BIG, detail);
+        task__msg_clear(&partial);
         task__delivery_free(d);
         return;
     }

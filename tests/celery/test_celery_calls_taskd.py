@@ -104,6 +104,21 @@ with Taskd(Q) as worker:
 
     t.check("taskd still alive", worker.proc.poll() is None)
 
+# A message over worker.max_message_size: quarantined unread, and its caller (named in the
+# headers) gets a FAILURE at once instead of waiting for ever (outside attack: PENDING forever).
+QS = Q + "_small"
+with Taskd(QS, env={"TASKD_WORKER_MAX_MESSAGE_SIZE": "4096"}, tag="small") as small:
+    t0 = time.time()
+    try:
+        app.send_task("test.echo", ("x" * 10000,), queue=QS).get(timeout=20)
+        t.check("a too-big message fails its caller", False, "no exception")
+    except Exception as e:
+        t.check("a too-big message fails its caller at once (ContentDisallowed, too-big)",
+                type(e).__name__ == "ContentDisallowed" and "too-big" in str(e) and
+                time.time() - t0 < 10, f"{type(e).__name__}: {str(e)[:120]} "
+                f"after {time.time() - t0:.1f} s")
+    t.check("the small worker is still alive", small.proc.poll() is None)
+
 # A priority queue that Celery declares from its task_queues and taskd from its config: the
 # declarations must be equivalent (same argument types) or one side gets 406.
 from kombu import Exchange, Queue  # noqa: E402
