@@ -79,9 +79,10 @@ bool orphan_adopt(struct worker *w, struct task__delivery *d, const char *id,
     return true;
 }
 
-void orphan_prune(struct worker *w)
+struct job *orphan_take_expired(struct worker *w)
 {
     double now = task__now_mono();
+    struct job *taken = NULL, **end = &taken;
     for (struct job **pp = &w->orphans; *pp != NULL;) {
         struct job *j = *pp;
         if (j->orphan_until > now) {
@@ -89,9 +90,12 @@ void orphan_prune(struct worker *w)
             continue;
         }
         *pp = j->next;
+        j->next = NULL;
         w->norphans--;
-        job_free(j);
+        *end = j;
+        end = &j->next;
     }
+    return taken;
 }
 
 void orphan_free(struct worker *w)

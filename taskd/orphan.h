@@ -24,8 +24,10 @@ void orphan_keep(struct worker *w, struct job *job, int why, json_object *reply)
  * publishes its kept outcome (outcome_settle_kept). */
 bool orphan_adopt(struct worker *w, struct task__delivery *d, const char *id,
                   struct job **ended);
-/* Forget outcomes older than ORPHAN_KEEP_S (once a second). */
-void orphan_prune(struct worker *w);
+/* Unlink the kept outcomes older than ORPHAN_KEEP_S (once a second) and return them as a
+ * chain: their redelivery did not come (the broker lost the message, or another worker took
+ * it). The caller owns them (outcome_orphans_expired). */
+struct job *orphan_take_expired(struct worker *w);
 void orphan_free(struct worker *w);
 
 #endif

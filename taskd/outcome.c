@@ -338,6 +338,10 @@ void outcome_settled(struct worker *w, struct job *job)
 {
     if (!job->done || job->waits > 0)
         return;
+    if (job->no_delivery) {
+        job_free(job); /* its outcome is out; there is no delivery of ours to settle */
+        return;
+    }
     if (job->leased) {
         /* Its delivery was acked when it was leased; the lease queue holds the message. */
         if (job->nacked)
@@ -438,5 +442,29 @@ void outcome_requeue_chain(struct worker *w, struct job *chain)
         chain->nacked = true; /* settles as reject(requeue) */
         outcome_finish(w, chain);
         chain = next;
+    }
+}
+
+void outcome_orphans_expired(struct worker *w, struct job *chain)
+{
+    while (chain != NULL) {
+        struct job *j = chain;
+        chain = j->next;
+        j->next = NULL;
+        if (j->stash != STASH_DONE) {
+            /* Lost with its child: the broker's redelivery (if it has the message) runs it
+             * again; nothing here is an outcome. */
+            job_free(j);
+            continue;
+        }
+        /* It ran to its end here, but its redelivery never came (a broker that lost the
+         * message, or another worker that took it): publish the outcome it has rather than
+         * leave its state STARTED for ever. A later copy of it is dropped here (ended.h). */
+        log_event(LV_WARN, 0, "task_outcome_published_late", "task=%s task_id=%s "
+                  "reason=\"its redelivery did not come within %.0f s\"", log_v(j->m.task),
+                  log_v(j->m.id), ORPHAN_KEEP_S);
+        j->no_delivery = true;
+        j->orphan = false;
+        outcome_settle_kept(w, j);
     }
 }

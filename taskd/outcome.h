@@ -36,6 +36,9 @@ void outcome_settled(struct worker *w, struct job *job);
 /* Publish and settle the outcome a job kept (stash, stash_reply): a reconnect's replay, an
  * orphan's redelivery. Takes the job. */
 void outcome_settle_kept(struct worker *w, struct job *job);
+/* Orphans whose redelivery did not come (orphan_take_expired): one that ran to its end gets
+ * its outcome published (no delivery to ack); the others are dropped. Takes the chain. */
+void outcome_orphans_expired(struct worker *w, struct job *chain);
 /* Settle every job kept in w->stashed (after a reconnect, or when the broker unblocks). */
 void outcome_replay(struct worker *w);
 

@@ -395,7 +395,7 @@ static void give_back_waiting(struct worker *w)
     if (!task__conn_alive(w->conn) || w->blocked || now < w->give_back_at)
         return;
     w->give_back_at = now + 1;
-    orphan_prune(w);
+    outcome_orphans_expired(w, orphan_take_expired(w));
     consumer_give_back(w, now - w->cfg->give_back_after_s);
 }
 

@@ -123,12 +123,33 @@ static void cold_stop_without_connection_drops(void **state)
     assert_int_equal(w->norphans, 0);
 }
 
+/* An orphan whose redelivery never came leaves the keep after ORPHAN_KEEP_S: expired ones are
+ * taken out (the fresh one stays); one lost with its child is dropped, not published. */
+static void expired_orphans_are_taken_out(void **state)
+{
+    (void)state;
+    struct job *old = job_for("id-6"), *fresh = job_for("id-7");
+    old->orphan = fresh->orphan = true;
+    outcome_child_ended(w, old, STASH_LOST, NULL);
+    outcome_child_ended(w, fresh, STASH_LOST, NULL);
+    assert_int_equal(w->norphans, 2);
+    old->orphan_until = task__now_mono() - 1;
+    struct job *expired = orphan_take_expired(w);
+    assert_ptr_equal(expired, old);
+    assert_null(expired->next);
+    assert_int_equal(w->norphans, 1);
+    assert_ptr_equal(w->orphans, fresh);
+    assert_null(orphan_take_expired(w));
+    outcome_orphans_expired(w, expired); /* STASH_LOST: freed, nothing published (no conn) */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(no_connection_keeps_the_outcome, setup, teardown),
         cmocka_unit_test_setup_teardown(orphan_waits_for_its_redelivery, setup, teardown),
         cmocka_unit_test_setup_teardown(cold_stop_without_connection_drops, setup, teardown),
+        cmocka_unit_test_setup_teardown(expired_orphans_are_taken_out, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
