@@ -48,6 +48,7 @@ struct job {
     bool lease_dangling;    /* a lapsed copy came back to it: delete its lease queue at the end */
     bool announced;         /* task-received sent already (at its eta hold or rate wait) */
     bool no_delivery;       /* its delivery died with an old connection: nothing to ack */
+    bool final;             /* its own final state (SUCCESS, FAILURE, REVOKED) was published */
 };
 
 /* A FIFO of jobs linked through `next`. */

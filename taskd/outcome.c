@@ -71,7 +71,7 @@ static void publish_final(struct worker *w, struct job *job, const char *status,
     if (job->m.chord != NULL && chord_part_done(w, job, status, result) != 0)
         job->nacked = true;
     (void)pub_result(w, job, &job->m, status, result, traceback, dc);
-    ended_note(job->m.id); /* a copy under the same id is dropped from now on (ended.h) */
+    job->final = true; /* ended.h notes it once this is confirmed and the delivery acked */
 }
 
 static void publish_failure(struct worker *w, struct job *job, const struct task__msg *m,
@@ -338,6 +338,10 @@ void outcome_settled(struct worker *w, struct job *job)
 {
     if (!job->done || job->waits > 0)
         return;
+    /* From now on a copy under the same id is dropped here (ended.h); not before: an outcome
+     * the broker refused (a follow-up no queue took) requeues the task to run again. */
+    if (job->final && !job->nacked)
+        ended_note(job->m.id);
     if (job->no_delivery) {
         job_free(job); /* its outcome is out; there is no delivery of ours to settle */
         return;
