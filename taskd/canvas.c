@@ -38,11 +38,12 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
     struct task__msg m = {
         .lang = "c", .task = (char *)name, .id = (char *)tid,
         .root_id = job->m.root_id ? job->m.root_id : job->m.id, .parent_id = job->m.id,
-        .group_index = -1, .correlation_id = (char *)tid,
+        .correlation_id = (char *)tid,
         .reply_to = (char *)(call.reply_to ? call.reply_to : job->m.reply_to),
         .delivery_mode = 2, .args = call.args, .kwargs = call.kwargs, .chain = chain_rest,
         .eta = call.eta, .expires = call.expires, .callbacks = call.link,
-        .errbacks = call.link_error,
+        .errbacks = call.link_error, .chord = call.chord, .group = (char *)call.group_id,
+        .group_index = call.group_index,
     };
     task_error err = {0};
     /* Celery's order: the signature's queue, then routes; else the parent's queue. */

@@ -121,6 +121,22 @@ int canvas_sig_read(json_object *sig, json_object *first, double now, struct can
     }
     out->link = sig_list(sig, "link");
     out->link_error = sig_list(sig, "link_error");
+    out->group_index = -1;
+    out->group_id = canvas_opt_str(sig, "group_id");
+    json_object *opts, *cv;
+    if (json_object_object_get_ex(sig, "options", &opts) && json_object_is_type(opts, json_type_object)) {
+        if (json_object_object_get_ex(opts, "chord", &cv) && json_object_is_type(cv, json_type_object))
+            out->chord = cv;
+        if (json_object_object_get_ex(opts, "group_index", &cv) &&
+            json_object_is_type(cv, json_type_int) && json_object_get_int64(cv) >= 0 &&
+            json_object_get_int64(cv) < INT32_MAX)
+            out->group_index = (int)json_object_get_int64(cv);
+    }
+    if (!fits_shortstr(out->group_id)) {
+        *why = "group_id longer than 255 bytes";
+        canvas_call_clear(out);
+        return -1;
+    }
     return 0;
 }
 

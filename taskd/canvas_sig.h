@@ -19,6 +19,11 @@ struct canvas_call {
     double expires;       /* Unix seconds from options.expires; 0: never */
     json_object *link;    /* new reference: options.link as a list, or NULL */
     json_object *link_error; /* new reference: options.link_error as a list, or NULL */
+    /* A chord header member that is a chain: Celery puts the chord on the chain's last step
+     * (options.chord, group_id, group_index), and that step counts in the barrier. */
+    json_object *chord;   /* borrowed: options.chord when an object, else NULL */
+    const char *group_id; /* options.group_id; NULL: none */
+    int group_index;      /* options.group_index; -1: none */
 };
 
 /* Read signature `sig` with `first` (borrowed, may be NULL) to prepend to its args, as of `now`

@@ -23,7 +23,7 @@ if "LD_PRELOAD" in env:
     if os.environ.get("LD_PRELOAD") != env["LD_PRELOAD"]:
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
-from celery import Celery, chord, group  # noqa: E402
+from celery import Celery, chain, chord, group  # noqa: E402
 from celery.utils import uuid  # noqa: E402
 
 PID = os.getpid()
@@ -141,7 +141,16 @@ try:
         c3 = chord([app.signature("py.add", (1, 1), queue=QP),
                     app.signature("test.fail", ("member",), queue=QC)])(
             app.signature("py.xsum", queue=QP))
-        o = observe([c1.id, c2.id, c3.id])
+        # A header member that is a chain whose first step runs on taskd: Celery puts the chord
+        # on the chain's last step, which taskd sends on (outside attack: it was dropped, and
+        # the chord never fired).
+        c4 = chord([chain(app.signature("test.add", (2, 2), queue=QC),
+                          app.signature("py.add", (100,), queue=QP)),
+                    chain(app.signature("test.add", (1, 1), queue=QC),
+                          app.signature("test.add", (10,), queue=QC)),
+                    app.signature("py.add", (3, 3), queue=QP)])(
+            app.signature("py.xsum", queue=QP))
+        o = observe([c1.id, c2.id, c3.id, c4.id])
         t.check("chord of 20 (taskd and Python members) -> taskd callback: the sum",
                 o.get(c1.id, {}).get("get") == {"value": want}, repr(o.get(c1.id)))
         t.check("chord of 20 (taskd and Python members) -> Python callback: the sum",
@@ -150,6 +159,9 @@ try:
                 o.get(c3.id, {}).get("get", {}).get("raised") == "ChordError",
                 repr(o.get(c3.id)))
         t.check("the sender's own AsyncResult.get() of the chord", c1.get(timeout=30) == want)
+        t.check("chord whose members are chains started on taskd: the callback gets every last "
+                "step's result", o.get(c4.id, {}).get("get") == {"value": 104 + 12 + 6},
+                repr(o.get(c4.id)))
         # Lookups of uuid4 ids read windows back from now (5 s, then 1 min, ...): records older
         # than the first window, with newer records of other ids after them in the same stream,
         # are found by the wider window, and the latest of two wins.
