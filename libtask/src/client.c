@@ -302,6 +302,15 @@ int task__remaining_ms(double deadline)
     return left <= 0 ? 0 : (int)(left * 1000) + 1;
 }
 
+int task__client_ensure_conn(task_client *c)
+{
+    if (c->conn != NULL && task__conn_alive(c->conn))
+        return 0;
+    /* Its connection died (a broker restart) and an earlier call gave up reconnecting: this
+     * call tries again, within the send timeout, instead of using what is gone. */
+    return task__client_reconnect(c, task__now_mono() + c->send_timeout_s);
+}
+
 static int ensure_queue(task_client *c, const char *queue)
 {
     int rc = task__topo_declare(&c->topo, c->conn, CH, queue);
@@ -400,7 +409,9 @@ int task__client_send(task_client *c, const char *name, json_object *args, json_
         task__uuid7(tid.str);
     }
     const char *queue = o->queue ? o->queue : task__topo_route(&c->topo, name, c->default_queue);
-    int rc = ensure_queue(c, queue);
+    int rc = task__client_ensure_conn(c);
+    if (rc == 0)
+        rc = ensure_queue(c, queue);
     if (rc != 0)
         return rc;
 
@@ -474,6 +485,9 @@ int task_wait_progress(task_client *c, const char *id, int timeout_ms, task_stat
     task__error_clear(&c->err);
     double deadline = timeout_ms < 0 ? -1 : task__now_mono() + timeout_ms / 1000.0;
     unsigned seen = 0;
+    int ready = task__client_ensure_conn(c);
+    if (ready != 0)
+        return ready;
     for (;;) {
         struct task__reply *r = task__replies_find(&c->replies, id);
         if (r != NULL && task_state_is_final(r->state)) {
@@ -515,7 +529,9 @@ int task_client_poll(task_client *c, const char *id, task_state *state, json_obj
     if (c == NULL || id == NULL)
         return TASK_EINVAL;
     task__error_clear(&c->err);
-    int rc;
+    int rc = task__client_ensure_conn(c);
+    if (rc != 0)
+        return rc;
     while ((rc = task__client_pump(c, 0)) > 0) {
     }
     if (rc < 0)

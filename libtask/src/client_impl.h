@@ -64,6 +64,9 @@ int task__client_send(task_client *c, const char *name, json_object *args, json_
 /* After the connection broke: reconnect (all URLs, jittered backoff) until `deadline`
  * (task__now_mono() seconds), re-declare the reply queue and resume. 0 or TASK_ECONNECT. */
 int task__client_reconnect(task_client *c, double deadline);
+/* A live connection, reconnecting (within client.send_timeout) if the last one died. 0 or the
+ * error (also in the client). */
+int task__client_ensure_conn(task_client *c);
 
 int task__client_fail(task_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

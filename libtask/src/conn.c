@@ -578,7 +578,7 @@ int task__conn_reject(struct task__conn *c, uint16_t ch, uint64_t tag, bool requ
 
 bool task__conn_has_buffered(struct task__conn *c)
 {
-    return c->alive && (amqp_frames_enqueued(c->st) || amqp_data_in_buffer(c->st));
+    return c != NULL && c->alive && (amqp_frames_enqueued(c->st) || amqp_data_in_buffer(c->st));
 }
 
 int task__conn_next_frame(struct task__conn *c, amqp_frame_t *f, int timeout_ms,

@@ -415,8 +415,11 @@ int task_lookup(task_client *c, const char *id, double since_s, task_state *stat
     uint64_t ms;
     bool timeless = since_s <= 0 && task__uuid7_time_ms(id, &ms) != 0;
     char buf[32];
-    int rc = stream_open(c, &s, timeless ? window_offset(WINDOWS_S[0], buf)
-                                         : start_offset(id, since_s, buf));
+    int rc = task__client_ensure_conn(c);
+    if (rc != 0)
+        return rc;
+    rc = stream_open(c, &s, timeless ? window_offset(WINDOWS_S[0], buf)
+                                     : start_offset(id, since_s, buf));
     if (rc == TASK_ENOTFOUND)
         return finish(c, id, state, result);
     double marked = task__now_wall();
@@ -450,7 +453,10 @@ int task_watch(task_client *c, const char *id, double since_s, int timeout_ms,
     struct task__stream_read s = {.id = id, .stop_at = -1};
     task__replies_remove(&c->replies, id);
     char buf[32];
-    int rc = stream_open(c, &s, start_offset(id, since_s, buf));
+    int rc = task__client_ensure_conn(c);
+    if (rc != 0)
+        return rc;
+    rc = stream_open(c, &s, start_offset(id, since_s, buf));
     if (rc == TASK_ENOTFOUND)
         rc = 0; /* no stream yet: the first worker result creates it; wait on */
     c->stream = &s;
