@@ -477,6 +477,14 @@ int beat_run(const struct beat_opts *o)
     while (!got_stop) {
         if (got_hup)
             reload(&b);
+        if (b.sched.n == 0) {
+            /* Nothing to send: stay out of the election, or a leader with no entries would hold
+             * the token while instances with entries wait (outside attack). */
+            if (b.conn != NULL)
+                disconnect(&b, "no entries");
+            usleep(200000);
+            continue;
+        }
         if (b.conn == NULL && (connect_broker(&b) != 0 || make_client(&b) != 0)) {
             if (b.conn != NULL)
                 disconnect(&b, "no client connection");
