@@ -63,12 +63,19 @@ class ResultsBackend(BaseBackend):
 
     # --- reads ---------------------------------------------------------------------------
     def _get_task_meta_for(self, task_id):
-        c = self._client()
         try:
+            c = self._client()  # first: it loads the library (self._lib) on first use
             state, result = self._lib.lookup(c, task_id)
         except libtask.LibtaskError:
-            self._clients.reset()  # a broken connection: the next lookup connects again
-            raise
+            # A connection that broke since the last lookup (a broker restart): once more on
+            # a new one before a status page gets an error.
+            self._clients.reset()
+            try:
+                c = self._client()
+                state, result = self._lib.lookup(c, task_id)
+            except libtask.LibtaskError:
+                self._clients.reset()
+                raise
         return {"task_id": task_id, "status": state, "result": result, "traceback": None,
                 "children": [], "date_done": None}
 

@@ -98,22 +98,42 @@ class Libtask:
         return self.lib.task_state_name(st.value).decode(), result
 
 
+class _Owned:
+    """One task_client, freed (its connection closed) when nothing refers to it any more: when
+    the thread that made it ends, its thread-local slot goes and with it this object. Only the
+    process that made it frees it: a forked child must not close its parent's connection."""
+
+    def __init__(self, lib, c):
+        self.lib, self.c, self.pid = lib, c, os.getpid()
+
+    def close(self):
+        c, self.c = self.c, None
+        if c is not None and self.pid == os.getpid():
+            self.lib.close(c)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to tell
+            pass
+
+
 class Clients(threading.local):
-    """A task_client per thread, made again in a forked child (its parent's is not its own)."""
+    """A task_client per thread, made again in a forked child (its parent's is not its own),
+    and closed when its thread ends (a thread per request must not leave a connection each)."""
 
     def __init__(self, lib, urls, timeout_s):
         self.lib, self.urls, self.timeout_s = lib, urls, timeout_s
-        self.pid, self.c = None, None
+        self.owned = None
 
     def get(self):
-        if self.c is None or self.pid != os.getpid():
-            # A parent's client is left alone in the child: freeing it would close the
-            # parent's connection.
-            self.c, self.pid = self.lib.client(self.urls, self.timeout_s), os.getpid()
-        return self.c
+        if self.owned is None or self.owned.c is None or self.owned.pid != os.getpid():
+            # A parent's client is left alone in the child (_Owned checks the pid).
+            self.owned = _Owned(self.lib, self.lib.client(self.urls, self.timeout_s))
+        return self.owned.c
 
     def reset(self):
         """Drop this thread's client after a failure: the next call connects again."""
-        if self.c is not None and self.pid == os.getpid():
-            self.lib.close(self.c)
-        self.c = None
+        if self.owned is not None:
+            self.owned.close()
+        self.owned = None

@@ -162,6 +162,28 @@ try:
         t.check("chord whose members are chains started on taskd: the callback gets every last "
                 "step's result", o.get(c4.id, {}).get("get") == {"value": 104 + 12 + 6},
                 repr(o.get(c4.id)))
+        # A thread per request (a threaded web server): each thread's client is closed when the
+        # thread ends (outside attack: 800 threads left 800 connections open).
+        import gc
+        import threading
+
+        def open_fds():
+            return len(os.listdir("/proc/self/fd"))
+
+        done_id = c1.id
+        app.AsyncResult(done_id).state  # this thread's own client, made before counting
+        before = open_fds()
+        for _ in range(4):
+            ths = [threading.Thread(target=lambda: app.AsyncResult(done_id).state)
+                   for _ in range(10)]
+            for th in ths:
+                th.start()
+            for th in ths:
+                th.join()
+        gc.collect()
+        after = open_fds()
+        t.check("40 short-lived polling threads leave no connection behind",
+                after - before < 5, f"fds {before} -> {after}")
         # Lookups of uuid4 ids read windows back from now (5 s, then 1 min, ...): records older
         # than the first window, with newer records of other ids after them in the same stream,
         # are found by the wider window, and the latest of two wins.
