@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include "codec.h"
 #include "conn.h"
 
@@ -22,6 +24,8 @@
 struct gen {
     struct task__conn *conn;
     char reply_q[40];
+    unsigned run;          /* the first 8 hex digits of this run's ids: a worker drops a copy
+                            * of an id that ended there lately, so runs must not share ids */
     uint64_t confirmed;
     long results, failures;
     double *t_sent;        /* by task index, for latency */
@@ -80,7 +84,8 @@ static void publish(struct gen *g, const char *task, json_object *args, const ch
                     long idx, uint64_t *seq)
 {
     char id[37];
-    snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012lx", (unsigned long)idx & 0xffffffffffffUL);
+    snprintf(id, sizeof(id), "%08x-0000-4000-8000-%012lx", g->run,
+             (unsigned long)idx & 0xffffffffffffUL);
     struct task__msg m = {.task = (char *)task, .id = id, .group_index = -1, .args = args,
                           .reply_to = g->reply_q, .delivery_mode = 2};
     struct task__wire w;
@@ -113,6 +118,7 @@ int main(int argc, char **argv)
     task_strlist urls = {.v = (char *[]){first}, .n = 1};
     struct task__conn_opts o = {.urls = &urls, .connect_timeout_s = 5, .name = "loadgen"};
     struct gen g = {0};
+    g.run = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
     task_error err = {0};
     if (task__conn_open(&g.conn, &o, &err) != 0)
         die("connect", err.msg);
