@@ -10,6 +10,7 @@
 #include <task/client.h>
 #include <json-c/json.h>
 #include "beat.h"
+#include "ended.h"
 #include "beat_entry.h"
 #include "beat_leader.h"
 #include "beat_store.h"
@@ -257,7 +258,8 @@ static int fire(struct beat *b, struct beat_entry *e, int64_t tick_ms)
         return record(b, e, tick_ms, id, "beat_tick_already_sent");
     e->check_next = false;
     task_send_opts so = {.task_id = id, .priority = e->priority, .expires_s = e->expires_s,
-                         .queue = e->queue[0] ? e->queue : NULL};
+                         .queue = e->queue[0] ? e->queue : NULL,
+                         .parent_id = ENDED_BEAT_PARENT}; /* a copy of it is dropped (ended.h) */
     task_id got;
     int rc = task_send(b->client, e->task, e->args, e->kwargs, &so, &got);
     if (rc != 0) {

@@ -274,8 +274,9 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
     }
     if (lease_copy_back(w, d, m.id))
         goto out;
-    if (ended_lately(m.id)) {
-        /* Sent again under an id that ended here (a beat failover, a client's resend). */
+    if (m.parent_id != NULL && strcmp(m.parent_id, ENDED_BEAT_PARENT) == 0 &&
+        ended_lately(m.id)) {
+        /* A beat tick sent again (a failover) under an id that ended here. */
         log_event(LV_WARN, 0, "duplicate_dropped", "task=%s task_id=%s detail=\"this id "
                   "reached a final state here lately\"", log_v(m.task), log_v(m.id));
         (void)task__conn_ack(w->conn, CH_CONSUME, d->tag, false);

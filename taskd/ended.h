@@ -1,8 +1,8 @@
 /*
  * ended.h - task ids that reached a final state (SUCCESS, FAILURE, REVOKED) in this worker
- * lately, so that a second message under the same id is acked and dropped instead of run
- * again: the beat's failover may send a tick twice under its deterministic id (beat.h), and a
- * client may resend a message it is unsure of. A retry is not final, so it still runs.
+ * lately, so that a second beat tick under the same id is acked and dropped instead of run
+ * again: the beat's failover may send a tick twice under its deterministic id (beat.h). A
+ * retry is not final, so it still runs.
  *
  * Direct-mapped by a hash of the id, ENDED_SLOTS slots: an id is remembered until another id
  * takes its slot or ENDED_KEEP_S passes. Only this worker's outcomes are known: two copies
@@ -12,6 +12,11 @@
 #define TASKD_ENDED_H
 
 #include <stdbool.h>
+
+/* The parent_id beat's ticks carry: only such messages are dropped when their id ended here
+ * lately. Any other message under a reused id runs again, as Celery runs it (a caller that
+ * sends an id twice waits for an answer: a silent drop left it waiting for ever). */
+#define ENDED_BEAT_PARENT "taskd.beat"
 
 #define ENDED_SLOTS 8192
 #define ENDED_KEEP_S 3600.0

@@ -189,25 +189,36 @@ def python_worker_runs_ticks():
 
 
 def same_id_twice(port):
-    """F: the same id sent twice, the second after the first ended: one run."""
+    """F: the same tick id sent twice (as beat sends it: parent_id taskd.beat), the second
+    after the first ended: one run. A plain message under a reused id runs again, as Celery runs
+    it (dropping it left its caller waiting for ever: the bench's load generator hung)."""
     key = f"dup{PID}"
     tid = f"01a23c2c-0000-7000-8000-{PID:012d}"
+    from celery import Celery
+    app = Celery("beatf", broker=url.replace("amqp://", "pyamqp://"))
 
-    def send():
-        return subprocess.run([f"{BUILD}/taskctl/taskctl", "--broker", url, "send",
-                               "test.http_get", "--queue", QUEUE, "--id", tid, "--args",
-                               f'["http://127.0.0.1:{port}/delay/0/{key}"]'],
-                              capture_output=True, text=True, timeout=30).returncode
+    def send(i, parent="taskd.beat", k=None):
+        app.send_task("test.http_get", (f"http://127.0.0.1:{port}/delay/0/{k or key}",),
+                      task_id=i, queue=QUEUE, parent_id=parent)
+        return 0
 
-    def runs():
-        return len(hits(port).get(key, []))
-    t.check("F: first copy sent", send() == 0)
+    def runs(k=None):
+        return len(hits(port).get(k or key, []))
+    t.check("F: first copy sent", send(tid) == 0)
     t.check("F: first copy ran", wait_for(lambda: runs() == 1, 10))
     wait_for(lambda: "event=task_succeeded" in log_of("worker") and tid in log_of("worker"), 5)
     time.sleep(0.5)
-    t.check("F: second copy sent", send() == 0)
+    t.check("F: second copy sent", send(tid) == 0)
     wait_for(lambda: "event=duplicate_dropped" in log_of("worker") or runs() > 1, 5)
     t.check("F: the second copy did not run", runs() == 1, f"{runs()} runs")
+    key2, tid2 = f"reuse{PID}", f"01a23c2d-0000-7000-8000-{PID:012d}"
+    send(tid2, parent=None, k=key2)
+    t.check("F: a plain message ran", wait_for(lambda: runs(key2) == 1, 10))
+    wait_for(lambda: tid2 in log_of("worker"), 5)
+    time.sleep(0.5)
+    send(tid2, parent=None, k=key2)
+    t.check("F: a plain message under a reused id runs again", wait_for(lambda: runs(key2) == 2, 10),
+            f"{runs(key2)} runs")
 
 
 http = subprocess.Popen(["/usr/bin/python3", f"{ROOT}/tests/harness/httpserver.py"],
