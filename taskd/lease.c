@@ -290,12 +290,8 @@ static void tick_running(struct worker *w, double now)
     }
 }
 
-void lease_tick(struct worker *w)
+void lease_tick(struct worker *w, double now)
 {
-    double now = task__now_mono();
-    if (w->conn == NULL || !task__conn_alive(w->conn) || w->blocked || now < w->lease_tick_at)
-        return;
-    w->lease_tick_at = now + 1;
     tick_running(w, now);
 }
 

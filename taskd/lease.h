@@ -26,8 +26,9 @@
 
 /* A child took `job`: with worker.lease_after = 0 it is leased now. */
 void lease_at_start(struct worker *w, struct job *job);
-/* Once a loop turn: lease what runs long, renew what is due. */
-void lease_tick(struct worker *w);
+/* Once a second, with a live and unblocked connection (the supervisor's tick): lease what
+ * runs long, renew what is due. */
+void lease_tick(struct worker *w, double now);
 /* The job's outcome is confirmed: drop its lease (the lease queue and its copy). */
 void lease_end(struct worker *w, struct job *job);
 /* The job must run again (a cold stop, a crash requeued): its copy goes back to its queue now

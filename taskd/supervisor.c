@@ -387,14 +387,16 @@ static int min_timeout(int a, int b)
 }
 
 /* One turn of the loop. Returns 0, or a negative code when the connection broke. */
-/* Once a second: what waits here (held, backlog, rate wait) past worker.give_back_after goes
- * back to its queue, and orphans' outcomes past their keep are forgotten. */
-static void give_back_waiting(struct worker *w)
+/* Once a second, while the broker takes our writes: leases of long tasks taken and renewed,
+ * finished orphans whose redelivery never came published, and what waits here (held, backlog,
+ * rate wait) past worker.give_back_after given back. */
+static void every_second(struct worker *w)
 {
     double now = task__now_mono();
-    if (!task__conn_alive(w->conn) || w->blocked || now < w->give_back_at)
+    if (!task__conn_alive(w->conn) || w->blocked || now < w->second_at)
         return;
-    w->give_back_at = now + 1;
+    w->second_at = now + 1;
+    lease_tick(w, now);
     outcome_orphans_expired(w, orphan_take_expired(w));
     consumer_give_back(w, now - w->cfg->give_back_after_s);
 }
@@ -445,8 +447,7 @@ static int turn_inner(struct worker *w)
     autoscale_tick(w);
     if (w->conn == NULL)
         return 0;
-    lease_tick(w);
-    give_back_waiting(w);
+    every_second(w);
     (void)amqp_idx;
     /* Also with nothing readable: rabbitmq-c sends heartbeats only from inside its reads. */
     int rc = pump(w);

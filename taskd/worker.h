@@ -158,8 +158,7 @@ struct worker {
     double reconsume_at;    /* task__now_mono() to consume again a queue the broker cancelled */
     bool chord_ready;       /* the chord channel (tx mode) is open on this connection */
     bool lease_ready;       /* the lease channel (tx mode) is open on this connection */
-    double lease_tick_at;   /* task__now_mono() of the next look for long-running tasks */
-    double give_back_at;    /* task__now_mono() of the next look for long-waiting deliveries */
+    double second_at;       /* task__now_mono() of the next once-a-second tick (supervisor.c) */
     struct job *stashed;    /* leased jobs that ended with no broker: settled on reconnect */
     struct job *orphans;    /* orphans' outcomes waiting for their redelivery (orphan.h) */
     int norphans;
