@@ -16,16 +16,12 @@
 void pool_prefetch_follow(struct worker *w)
 {
     int mult = w->cfg->prefetch_multiplier > 0 ? w->cfg->prefetch_multiplier : 4;
-    long prefetch = (long)w->pool.target * w->pool.threads * mult + w->cfg->confirm_window;
-    w->prefetch = (int)(prefetch > 65535 ? 65535 : prefetch);
-    if (w->conn == NULL)
-        return;
-    /* RabbitMQ applies it to consumers created after it (a per-consumer prefetch): the
-     * current ones keep theirs until the next connection or consume. */
-    long qos = w->prefetch;
-    int rc = task__conn_qos(w->conn, CH_CONSUME, (uint16_t)(qos > 65535 ? 65535 : qos));
-    if (rc != 0)
-        log_event(LV_WARN, rc, "qos_failed", "detail=\"%s\"", task__conn_errmsg(w->conn));
+    long prefetch = (long)w->pool.target * w->pool.threads * mult + w->win.confirm;
+    prefetch = prefetch > 65535 ? 65535 : prefetch;
+    /* basic.qos binds consumers made after it: the loop makes new ones (window.c). */
+    if (prefetch != w->prefetch)
+        w->win.apply = true;
+    w->prefetch = (int)prefetch;
 }
 
 /* Celery's qty: requests the worker holds that want a process (running or waiting for one). */

@@ -6,7 +6,8 @@
 
 #include "worker.h"
 
-/* Prefetch follows the pool's size (pool_grow/shrink, autoscale), as Celery's. */
+/* Prefetch follows the pool's size (pool_grow/shrink, autoscale), as Celery's, plus the
+ * window's confirm part (window.h); the loop asks the broker for a changed one. */
 void pool_prefetch_follow(struct worker *w);
 /* pidbox autoscale MAX MIN (0: keep the one set before): 0, or TASK_EINVAL (MIN < 1, MIN > MAX,
  * MAX beyond worker.pool_size + POOL_GROW_MAX). Resizes at once into the range. */

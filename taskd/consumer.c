@@ -76,7 +76,42 @@ int consumer_start(struct worker *w)
         rc = task__conn_consume(c, CH_CONSUME, w->cfg->queues.v[i], false, amqp_empty_table,
                                 &w->tags[w->ntags++]);
     }
+    w->win.apply = false; /* these consumers have it */
     return rc;
+}
+
+int consumer_refresh(struct worker *w)
+{
+    int rc = task__conn_qos_nowait(w->conn, CH_CONSUME,
+                                   (uint16_t)(w->prefetch > 65535 ? 65535 : w->prefetch));
+    for (int i = 0; rc == 0 && i < w->ntags; i++) {
+        if (w->tags[i] == NULL)
+            continue; /* cancelled by the broker: consumer_reconsume makes it anew */
+        char name[32];
+        snprintf(name, sizeof(name), "taskd.%u", ++w->win.gen);
+        char *tag = strdup(name);
+        if (tag == NULL)
+            return TASK_ENOMEM;
+        /* The new one first: a single-active-consumer queue stays with this worker. */
+        rc = task__conn_consume_nowait(w->conn, CH_CONSUME, w->tag_queues[i], tag);
+        if (rc == 0)
+            rc = task__conn_cancel_nowait(w->conn, CH_CONSUME, w->tags[i]);
+        free(w->old_tags[i]);
+        w->old_tags[i] = w->tags[i];
+        w->tags[i] = tag;
+    }
+    return rc;
+}
+
+void consumer_forget_tags(struct worker *w)
+{
+    for (int i = 0; i < w->ntags; i++) {
+        free(w->tags[i]);
+        free(w->tag_queues[i]);
+        free(w->old_tags[i]);
+        w->tags[i] = w->tag_queues[i] = w->old_tags[i] = NULL;
+    }
+    w->ntags = 0;
 }
 
 void consumer_cancel(struct worker *w)
@@ -99,12 +134,7 @@ void consumer_pause(struct worker *w)
     log_event(LV_ERROR, 0, "consuming_paused", "reason=\"no live pool child\" action=\"giving "
               "back waiting tasks; consuming again when a child runs\"");
     consumer_cancel(w);
-    for (int i = 0; i < w->ntags; i++) {
-        free(w->tags[i]);
-        free(w->tag_queues[i]);
-        w->tags[i] = w->tag_queues[i] = NULL;
-    }
-    w->ntags = 0;
+    consumer_forget_tags(w);
     consumer_requeue_waiting(w);
     w->paused = true;
 }
@@ -165,8 +195,9 @@ void consumer_reconsume(struct worker *w)
  * the delay cascade's keys and exchange routes name no queue. */
 static const char *queue_of(const struct worker *w, const struct task__delivery *d)
 {
-    for (int i = 0; i < w->ntags; i++)
-        if (w->tags[i] != NULL && d->consumer_tag != NULL && strcmp(w->tags[i], d->consumer_tag) == 0)
+    for (int i = 0; d->consumer_tag != NULL && i < w->ntags; i++)
+        if ((w->tags[i] != NULL && strcmp(w->tags[i], d->consumer_tag) == 0) ||
+            (w->old_tags[i] != NULL && strcmp(w->old_tags[i], d->consumer_tag) == 0))
             return w->tag_queues[i];
     return NULL;
 }
@@ -527,10 +558,12 @@ int consumer_cancel_queue(struct worker *w, const char *queue)
     }
     free(w->tags[i]);
     free(w->tag_queues[i]);
+    free(w->old_tags[i]);
     w->ntags--;
     w->tags[i] = w->tags[w->ntags];
     w->tag_queues[i] = w->tag_queues[w->ntags];
-    w->tags[w->ntags] = w->tag_queues[w->ntags] = NULL;
+    w->old_tags[i] = w->old_tags[w->ntags];
+    w->tags[w->ntags] = w->tag_queues[w->ntags] = w->old_tags[w->ntags] = NULL;
     log_event(rc == 0 ? LV_INFO : LV_WARN, rc, rc == 0 ? "consumer_cancelled" : "cancel_failed",
               "queue=%s", log_v(queue));
     return rc;

@@ -42,4 +42,10 @@ int consumer_add_queue(struct worker *w, const char *queue);
 int consumer_cancel_queue(struct worker *w, const char *queue);
 bool consumer_has_queue(const struct worker *w, const char *queue);
 
+/* Consume every queue anew with the current prefetch (basic.qos binds only consumers made
+ * after it), without waiting for the broker: window.c. 0 or an error code. */
+int consumer_refresh(struct worker *w);
+/* Forget every consumer tag (a new connection, or consuming paused). */
+void consumer_forget_tags(struct worker *w);
+
 #endif

@@ -32,6 +32,7 @@
 #include "publisher.h"
 #include "ratelimit.h"
 #include "supervisor.h"
+#include "window.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -104,6 +105,7 @@ int worker_init(struct worker *w, task_config *cfg)
     w->pfd_child = calloc((size_t)w->pool.cap, sizeof(*w->pfd_child));
     if (w->pfd == NULL || w->pfd_child == NULL)
         return -ENOMEM;
+    w->win.confirm = w->cfg->confirm_window;
     pool_prefetch_follow(w); /* no connection yet: it only sets w->prefetch */
     return 0;
 }
@@ -184,12 +186,7 @@ static void drop_session(struct worker *w)
     if (w->blocked)
         w->blocked_total_s += task__now_mono() - w->blocked_since;
     w->blocked = false;
-    for (int i = 0; i < w->ntags; i++) {
-        free(w->tags[i]);
-        free(w->tag_queues[i]);
-        w->tags[i] = w->tag_queues[i] = NULL;
-    }
-    w->ntags = 0;
+    consumer_forget_tags(w);
     w->inflight = 0;
     w->delay_ready = false;
     w->returned = false;
@@ -457,6 +454,7 @@ static int turn_inner(struct worker *w)
     consumer_release_due(w);
     consumer_reconsume(w);
     consumer_release_rate(w);
+    window_turn(w);
     events_tick(w);
     pub_flush_stream(w);
     return 0;

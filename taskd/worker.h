@@ -116,6 +116,17 @@ struct autoscaler {
     double next_check;
 };
 
+/* The delivery window's part for deliveries waiting only for confirms (window.h). */
+struct window {
+    int confirm;            /* now; starts at worker.confirm_window */
+    int peak;               /* most deliveries waiting only for confirms at once, this second */
+    int turns, starved;     /* loop turns this second, and those in which slots starved */
+    int low_s;              /* seconds in a row at a quarter of `confirm` or less */
+    double second_at;       /* task__now_mono() of the next resize */
+    bool apply;             /* w->prefetch changed: ask the broker for it (consumer_refresh) */
+    unsigned gen;           /* consumer tags made here (unique on CH_CONSUME) */
+};
+
 struct worker {
     task_config *cfg;
     struct task__conn *conn;
@@ -140,8 +151,11 @@ struct worker {
 
     char *tags[32];         /* consumer tags, for basic.cancel on warm shutdown */
     char *tag_queues[32];   /* the queue each consumer tag reads (a delivery's identity) */
+    char *old_tags[32];     /* the tag each replaced (consumer_refresh): deliveries sent before
+                             * the broker took its cancel still carry it */
     int ntags;
     int prefetch;
+    struct window win;
     int inflight;           /* deliveries not yet acked */
     struct pool pool;
     struct pollfd *pfd;     /* the loop's poll set: signals, broker, every child, /metrics */

@@ -71,9 +71,11 @@ static const struct task__opt opts[] = {
      NULL, "prefetch = slots x this + worker.confirm_window", NULL},
     /* Little's law: a delivery stays unacked from receipt until its result is confirmed, so
      * the window must cover the ones waiting only for confirms, or slots idle between them
-     * (measured here: 1.7-2x the throughput of 8 for taskd -c 2 with 64 more). */
+     * (measured here: 1.7-2x the throughput of 8 for taskd -c 2 with 64 more). It grows from
+     * here with what is measured (taskd/window.h). */
     {"worker.confirm_window", OPT_INT, OFF(confirm_window), "64", 0, 65535, NULL, false, NULL,
-     "deliveries beyond the slots' share whose results may wait for the broker's confirm",
+     "deliveries beyond the slots' share whose results may wait for the broker's confirm (the "
+     "start: it adapts up to 512; 0: none)",
      NULL},
     {"worker.modules", OPT_STRLIST, OFF(modules), "", 0, 0, NULL, false, NULL,
      "task modules (.so) to load", NULL},

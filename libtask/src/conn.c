@@ -377,6 +377,35 @@ int task__conn_qos(struct task__conn *c, uint16_t ch, uint16_t prefetch)
     return task__conn_check(c, amqp_get_rpc_reply(c->st), "basic.qos");
 }
 
+int task__conn_qos_nowait(struct task__conn *c, uint16_t ch, uint16_t prefetch)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "basic.qos: connection lost");
+    amqp_basic_qos_t m = {.prefetch_count = prefetch};
+    int status = amqp_send_method(c->st, ch, AMQP_BASIC_QOS_METHOD, &m);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(c, status, "basic.qos");
+}
+
+int task__conn_consume_nowait(struct task__conn *c, uint16_t ch, const char *queue,
+                              const char *tag)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "consume %s: connection lost", queue);
+    amqp_basic_consume_t m = {.queue = amqp_cstring_bytes(queue),
+                              .consumer_tag = amqp_cstring_bytes(tag), .nowait = 1};
+    int status = amqp_send_method(c->st, ch, AMQP_BASIC_CONSUME_METHOD, &m);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(c, status, "basic.consume");
+}
+
+int task__conn_cancel_nowait(struct task__conn *c, uint16_t ch, const char *tag)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "basic.cancel: connection lost");
+    amqp_basic_cancel_t m = {.consumer_tag = amqp_cstring_bytes(tag), .nowait = 1};
+    int status = amqp_send_method(c->st, ch, AMQP_BASIC_CANCEL_METHOD, &m);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(c, status, "basic.cancel");
+}
+
 int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name, bool durable,
                              bool exclusive, bool auto_delete, amqp_table_t args)
 {

@@ -74,6 +74,13 @@ int task__conn_channel_open(struct task__conn *c, uint16_t ch);
 /* Put `ch` in confirm mode; publishes on it then get sequence numbers 1, 2, ... */
 int task__conn_confirm_select(struct task__conn *c, uint16_t ch);
 int task__conn_qos(struct task__conn *c, uint16_t ch, uint16_t prefetch);
+/* The same three without waiting for the broker's answer: a qos-ok comes later as a frame the
+ * reader may ignore, and a refusal closes the channel. `tag` is the caller's consumer tag,
+ * unique on the channel. 0, or an error code when the write failed. */
+int task__conn_qos_nowait(struct task__conn *c, uint16_t ch, uint16_t prefetch);
+int task__conn_consume_nowait(struct task__conn *c, uint16_t ch, const char *queue,
+                              const char *tag);
+int task__conn_cancel_nowait(struct task__conn *c, uint16_t ch, const char *tag);
 
 /* Declare a queue as Celery 5.2 does for its task queues: direct durable exchange named like the
  * queue, durable queue with `args` (none unless configured: topology.h), binding with the queue's

@@ -45,9 +45,13 @@ struct worker_on_port {
     char dead_env[160];
 };
 
-static void start_worker(struct worker_on_port *wp, const char *what)
+/* A worker on a new queue named for `what`, or on `queue` when given. */
+static void start_worker_on(struct worker_on_port *wp, const char *what, const char *queue)
 {
-    new_queue(wp->q, sizeof(wp->q), what);
+    if (queue != NULL)
+        snprintf(wp->q, sizeof(wp->q), "%s", queue);
+    else
+        new_queue(wp->q, sizeof(wp->q), what);
     wp->port = itest_free_port();
     char port[16], procs[8], threads[8];
     snprintf(port, sizeof(port), "%d", wp->port);
@@ -61,6 +65,11 @@ static void start_worker(struct worker_on_port *wp, const char *what)
     char line[64];
     snprintf(line, sizeof(line), "addr=127.0.0.1:%d", wp->port);
     assert_true(itest_file_has(wp->w.log, line));
+}
+
+static void start_worker(struct worker_on_port *wp, const char *what)
+{
+    start_worker_on(wp, what, NULL);
 }
 
 struct reply {
@@ -338,8 +347,11 @@ static void counts_histogram_and_gauges_match_the_runs(void **state)
     assert_true(sample(b, "taskd_slots") == PROCS * THREADS);
     assert_true(sample(b, "taskd_busy_slots") == 0);
     assert_true(sample(b, "taskd_children") == PROCS);
-    /* slots x worker.prefetch_multiplier (4) + worker.confirm_window */
-    assert_true(sample(b, "taskd_prefetch_limit") == PROCS * THREADS * 4 + WINDOW);
+    /* slots x worker.prefetch_multiplier (4) + the window's confirm part: worker.confirm_window
+     * doubled while the bursts above starved slots (window.h), at most 512. */
+    int confirm = (int)sample(b, "taskd_prefetch_limit") - PROCS * THREADS * 4;
+    assert_true(confirm >= WINDOW && confirm <= 512 && confirm % WINDOW == 0);
+    assert_true(((confirm / WINDOW) & (confirm / WINDOW - 1)) == 0);
     assert_true(sample(b, "taskd_backlog") == 0);
     assert_true(sample(b, "taskd_broker_connected") == 1);
     double start = sample(b, "process_start_time_seconds");
@@ -365,6 +377,83 @@ static void counts_histogram_and_gauges_match_the_runs(void **state)
     assert_true(wait_value(wp.port, "taskd_busy_slots", 0, 5) == 0);
     assert_true(wait_value(wp.port, "taskd_prefetch_in_use", 0, 5) == 0);
 
+    task_client_free(c);
+    assert_int_equal(itest_worker_stop(&wp.w, SIGTERM, 15), 0);
+}
+
+/* The window's confirm part (taskd/window.h) grows under a burst of short tasks, whose results
+ * wait for confirms with slots idle, and nothing is lost or run twice while the consumers are
+ * replaced to apply it; it halves again after a while at low use; long tasks do not grow it. */
+static void window_follows_what_waits_for_confirms(void **state)
+{
+    (void)state;
+    enum { BURST = 3000 };
+    struct worker_on_port wp;
+    char q[96];
+    new_queue(q, sizeof(q), "window");
+    task_client *c = itest_client(q, NULL);
+    assert_non_null(c);
+    /* A backlog queued before the worker starts: drained as fast as it goes. */
+    static task_id ids[BURST];
+    double t0 = itest_now();
+    for (int i = 0; i < BURST; i++) {
+        json_object *a = json_object_new_array();
+        json_object_array_add(a, json_object_new_int(i));
+        json_object_array_add(a, json_object_new_int(1));
+        assert_int_equal(task_send(c, "test.add", a, NULL, NULL, &ids[i]), 0);
+        json_object_put(a);
+    }
+    double t1 = itest_now();
+    start_worker_on(&wp, "window", q);
+    int base = PROCS * THREADS * 4 + WINDOW;
+    for (int i = 0; i < BURST; i++) {
+        task_state st;
+        json_object *res = NULL;
+        assert_int_equal(task_wait(c, ids[i].str, 60000, &st, &res), 0);
+        assert_int_equal(st, TASK_STATE_SUCCESS);
+        assert_int_equal(json_object_get_int(res), i + 1);
+        json_object_put(res);
+    }
+    fprintf(stderr, "window: %d sent in %.2f s, run in %.2f s\n", BURST, t1 - t0,
+            itest_now() - t1);
+    assert_true(itest_file_count(wp.w.log, "event=window_resized") >= 1);
+    double grown = scrape_value(wp.port, "taskd_prefetch_limit");
+    assert_true(grown > base);
+    /* Every delivery acked, on the old consumers and the new ones; none ran twice. */
+    assert_true(wait_value(wp.port, "taskd_prefetch_in_use", 0, 5) == 0);
+    assert_true(scrape_value(wp.port, "taskd_tasks_succeeded_total{task=\"test.add\"}") == BURST);
+    /* Idle: it halves after worker-side WINDOW_SHRINK_AFTER_S (10 s) at low use. */
+    double deadline = itest_now() + 25;
+    while (scrape_value(wp.port, "taskd_prefetch_limit") >= grown && itest_now() < deadline)
+        usleep(200000);
+    assert_true(scrape_value(wp.port, "taskd_prefetch_limit") < grown);
+    task_client_free(c);
+    assert_int_equal(itest_worker_stop(&wp.w, SIGTERM, 15), 0);
+}
+
+/* Long tasks keep the slots busy: the window never starves them and does not grow. */
+static void long_tasks_keep_the_window(void **state)
+{
+    (void)state;
+    enum { N = 3 * PROCS * THREADS };
+    struct worker_on_port wp;
+    start_worker(&wp, "window_long");
+    task_client *c = itest_client(wp.q, NULL);
+    assert_non_null(c);
+    task_id slow[N];
+    for (int i = 0; i < N; i++) {
+        json_object *a = json_object_new_array();
+        json_object_array_add(a, json_object_new_double(0.3));
+        assert_int_equal(task_send(c, "test.sleep", a, NULL, NULL, &slow[i]), 0);
+        json_object_put(a);
+    }
+    for (int i = 0; i < N; i++) {
+        task_state st;
+        assert_int_equal(task_wait(c, slow[i].str, 15000, &st, NULL), 0);
+        assert_int_equal(st, TASK_STATE_SUCCESS);
+    }
+    assert_int_equal(itest_file_count(wp.w.log, "event=window_resized"), 0);
+    assert_true(scrape_value(wp.port, "taskd_prefetch_limit") == PROCS * THREADS * 4 + WINDOW);
     task_client_free(c);
     assert_int_equal(itest_worker_stop(&wp.w, SIGTERM, 15), 0);
 }
@@ -558,6 +647,8 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(counts_histogram_and_gauges_match_the_runs),
+        cmocka_unit_test(window_follows_what_waits_for_confirms),
+        cmocka_unit_test(long_tasks_keep_the_window),
         cmocka_unit_test(other_paths_and_methods_are_refused),
         cmocka_unit_test(second_taskd_on_the_same_port_fails_at_start),
         cmocka_unit_test(stalled_clients_do_not_hold_up_tasks),
