@@ -1,5 +1,6 @@
 /* publisher.c - publishes on the confirm channel and acks deliveries once their publishes are
  * confirmed (acks late: a result is never lost between the worker and the broker). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <task/client.h>
@@ -145,6 +146,8 @@ static int batch_add(struct worker *w, struct job *job, const char *id, const ch
         b->body = p;
         b->cap = cap;
     }
+    if (b->count == 0)
+        b->first_at = task__now_mono();
     b->body[b->len++] = b->count == 0 ? '[' : ',';
     memcpy(b->body + b->len, rec, len);
     b->len += len;
@@ -295,6 +298,26 @@ void pub_flush_stream(struct worker *w)
 {
     if (w->blocked)
         return; /* the records wait in the batch */
+    double now = task__now_mono(), due = now - PUB_STREAM_LINGER_S;
+    /* Quiet (nothing flushed lately): at once, as a lookup right after a reply expects. */
+    bool all = w->stream_flushed_at <= due;
+    for (unsigned i = 0; i < TASK__RESULTS_PARTITIONS; i++) {
+        struct stream_batch *b = &w->batch[i];
+        if (b->count > 0 && (all || b->count >= PUB_STREAM_BATCH_MAX || b->first_at <= due)) {
+            flush_one(w, b, i);
+            w->stream_flushed_at = now;
+        }
+    }
+}
+
+int pub_stream_next_ms(const struct worker *w)
+{
+    double first = INFINITY;
     for (unsigned i = 0; i < TASK__RESULTS_PARTITIONS; i++)
-        flush_one(w, &w->batch[i], i);
+        if (w->batch[i].count > 0 && w->batch[i].first_at < first)
+            first = w->batch[i].first_at;
+    if (first == INFINITY || w->blocked)
+        return -1;
+    double ms = (first + PUB_STREAM_LINGER_S - task__now_mono()) * 1000;
+    return ms <= 0 ? 0 : (int)ceil(ms);
 }

@@ -403,6 +403,7 @@ static int turn_inner(struct worker *w)
     int timeout = min_timeout(consumer_next_due_ms(w), pool_next_deadline_ms(w));
     timeout = min_timeout(timeout, rate_next_ms(w));
     timeout = min_timeout(timeout, mhttp_next_ms(w->mhttp));
+    timeout = min_timeout(timeout, pub_stream_next_ms(w));
     timeout = min_timeout(timeout, 1000);
     struct pollfd *pfd = w->pfd;
     int *map = w->pfd_child;

@@ -94,11 +94,12 @@ struct pending {
 };
 
 /* State records waiting to go to the results stream as one message (group commit: one
- * broker write per event-loop turn instead of one per state change). */
+ * broker write per stream every few milliseconds instead of one per state change). */
 struct stream_batch {
     char *body;             /* "[rec,rec,...", closed with ']' on flush */
     size_t len, cap;
     int count;
+    double first_at;        /* task__now_mono() of its first record */
     struct job **jobs;      /* jobs whose ack waits for this batch's confirm */
     int njobs, cap_jobs;
 };
@@ -147,6 +148,7 @@ struct worker {
     size_t nheld, held_cap;
 
     struct stream_batch batch[TASK__RESULTS_PARTITIONS]; /* one per results stream */
+    double stream_flushed_at; /* task__now_mono() of the last batch published */
     bool results_rest;      /* results streams 1.. still to declare (consumer_declare_rest) */
 
     char *tags[32];         /* consumer tags, for basic.cancel on warm shutdown */
