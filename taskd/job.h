@@ -49,6 +49,7 @@ struct job {
     bool announced;         /* task-received sent already (at its eta hold or rate wait) */
     bool no_delivery;       /* its delivery died with an old connection: nothing to ack */
     bool final;             /* its own final state (SUCCESS, FAILURE, REVOKED) was published */
+    bool started_due;       /* its STARTED waits for OUTCOME_STARTED_AFTER_S of running */
 };
 
 /* A FIFO of jobs linked through `next`. */

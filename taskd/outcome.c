@@ -135,17 +135,65 @@ static void republish_retry(struct worker *w, struct job *job, double delay_s,
 
 void outcome_started(struct worker *w, struct job *job)
 {
-    /* Here, not when it joins the backlog: a status page must tell queued from running, and
-     * monitors' state agrees with inspect active. */
+    /* Counted from here, not from when it joined the backlog: a status page must tell queued
+     * from running, and monitors' state agrees with inspect active. */
     if (job->def->track_started || w->cfg->track_started) {
-        json_object *meta = json_object_new_object();
-        json_object_object_add(meta, "pid", json_object_new_int(getpid()));
-        json_object_object_add(meta, "hostname", json_object_new_string(w->hostname));
-        (void)pub_result(w, NULL, &job->m, "STARTED", meta, NULL, delivery_count(&job->d));
-        json_object_put(meta);
+        job->started_due = true;
+        w->started_due++;
+        w->started_first = INFINITY; /* scan again (outcome_started_due) */
     }
     events_task(w, "task-started", job, NULL);
     lease_at_start(w, job);
+}
+
+static void publish_started(struct worker *w, struct job *job)
+{
+    json_object *meta = json_object_new_object();
+    json_object_object_add(meta, "pid", json_object_new_int(getpid()));
+    json_object_object_add(meta, "hostname", json_object_new_string(w->hostname));
+    (void)pub_result(w, NULL, &job->m, "STARTED", meta, NULL, delivery_count(&job->d));
+    json_object_put(meta);
+}
+
+/* STARTED for the running jobs that started by `due`; returns how many still wait, and the
+ * earliest start among them in *first. */
+static int publish_started_due(struct worker *w, double due, double *first)
+{
+    int left = 0;
+    for (int i = 0; i < w->pool.n; i++) {
+        for (struct job *j = w->pool.ch[i].running; j != NULL; j = j->next) {
+            if (!j->started_due)
+                continue;
+            if (j->started <= due && !j->orphan) {
+                j->started_due = false;
+                publish_started(w, j);
+                continue;
+            }
+            left++;
+            if (j->started < *first)
+                *first = j->started;
+        }
+    }
+    return left;
+}
+
+void outcome_started_due(struct worker *w)
+{
+    if (w->started_due == 0 || w->blocked || w->conn == NULL || !task__conn_alive(w->conn))
+        return;
+    double now = task__now_mono(), first = INFINITY;
+    w->started_due = publish_started_due(w, now - OUTCOME_STARTED_AFTER_S, &first);
+    w->started_first = first;
+}
+
+int outcome_started_next_ms(const struct worker *w)
+{
+    if (w->started_due == 0 || w->blocked || w->conn == NULL || !task__conn_alive(w->conn))
+        return -1;
+    if (w->started_first == INFINITY)
+        return 0; /* not scanned since the last start */
+    double ms = (w->started_first + OUTCOME_STARTED_AFTER_S - task__now_mono()) * 1000;
+    return ms <= 0 ? 0 : (int)ceil(ms);
 }
 
 
@@ -167,6 +215,7 @@ void outcome_progress(struct worker *w, struct job *job, json_object *meta)
                   why);
         return;
     }
+    job->started_due = false; /* PROGRESS says it runs */
     (void)pub_result(w, NULL, &job->m, "PROGRESS", meta, NULL, 0);
 }
 

@@ -10,8 +10,16 @@
 
 #include "worker.h"
 
-/* A child took `job`: STARTED (worker.track_started) and task-started; its lease at start. */
+/* STARTED goes out once a task has run this long: for a status page's long jobs. A task that
+ * ends sooner has only its final state published (half the broker's work for short tasks);
+ * its state reads PENDING until then, as with track_started off. */
+#define OUTCOME_STARTED_AFTER_S 0.02
+/* A child took `job`: STARTED due (worker.track_started) and task-started; its lease at start. */
 void outcome_started(struct worker *w, struct job *job);
+/* Once a loop turn: STARTED for the tasks that have run OUTCOME_STARTED_AFTER_S. */
+void outcome_started_due(struct worker *w);
+/* Milliseconds until a STARTED is due (poll's timeout); -1: none. */
+int outcome_started_next_ms(const struct worker *w);
 /* A PROGRESS update (`meta` borrowed) from the task running as `job`. */
 void outcome_progress(struct worker *w, struct job *job, json_object *meta);
 /* `job` left its child: STASH_DONE with the child's report `up` (borrowed), STASH_LOST (its

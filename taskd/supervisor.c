@@ -404,6 +404,7 @@ static int turn_inner(struct worker *w)
     timeout = min_timeout(timeout, rate_next_ms(w));
     timeout = min_timeout(timeout, mhttp_next_ms(w->mhttp));
     timeout = min_timeout(timeout, pub_stream_next_ms(w));
+    timeout = min_timeout(timeout, outcome_started_next_ms(w));
     timeout = min_timeout(timeout, 1000);
     struct pollfd *pfd = w->pfd;
     int *map = w->pfd_child;
@@ -456,6 +457,7 @@ static int turn_inner(struct worker *w)
     consumer_reconsume(w);
     consumer_release_rate(w);
     window_turn(w);
+    outcome_started_due(w);
     events_tick(w);
     pub_flush_stream(w);
     return 0;

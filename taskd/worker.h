@@ -149,6 +149,8 @@ struct worker {
 
     struct stream_batch batch[TASK__RESULTS_PARTITIONS]; /* one per results stream */
     double stream_flushed_at; /* task__now_mono() of the last batch published */
+    int started_due;        /* running jobs whose STARTED may still be due (outcome.c) */
+    double started_first;   /* the earliest start among them; INFINITY: scan again */
     bool results_rest;      /* results streams 1.. still to declare (consumer_declare_rest) */
 
     char *tags[32];         /* consumer tags, for basic.cancel on warm shutdown */

@@ -213,6 +213,44 @@ static void progress_states_reach_the_waiter(void **state)
     task_client_free(c);
 }
 
+static void count_started(const char *tid, task_state s, const char *name, json_object *meta,
+                          void *ud)
+{
+    (void)tid, (void)name, (void)meta;
+    if (s == TASK_STATE_STARTED)
+        (*(int *)ud)++;
+}
+
+/* STARTED (worker.track_started, on) goes out once a task has run 20 ms: a task that ends
+ * sooner publishes its final state only (outcome.h); a longer one shows STARTED once. */
+static void started_only_for_tasks_that_run_a_while(void **state)
+{
+    (void)state;
+    task_client *c = client_for(queue);
+    task_id quick[20], slow;
+    for (int i = 0; i < 20; i++) {
+        json_object *a = ints(i, 1);
+        assert_int_equal(task_send(c, "test.add", a, NULL, NULL, &quick[i]), 0);
+        json_object_put(a);
+    }
+    json_object *a = json_object_new_array();
+    json_object_array_add(a, json_object_new_double(0.2));
+    assert_int_equal(task_send(c, "test.sleep", a, NULL, NULL, &slow), 0);
+    json_object_put(a);
+    int started = 0;
+    task_state st;
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(task_wait_progress(c, quick[i].str, 10000, &st, NULL, count_started,
+                                            &started), 0);
+        assert_int_equal(st, TASK_STATE_SUCCESS);
+    }
+    assert_int_equal(started, 0);
+    assert_int_equal(task_wait_progress(c, slow.str, 10000, &st, NULL, count_started, &started), 0);
+    assert_int_equal(st, TASK_STATE_SUCCESS);
+    assert_int_equal(started, 1);
+    task_client_free(c);
+}
+
 static void retry_retries_then_succeeds(void **state)
 {
     (void)state;
@@ -515,6 +553,7 @@ int main(void)
         cmocka_unit_test(unknown_task_fails_fast_and_worker_goes_on),
         cmocka_unit_test(malformed_message_is_quarantined_with_reason),
         cmocka_unit_test(progress_states_reach_the_waiter),
+        cmocka_unit_test(started_only_for_tasks_that_run_a_while),
         cmocka_unit_test(retry_retries_then_succeeds),
         cmocka_unit_test(autoretry_for_listed_failures),
         cmocka_unit_test(lookup_from_another_client_finds_final_state),
