@@ -2,8 +2,11 @@
  * delay.h - broker-side delays (docs/architecture.md, "Delays"): a task due later is parked in
  * a cascade of TTL'd queues instead of sitting unacked in a worker.
  *
- * Level L (0..DELAY_LEVELS-1) is a topic exchange and a queue `taskd.delay.L` whose messages
- * live 2^L seconds and then dead-letter into level L-1 (level 0 into `taskd.delivery`). The
+ * Level L (0..DELAY_LEVELS-1) is a topic exchange and a quorum queue `taskd.delay.<100+L>` whose
+ * messages live 2^L seconds and then dead-letter, at least once, into level L-1 (level 0 into
+ * `taskd.delivery`). (`taskd.delay.0`..`27` were classic queues, whose dead-lettering is at
+ * most once: a broker killed while messages moved lost some. They drain by themselves into
+ * `taskd.delivery`; nothing is parked there any more.) The
  * routing key spells the delay in binary, most significant level first, then the target queue:
  * "0.0.…1.0.1.celery". Level L sends a message to its queue when its bit is 1 and passes it on
  * (exchange-to-exchange binding) when it is 0, so a message waits exactly the sum of its set
@@ -20,6 +23,7 @@
 
 #define DELAY_LEVELS 28 /* 2^28 - 1 s: about 8.5 years */
 #define DELAY_DELIVERY_EXCHANGE "taskd.delivery"
+#define DELAY_NAME_BASE 100 /* level L is named taskd.delay.<DELAY_NAME_BASE + L> */
 
 struct worker;
 struct job;

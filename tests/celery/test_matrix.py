@@ -85,7 +85,7 @@ def ready_counts(names):
     return out
 
 
-DELAY_QUEUES = [f"taskd.delay.{i}" for i in range(28)]
+DELAY_QUEUES = [f"taskd.delay.{100 + i}" for i in range(28)]
 TASK_QUEUES = ["celery", ROUTED, DIRECT_Q]
 
 

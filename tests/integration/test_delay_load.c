@@ -88,7 +88,7 @@ static long parked(const char *q, long *ready)
     for (int level = 0; level <= 28; level++) {
         char name[40];
         if (level < 28)
-            snprintf(name, sizeof(name), "taskd.delay.%d", level);
+            snprintf(name, sizeof(name), "taskd.delay.%d", 100 + level);
         amqp_queue_declare_ok_t *ok = amqp_queue_declare(
             task__conn_amqp(cn), 1, amqp_cstring_bytes(level < 28 ? name : q), 1, 0, 0, 0,
             amqp_empty_table);

@@ -550,7 +550,7 @@ static long delayed_total(void)
     char list[1024] = "";
     for (int i = 0; i < 28; i++) {
         char q[32];
-        snprintf(q, sizeof(q), " taskd.delay.%d", i);
+        snprintf(q, sizeof(q), " taskd.delay.%d", 100 + i);
         strcat(list, q);
     }
     return ready_sum(list);
