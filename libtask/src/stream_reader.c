@@ -181,6 +181,22 @@ int task__stream_reader_start(struct task__stream_reader *r, const char *name,
     return consume(r, from);
 }
 
+enum task__stream_take task__stream_reader_note(struct task__stream_reader *r, int64_t offset)
+{
+    if (r->done)
+        return TASK__STREAM_SKIP;
+    r->widen = task__stream_widen_due(&r->window, ++r->read, r->prefetch);
+    r->offset = offset;
+    if (r->first < 0)
+        r->first = offset;
+    /* A window ends where the later, narrower read began: from there on it was read already. */
+    if (r->stop_at >= 0 && offset >= r->stop_at) {
+        r->done = true;
+        return TASK__STREAM_END;
+    }
+    return TASK__STREAM_RECORD;
+}
+
 enum task__stream_take task__stream_reader_take(struct task__stream_reader *r,
                                                 const struct task__delivery *d)
 {
@@ -194,18 +210,7 @@ enum task__stream_take task__stream_reader_take(struct task__stream_reader *r,
         r->acked = d->tag;
         r->since_ack = 0;
     }
-    if (r->done)
-        return TASK__STREAM_SKIP;
-    r->widen = task__stream_widen_due(&r->window, ++r->read, r->prefetch);
-    r->offset = task__stream_offset_of(&d->msg.properties);
-    if (r->first < 0)
-        r->first = r->offset;
-    /* A window ends where the later, narrower read began: from there on it was read already. */
-    if (r->stop_at >= 0 && r->offset >= r->stop_at) {
-        r->done = true;
-        return TASK__STREAM_END;
-    }
-    return TASK__STREAM_RECORD;
+    return task__stream_reader_note(r, task__stream_offset_of(&d->msg.properties));
 }
 
 /* Cancel the consumer and wait for the broker's cancel-ok; what it sent before that waits in

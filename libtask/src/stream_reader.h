@@ -16,7 +16,6 @@
 #include <stdint.h>
 #include "conn.h"
 
-
 /* x-stream-offset values. "first": the stream's first record. A timestamp: whole seconds, so
  * the read starts up to a second early. An offset: that message. Back from the broker's clock
  * ("Ns", rounded up to whole seconds, at least 1): unlike a timestamp it needs no agreement
@@ -104,6 +103,11 @@ int task__stream_reader_start(struct task__stream_reader *r, const char *name,
  * what it is to the read. */
 enum task__stream_take task__stream_reader_take(struct task__stream_reader *r,
                                                 const struct task__delivery *d);
+
+/* The read's part of task__stream_reader_take(), for a delivery of the read's consumer at
+ * stream offset `offset`: SKIP after done, END at stop_at, else RECORD; counts it and sets
+ * widen, offset and first. */
+enum task__stream_take task__stream_reader_note(struct task__stream_reader *r, int64_t offset);
 
 /* When widen is set: cancel the narrow consumer (what the broker sent before its cancel-ok is
  * drained through pump, so it is still read) and, unless done, consume from the next offset
