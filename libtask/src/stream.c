@@ -1,8 +1,6 @@
 /* stream.c - see stream.h. */
 #include <stdio.h>
 #include <string.h>
-#include "task_limits.h"
-#include "codec.h"
 #include "internal.h"
 #include "stream.h"
 

@@ -35,10 +35,8 @@ struct task__stream_window {
     unsigned start, wide, after;
 };
 
-/* Ack now? After a quarter of the window (a consumer out of credit stalls for tens of
- * milliseconds before the broker reads on), and whenever nothing more is buffered (before the
- * user waits: the broker closes a channel whose deliveries stay unacked past its
- * consumer_timeout). */
+/* Ack now, `since_ack` deliveries after the last ack? After a quarter of the window, and
+ * whenever nothing more is buffered (before the user waits). */
 bool task__stream_ack_due(unsigned since_ack, unsigned prefetch, bool buffered);
 /* Widen now, `read` messages into a read with `prefetch` in flight? */
 bool task__stream_widen_due(const struct task__stream_window *w, unsigned read,
@@ -126,7 +124,7 @@ int task__stream_reader_before(struct task__stream_reader *r, amqp_field_value_t
 void task__stream_reader_end(struct task__stream_reader *r, int rc, task__stream_pump_fn pump,
                              void *ud);
 
-/* Close the channel (a reader used once); 0 or the close's error. */
+/* Close the channel if it is open (a reader used once); 0 or the close's error. */
 int task__stream_reader_close(struct task__stream_reader *r);
 
 #endif
