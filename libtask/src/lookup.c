@@ -99,9 +99,12 @@ static void on_stream(task_client *c, const amqp_frame_t *f)
     if (task__conn_read_delivery(c->conn, f, &d) != 0)
         return;
     struct lookup_read *s = l->read;
-    if (task__stream_reader_take(&l->reader, &d) == TASK__STREAM_END && s != NULL)
+    enum task__stream_take t = task__stream_reader_take(&l->reader, &d);
+    if (t == TASK__STREAM_END && s != NULL)
         s->marker_seen = true; /* the window's end: what follows was read already */
-    if (s == NULL || l->reader.done)
+    /* Only the read's own: an earlier window's consumer streams on past its end until the
+     * broker sees its cancel, up to this read's marker. */
+    if (t != TASK__STREAM_RECORD || s == NULL)
         goto out;
     /* Most messages hold neither the id nor the marker: skip them without parsing, so a
      * lookup costs about a byte scan per record instead of a JSON parse. */

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 #include "internal.h"
@@ -168,6 +169,29 @@ static void a_window_ends_where_the_later_read_began(void **state)
     assert_int_equal(u.read, 0);
 }
 
+/* The broker sees a cancel late: an earlier consumer's deliveries, even the read's own marker
+ * among them, are no part of the read (a lookup that parsed them stopped its next window at
+ * once: a uuid4 id older than a few minutes was reported PENDING). */
+static void an_earlier_consumers_deliveries_are_skipped(void **state)
+{
+    (void)state;
+    struct task__stream_reader r = reading(&LOOKUP, 1000);
+    struct task__delivery d = {.tag = 41, .consumer_tag = "amq.ctag-old"};
+    assert_int_equal(task__stream_reader_take(&r, &d), TASK__STREAM_SKIP); /* no consumer yet */
+    r.consumer = strdup("amq.ctag-new");
+    d.tag = 42;
+    assert_int_equal(task__stream_reader_take(&r, &d), TASK__STREAM_SKIP);
+    d.consumer_tag = NULL;
+    d.tag = 43;
+    assert_int_equal(task__stream_reader_take(&r, &d), TASK__STREAM_SKIP);
+    assert_int_equal(r.tag, 43); /* acked with the next of the read's own, or at its end */
+    assert_int_equal(r.read, 0);
+    assert_int_equal(r.first, -1);
+    assert_false(r.done);
+    task__stream_reader_free(&r);
+    assert_null(r.consumer);
+}
+
 struct seen {
     int n;
     char ids[4][16];
@@ -244,6 +268,7 @@ int main(void)
         cmocka_unit_test(widens_once_after_the_narrow_start),
         cmocka_unit_test(a_read_notes_offsets_and_when_to_widen),
         cmocka_unit_test(a_window_ends_where_the_later_read_began),
+        cmocka_unit_test(an_earlier_consumers_deliveries_are_skipped),
         cmocka_unit_test(marker_records_end_the_read_they_belong_to),
         cmocka_unit_test(bodies_split_into_records_in_order),
     };
