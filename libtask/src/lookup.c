@@ -3,11 +3,12 @@
  * durable results stream that every worker appends each state message to (one of 64, picked
  * by the id: stream.h).
  *
- * A stream has no "end of data" signal over AMQP 0-9-1, and queue.declare reports 0 messages
- * for streams, so a lookup publishes a marker record of its own after it starts reading and
- * stops when the marker comes back: everything confirmed before the lookup began lies before it.
- * A lookup also stops at the id's first final state (SUCCESS, FAILURE, REVOKED).
- * A stream message holds one state record or, as taskd writes them, a JSON array of records.
+ * The reading is stream_reader.c's (consumer, window, acks, cancel, the end-of-data marker);
+ * what is a lookup's is here: the id's stream, the records of the id, the stop at its first
+ * final state (SUCCESS, FAILURE, REVOKED), the windows back in time for an id with no time in
+ * it, and where the last lookup of an id stopped. A lookup publishes its marker after it starts
+ * reading: everything confirmed before the lookup began lies before it. A stream message holds
+ * one state record or, as taskd writes them, a JSON array of records.
  */
 #include <stdio.h>
 #include <stdlib.h>
