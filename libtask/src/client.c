@@ -75,7 +75,7 @@ int task__client_reconnect(task_client *c, double deadline)
         task__conn_close(c->conn);
         c->conn = NULL;
         c->confirmed = c->nacked = 0; /* a new channel numbers its confirms from 1 */
-        c->stream_ch = false;
+        c->conn_gen++; /* lookup.c reopens its channel */
         task__topo_forget(&c->topo);
         task_error e = {0};
         if (task__conn_open(&c->conn, &o, &e) == 0) {
@@ -179,8 +179,8 @@ void task_client_free(task_client *c)
         return;
     task__conn_close(c->conn);
     task__replies_free(&c->replies);
-    if (c->forget_lookups != NULL)
-        c->forget_lookups(c);
+    if (c->free_lookups != NULL)
+        c->free_lookups(c->lookups);
     for (int i = 0; i < 3; i++)
         free(c->tls_files[i]);
     for (int i = 0; i < c->urls.n; i++)

@@ -12,16 +12,7 @@
 #define CH 1          /* confirms + reply queue */
 #define CH_STREAM 3   /* results stream reader, opened by the first lookup */
 
-/* Where a lookup that found no final state stopped, so that the next lookup of the id in this
- * client reads on from there instead of from the id's own time: a task polled while it waits in
- * a queue or runs for minutes would otherwise cost a read of all those minutes each time. */
-#define TASK__RESUME_SLOTS 64
-struct task__resume {
-    char id[64];            /* "" for a free slot */
-    double until;           /* wall clock (ours) just before that lookup's marker was published */
-    char *status;           /* the state found then (malloc'd); NULL for PENDING */
-    json_object *result;    /* owned */
-};
+struct task__lookups;
 
 struct task_client {
     struct task__conn *conn;
@@ -34,16 +25,12 @@ struct task_client {
     uint64_t confirmed;         /* highest sequence number the broker acked */
     uint64_t nacked;            /* highest sequence number the broker nacked */
     bool returned;              /* a basic.return came for the message in flight */
-    struct task__stream_read *stream;  /* set while a stream read is in progress */
-    bool stream_ch;             /* CH_STREAM is open on this connection */
-    uint16_t stream_qos;        /* its basic.qos, for the next consumer */
-    uint64_t stream_tag, stream_acked; /* its last delivery tag, and the last acked */
-    struct task__resume resume[TASK__RESUME_SLOTS]; /* lookup.c */
-    unsigned resume_next;
-    /* lookup.c's part, set by its first read: client.c hands it the results stream's
-     * deliveries and its resume points to free, and never calls into lookup.c. */
+    unsigned conn_gen;          /* bumped at each new connection */
+    /* lookup.c's state, made by its first lookup or watch: client.c hands it the results
+     * stream's deliveries and frees it, and never calls into lookup.c. */
+    struct task__lookups *lookups;
     void (*on_stream)(task_client *c, const amqp_frame_t *f);
-    void (*forget_lookups)(task_client *c);
+    void (*free_lookups)(struct task__lookups *l);
     task_strlist urls;          /* owned copy, for reconnects */
     double connect_timeout_s;
     struct task__sec *sec;      /* message signing (signing.c); NULL: off */

@@ -105,7 +105,7 @@ int task__url_with_password(const char *text, const char *password, char *buf, s
  * 1 when there was a password, else 0. */
 int task__url_scrub(char *text);
 
-/* ---- records read back from streams (stream.c, lookup.c) ---- */
+/* ---- records read back from streams (stream_reader.c, stream.c, lookup.c) ---- */
 
 /* The longest task id kept from a record or a control request: an AMQP short string. */
 #define TASK__ID_MAX 255
@@ -124,8 +124,12 @@ int task__stream_body(const void *body, size_t len, const char *marker,
 /* The task id of a taskd.revoked record (borrowed), or NULL when the record has no string
  * task_id of 1..TASK__ID_MAX bytes. */
 const char *task__revoked_record_id(json_object *rec);
-/* task__stream_replay() (stream.h) that also reports how many records it skipped as malformed
- * (task__stream_body()) in *rejected. */
+/* Read stream `name` on channel `ch` (opened and closed here) from `since_s` (Unix seconds; 0:
+ * from the first record) up to a marker of its own, calling fn for every record
+ * (task__stream_body()); *rejected counts the records skipped as malformed. 0, TASK_ETIMEDOUT
+ * (the marker did not come back within timeout_ms; records read so far were delivered) or a
+ * connection error. Frames for other channels are dropped, so call it before anything else
+ * consumes on the connection. The stream reader's (stream_reader.h). */
 int task__stream_replay_counted(struct task__conn *c, uint16_t ch, const char *name,
                                 double since_s, int timeout_ms,
                                 void (*fn)(json_object *rec, void *ud), void *ud,

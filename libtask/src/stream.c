@@ -1,13 +1,8 @@
 /* stream.c - see stream.h. */
 #include <stdio.h>
 #include <string.h>
-#include "task_limits.h"
-#include "codec.h"
 #include "internal.h"
 #include "stream.h"
-
-#define ACK_EVERY 256
-#define PREFETCH 1000
 
 amqp_basic_properties_t task__record_props(void)
 {
@@ -141,139 +136,9 @@ int task__stream_append_confirmed(struct task__conn *c, uint16_t ch, const char 
     return rc != 0 ? rc : crc;
 }
 
-struct replay {
-    const char *marker;
-    task__stream_fn fn;
-    void *ud;
-    bool done;
-    unsigned rejected;
-};
-
-/* Anyone who can publish to the stream can write a record, so nothing in one is trusted: a
- * marker that is not a string, or a record that is not an object, is skipped and counted. */
-static void one_record(const char *marker, json_object *rec, task__stream_fn fn, void *ud,
-                       bool *marker_seen, unsigned *rejected)
-{
-    json_object *m;
-    if (!json_object_is_type(rec, json_type_object)) {
-        ++*rejected;
-    } else if (json_object_object_get_ex(rec, "taskd_marker", &m)) {
-        const char *text = json_object_is_type(m, json_type_string) ? json_object_get_string(m)
-                                                                   : NULL;
-        if (text == NULL)
-            ++*rejected;
-        else if (marker != NULL && strcmp(text, marker) == 0)
-            *marker_seen = true;
-    } else if (fn != NULL) {
-        fn(rec, ud);
-    }
-}
-
-int task__stream_body(const void *body, size_t len, const char *marker,
-                      void (*fn)(json_object *rec, void *ud), void *ud, bool *marker_seen,
-                      unsigned *rejected)
-{
-    enum task__bad why;
-    json_object *root = task__json_parse(body, len, TASK__JSON_MAX_DEPTH, &why, NULL);
-    if (root == NULL) {
-        ++*rejected;
-        return TASK_EPROTO;
-    }
-    if (json_object_is_type(root, json_type_array)) {
-        for (size_t i = 0; i < json_object_array_length(root); i++)
-            one_record(marker, json_object_array_get_idx(root, i), fn, ud, marker_seen, rejected);
-    } else {
-        one_record(marker, root, fn, ud, marker_seen, rejected);
-    }
-    json_object_put(root);
-    return 0;
-}
-
 const char *task__revoked_record_id(json_object *rec)
 {
     const char *id = task__json_get_str(rec, "task_id");
     size_t n = id != NULL ? strlen(id) : 0;
     return n > 0 && n <= TASK__ID_MAX ? id : NULL;
-}
-
-static void on_body(struct replay *r, const struct task__delivery *d)
-{
-    (void)task__stream_body(d->msg.body.bytes, d->msg.body.len, r->marker, r->fn, r->ud, &r->done,
-                            &r->rejected);
-}
-
-static int start(struct task__conn *c, uint16_t ch, const char *name, double since_s,
-                 const char *marker)
-{
-    char body[80];
-    snprintf(body, sizeof(body), "{\"taskd_marker\": \"%s\"}", marker);
-    amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-stream-offset")};
-    if (since_s > 2) {
-        e.value.kind = AMQP_FIELD_KIND_TIMESTAMP;
-        e.value.value.u64 = (uint64_t)since_s - 2; /* whole seconds; clocks differ a little */
-    } else {
-        e.value.kind = AMQP_FIELD_KIND_UTF8;
-        e.value.value.bytes = amqp_cstring_bytes("first");
-    }
-    amqp_table_t args = {.num_entries = 1, .entries = &e};
-    int rc = task__conn_channel_open(c, ch);
-    if (rc == 0)
-        rc = task__stream_append(c, ch, name, body);
-    if (rc == 0)
-        rc = task__conn_qos(c, ch, PREFETCH);
-    if (rc == 0)
-        rc = task__conn_consume(c, ch, name, false, args, NULL);
-    return rc;
-}
-
-int task__stream_replay(struct task__conn *c, uint16_t ch, const char *name, double since_s,
-                        int timeout_ms, task__stream_fn fn, void *ud)
-{
-    unsigned rejected = 0;
-    return task__stream_replay_counted(c, ch, name, since_s, timeout_ms, fn, ud, &rejected);
-}
-
-int task__stream_replay_counted(struct task__conn *c, uint16_t ch, const char *name,
-                                double since_s, int timeout_ms,
-                                void (*fn)(json_object *rec, void *ud), void *ud,
-                                unsigned *rejected)
-{
-    char marker[37];
-    task__uuid4(marker);
-    struct replay r = {.marker = marker, .fn = fn, .ud = ud};
-    int rc = start(c, ch, name, since_s, marker);
-    double deadline = task__now_mono() + timeout_ms / 1000.0;
-    unsigned since_ack = 0;
-    while (rc == 0 && !r.done) {
-        double left = deadline - task__now_mono();
-        if (left <= 0) {
-            rc = TASK_ETIMEDOUT;
-            break;
-        }
-        amqp_frame_t f;
-        int got = task__conn_next_frame(c, &f, (int)(left * 1000) + 1, NULL);
-        if (got < 0) {
-            *rejected = r.rejected;
-            return got;
-        }
-        if (got == 0 || f.channel != ch || f.frame_type != AMQP_FRAME_METHOD ||
-            f.payload.method.id != AMQP_BASIC_DELIVER_METHOD)
-            continue;
-        struct task__delivery d;
-        rc = task__conn_read_delivery(c, &f, &d);
-        if (rc != 0)
-            break;
-        on_body(&r, &d);
-        /* Stream consumers get more only as they ack (credit). */
-        if (++since_ack >= ACK_EVERY || r.done) {
-            (void)task__conn_ack(c, ch, d.tag, true);
-            since_ack = 0;
-        }
-        task__delivery_free(&d);
-    }
-    amqp_rpc_reply_t cr = amqp_channel_close(task__conn_amqp(c), ch, AMQP_REPLY_SUCCESS);
-    int crc = task__conn_check(c, cr, "close stream channel");
-    task__conn_release_buffers(c);
-    *rejected = r.rejected;
-    return rc != 0 ? rc : crc;
 }
