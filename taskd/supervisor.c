@@ -17,6 +17,7 @@
 #include "config_opts.h"
 #include "consumer.h"
 #include "control.h"
+#include "delay.h"
 #include "events.h"
 #include "lease.h"
 #include "log.h"
@@ -133,6 +134,8 @@ static int connect_broker(struct worker *w)
     if (rc == 0)
         rc = task__conn_channel_open(w->conn, CH_DECLARE);
     if (rc == 0)
+        rc = task__conn_channel_open(w->conn, CH_DELAY);
+    if (rc == 0)
         rc = consumer_start(w);
     if (rc == 0)
         rc = control_start(w);
@@ -140,6 +143,8 @@ static int connect_broker(struct worker *w)
         rc = events_start(w);
     if (rc == 0)
         rc = consumer_declare_rest(w);
+    if (rc == 0)
+        rc = delay_start(w); /* completed by later frames: nothing waits for it here */
     if (rc != 0) {
         log_event(LV_ERROR, rc, "broker_setup_failed", "detail=\"%s\"",
                   task__conn_errmsg(w->conn));
@@ -191,7 +196,7 @@ static void drop_session(struct worker *w)
     }
     w->ntags = 0;
     w->inflight = 0;
-    w->delay_ready = false;
+    delay_drop(w);
     w->returned = false;
     w->paused = false;
     w->reconsume_at = 0;
@@ -285,7 +290,7 @@ static void on_signal(struct worker *w)
 
 static void on_frame(struct worker *w, amqp_frame_t *f)
 {
-    if (f->frame_type != AMQP_FRAME_METHOD)
+    if (f->frame_type != AMQP_FRAME_METHOD || delay_on_frame(w, f))
         return;
     switch (f->payload.method.id) {
     case AMQP_BASIC_DELIVER_METHOD: {
@@ -367,6 +372,10 @@ static int pump(struct worker *w)
         int rc = task__conn_next_frame(w->conn, &f, 0, &closed);
         if (rc == 0)
             break;
+        if (rc == TASK_EBROKER && closed == CH_DELAY && task__conn_alive(w->conn)) {
+            delay_on_closed(w); /* a refusal of the cascade: that channel only */
+            continue;
+        }
         if (rc < 0) {
             log_event(LV_ERROR, rc, "broker_error", "detail=\"%s\"", task__conn_errmsg(w->conn));
             return rc;
@@ -562,6 +571,7 @@ void worker_free(struct worker *w)
     if (w->pool.crash != NULL)
         munmap(w->pool.crash, 2 * (size_t)w->pool.cap * sizeof(*w->pool.crash));
     lease_free(w);
+    delay_free(w);
     orphan_free(w);
     task__replies_free(&w->revoked);
     task__topo_free(&w->topo);

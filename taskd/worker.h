@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <task/config.h>
 #include <task/task.h>
+#include "asyncdecl.h"
 #include "codec.h"
 #include "conn.h"
 #include "ipc.h"
@@ -30,6 +31,9 @@
 /* Declares made while running (canvas targets, the delay cascade): a refusal closes this channel,
  * not the publish channel, and it is answered and reopened at once (declare.h). */
 #define CH_DECLARE 7
+/* The delay cascade's declarations, sent without waiting; their -oks and a refusal's close are
+ * read by the loop (delay.h). Its own channel, so no synchronous call is handed one of them. */
+#define CH_DELAY 9
 
 enum worker_state { W_RUNNING, W_DRAINING, W_STOPPED };
 
@@ -54,6 +58,7 @@ struct pchild {
 #define POOL_GROW_MAX 64
 
 struct worker;
+struct delay_wait;
 
 /* What the pool reports, set by the worker: the pool decides nothing about outcomes. */
 struct pool_hooks {
@@ -147,7 +152,10 @@ struct worker {
     struct pollfd *pfd;     /* the loop's poll set: signals, broker, every child, /metrics */
     int *pfd_child;         /* pool slot of each child entry in pfd */
     struct task__replies revoked; /* revoked task ids (pidbox revoke) */
-    bool delay_ready;       /* the delay cascade is declared on this connection */
+    struct adecl delay;     /* the delay cascade's declarations on this connection */
+    double delay_started;   /* task__now_mono() they were sent */
+    struct delay_wait *dwait; /* parks waiting for them (delay.c) */
+    size_t ndwait, dwait_cap;
     bool returned;          /* a basic.return came: the next confirm counts as a nack */
     bool paused;            /* consumers cancelled: no live pool child to run anything */
     bool blocked;           /* connection.blocked: a broker alarm; we write nothing that can
