@@ -14,6 +14,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include "autoscale.h"
+#include "canvas_wait.h"
 #include "config_opts.h"
 #include "consumer.h"
 #include "control.h"
@@ -136,6 +137,8 @@ static int connect_broker(struct worker *w)
     if (rc == 0)
         rc = task__conn_channel_open(w->conn, CH_DELAY);
     if (rc == 0)
+        rc = task__conn_channel_open(w->conn, CH_CANVAS);
+    if (rc == 0)
         rc = consumer_start(w);
     if (rc == 0)
         rc = control_start(w);
@@ -197,6 +200,7 @@ static void drop_session(struct worker *w)
     w->ntags = 0;
     w->inflight = 0;
     delay_drop(w);
+    canvas_wait_drop(w);
     w->returned = false;
     w->paused = false;
     w->reconsume_at = 0;
@@ -290,7 +294,8 @@ static void on_signal(struct worker *w)
 
 static void on_frame(struct worker *w, amqp_frame_t *f)
 {
-    if (f->frame_type != AMQP_FRAME_METHOD || delay_on_frame(w, f))
+    if (f->frame_type != AMQP_FRAME_METHOD || delay_on_frame(w, f) ||
+        canvas_wait_on_frame(w, f))
         return;
     switch (f->payload.method.id) {
     case AMQP_BASIC_DELIVER_METHOD: {
@@ -374,6 +379,10 @@ static int pump(struct worker *w)
             break;
         if (rc == TASK_EBROKER && closed == CH_DELAY && task__conn_alive(w->conn)) {
             delay_on_closed(w); /* a refusal of the cascade: that channel only */
+            continue;
+        }
+        if (rc == TASK_EBROKER && closed == CH_CANVAS && task__conn_alive(w->conn)) {
+            canvas_wait_on_closed(w); /* a follow-up's queue refused */
             continue;
         }
         if (rc < 0) {
@@ -572,6 +581,7 @@ void worker_free(struct worker *w)
         munmap(w->pool.crash, 2 * (size_t)w->pool.cap * sizeof(*w->pool.crash));
     lease_free(w);
     delay_free(w);
+    canvas_wait_free(w);
     orphan_free(w);
     task__replies_free(&w->revoked);
     task__topo_free(&w->topo);

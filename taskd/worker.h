@@ -34,6 +34,8 @@
 /* The delay cascade's declarations, sent without waiting; their -oks and a refusal's close are
  * read by the loop (delay.h). Its own channel, so no synchronous call is handed one of them. */
 #define CH_DELAY 9
+/* The same for follow-ups' target queues not declared yet (canvas_wait.h). */
+#define CH_CANVAS 10
 
 enum worker_state { W_RUNNING, W_DRAINING, W_STOPPED };
 
@@ -59,6 +61,7 @@ struct pchild {
 
 struct worker;
 struct delay_wait;
+struct canvas_wait;
 
 /* What the pool reports, set by the worker: the pool decides nothing about outcomes. */
 struct pool_hooks {
@@ -156,6 +159,10 @@ struct worker {
     double delay_started;   /* task__now_mono() they were sent */
     struct delay_wait *dwait; /* parks waiting for them (delay.c) */
     size_t ndwait, dwait_cap;
+    struct canvas_wait *cwait; /* follow-ups waiting for their queue's declaration, in the
+                                * order it was sent (canvas_wait.c) */
+    size_t ncwait, cwait_cap;
+    bool canvas_reopening;  /* CH_CANVAS was closed by a refusal: open-ok not in yet */
     bool returned;          /* a basic.return came: the next confirm counts as a nack */
     bool paused;            /* consumers cancelled: no live pool child to run anything */
     bool blocked;           /* connection.blocked: a broker alarm; we write nothing that can
