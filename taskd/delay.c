@@ -256,6 +256,12 @@ int delay_bind_queue(struct worker *w, const char *queue)
     return rc;
 }
 
+bool delay_usable(const struct worker *w)
+{
+    return w->delay.state == ADECL_PENDING || w->delay.state == ADECL_READY ||
+           adecl_may_start(&w->delay, task__now_mono());
+}
+
 int delay_park(struct worker *w, struct job *job, struct task__delivery *d, double due)
 {
     if (w->delay.state == ADECL_READY)

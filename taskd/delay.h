@@ -40,6 +40,9 @@ bool delay_on_frame(struct worker *w, const amqp_frame_t *f);
 /* The broker closed CH_DELAY (a refusal; answered by the reader): log it, requeue the parks
  * that waited, reopen the channel without waiting. */
 void delay_on_closed(struct worker *w);
+/* False while the broker's refusal of the cascade is waited out (asyncdecl.h): countdowns
+ * wait in memory meanwhile, as for a queue name too long for it, instead of bouncing. */
+bool delay_usable(const struct worker *w);
 /* A parked message came back unrouted: declare the cascade again on its next use. */
 void delay_forget(struct worker *w);
 /* The connection is gone: waiting parks are freed (the broker requeues their deliveries). */
