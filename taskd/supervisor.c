@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "autoscale.h"
 #include "canvas_wait.h"
+#include "chord.h"
 #include "config_opts.h"
 #include "consumer.h"
 #include "control.h"
@@ -139,6 +140,8 @@ static int connect_broker(struct worker *w)
     if (rc == 0)
         rc = task__conn_channel_open(w->conn, CH_CANVAS);
     if (rc == 0)
+        rc = chord_start(w);
+    if (rc == 0)
         rc = consumer_start(w);
     if (rc == 0)
         rc = control_start(w);
@@ -201,6 +204,7 @@ static void drop_session(struct worker *w)
     w->inflight = 0;
     delay_drop(w);
     canvas_wait_drop(w);
+    chord_drop(w);
     w->returned = false;
     w->paused = false;
     w->reconsume_at = 0;
@@ -295,7 +299,7 @@ static void on_signal(struct worker *w)
 static void on_frame(struct worker *w, amqp_frame_t *f)
 {
     if (f->frame_type != AMQP_FRAME_METHOD || delay_on_frame(w, f) ||
-        canvas_wait_on_frame(w, f))
+        canvas_wait_on_frame(w, f) || chord_on_frame(w, f))
         return;
     switch (f->payload.method.id) {
     case AMQP_BASIC_DELIVER_METHOD: {
@@ -383,6 +387,10 @@ static int pump(struct worker *w)
         }
         if (rc == TASK_EBROKER && closed == CH_CANVAS && task__conn_alive(w->conn)) {
             canvas_wait_on_closed(w); /* a follow-up's queue refused */
+            continue;
+        }
+        if (rc == TASK_EBROKER && closed == CH_CHORD && task__conn_alive(w->conn)) {
+            chord_on_closed(w); /* a lock held elsewhere (405), or a step refused */
             continue;
         }
         if (rc < 0) {

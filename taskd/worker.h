@@ -36,6 +36,7 @@
 #define CH_DELAY 9
 /* The same for follow-ups' target queues not declared yet (canvas_wait.h). */
 #define CH_CANVAS 10
+#define CH_CHORD 6
 
 enum worker_state { W_RUNNING, W_DRAINING, W_STOPPED };
 
@@ -62,6 +63,7 @@ struct pchild {
 struct worker;
 struct delay_wait;
 struct canvas_wait;
+struct chord_op;
 
 /* What the pool reports, set by the worker: the pool decides nothing about outcomes. */
 struct pool_hooks {
@@ -172,6 +174,9 @@ struct worker {
     double blocked_total_s; /* time spent blocked, over ended blocks */
     double reconsume_at;    /* task__now_mono() to consume again a queue the broker cancelled */
     bool chord_ready;       /* the chord channel (tx mode) is open on this connection */
+    bool chord_closing;     /* we closed it after a failed step: close-ok, then reopen */
+    struct chord_op *chords, *chords_tail; /* member ends under way, in turn (chord.c) */
+    char chord_lock_left[310]; /* a lock a failed step held: deleted once reopened */
     bool lease_ready;       /* the lease channel (tx mode) is open on this connection */
     double second_at;       /* task__now_mono() of the next once-a-second tick (supervisor.c) */
     struct job *stashed;    /* leased jobs that ended with no broker: settled on reconnect */
