@@ -7,6 +7,9 @@ loop reads their replies as they come.
 The same for follow-ups to queues new on the connection: a task linked to NEW_QUEUES new
 queues had each declared (three round trips) before its message was sent.
 
+And for chords: each member's end (barrier declare, part, tx.commit, count) took round trips,
+and the last one's (lock, a basic.get per member, commit, deletes) CHORD_SIZE + 5 of them.
+
 The worker talks to the broker through a proxy here that delays every byte from the broker by
 LATENCY_S. While the first countdown task is parked, and while the links go out, /metrics is
 asked every 50 ms and must always answer within half a second; the countdown task still runs
@@ -14,6 +17,7 @@ once, when due, and every link lands in its queue once.
 """
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -22,13 +26,14 @@ import urllib.request
 from collections import deque
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "celery"))
-from common import Checks, Replies, Taskd, amqp_conn, broker, log_has, wait_for  # noqa: E402
+from common import BUILD, Checks, Replies, Taskd, amqp_conn, broker, log_has, wait_for  # noqa: E402
 
 url = broker()
 from celery import Celery  # noqa: E402
 
 LATENCY_S = 0.025
 NEW_QUEUES = 12
+CHORD_SIZE = 40
 PID = os.getpid()
 t = Checks()
 
@@ -197,6 +202,26 @@ def main():
                 ch = c.channel()
         c.close()
         t.check("every link is in its new queue once", counts == [1] * NEW_QUEUES, f"{counts}")
+
+        worst[0] = 0.0
+        stop.clear()
+        asker = threading.Thread(target=ask, daemon=True)
+        asker.start()
+        started = time.time()
+        p = subprocess.run([f"{BUILD}/tests/integration/lp_chord", str(CHORD_SIZE)],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "TASKD_BROKER_URL": url,
+                                "TASKD_CLIENT_DEFAULT_QUEUE": q})
+        took = time.time() - started
+        stop.set()
+        asker.join(timeout=15)
+        print(f"# slowest /metrics answer while a chord of {CHORD_SIZE} ended: "
+              f"{worst[0] * 1000:.0f} ms (chord done in {took:.1f} s)")
+        want = sum(2 * i for i in range(CHORD_SIZE))
+        t.check("the chord's callback runs with every member's result",
+                p.stdout.strip() == f"SUCCESS {want}", f"{p.stdout.strip()} {p.stderr.strip()}")
+        t.check("/metrics answers within 0.5 s while chord members end",
+                worst[0] < 0.5, f"slowest {worst[0]:.2f} s")
     finally:
         stop.set()
         w.__exit__(None, None, None)
