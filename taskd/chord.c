@@ -38,7 +38,6 @@
 #include "txchan.h"
 #include "worker.h"
 
-
 /* Delivery tags of the parts read: the first of each position (kept) and the duplicates. */
 struct part_tags {
     uint64_t *keep, *dup;
@@ -258,11 +257,13 @@ static void op_end(struct worker *w, bool failed)
     if (failed) {
         job->nacked = true; /* requeued: its part is counted again, as a duplicate */
         log_event(LV_ERROR, TASK_EBROKER, "chord_count_failed", "group=%s task_id=%s step=%d "
-                  "action=requeue", log_v(job->m.group), log_v(job->m.id), (int)op->sm.step);
+                  "action=requeue", log_v(job->m.group), log_v(job->m.id),
+                  (int)op->sm.failed_at);
+    } else {
+        log_event(LV_DEBUG, 0, "chord_member_counted", "group=%s task_id=%s took_ms=%.1f",
+                  log_v(job->m.group), log_v(job->m.id),
+                  (task__now_mono() - op->started) * 1000);
     }
-    double took = task__now_mono() - op->started;
-    log_event(LV_DEBUG, 0, "chord_member_counted", "group=%s task_id=%s took_ms=%.1f",
-              log_v(job->m.group), log_v(job->m.id), took * 1000);
     op_free(op);
     job->waits--;
     if (job->done && job->waits == 0)
@@ -323,8 +324,9 @@ static void kick(struct worker *w)
     }
 }
 
-/* A reply (or close) for the head op. */
-static void advance(struct worker *w, enum chord_event ev, long value)
+/* A reply (or close) for the head op. `open`: the channel is still open (not closed by the
+ * broker), so a failed step must close it to roll its transaction back. */
+static void advance(struct worker *w, enum chord_event ev, long value, bool open)
 {
     struct chord_op *op = w->chords;
     if (op == NULL || !op->started_sending) {
@@ -332,15 +334,17 @@ static void advance(struct worker *w, enum chord_event ev, long value)
         return;
     }
     enum chord_action a = chord_sm_on(&op->sm, ev, value);
-    if (a != CHA_DONE && a != CHA_FAIL && act(w, op, a) != 0)
+    if (a != CHA_DONE && a != CHA_FAIL && act(w, op, a) != 0) {
         a = chord_sm_on(&op->sm, CHE_CLOSED, 0);
+        open = true;
+    }
     if (a == CHA_DONE || a == CHA_FAIL) {
         if (op->sm.lock_held && task__conn_alive(w->conn)) {
             /* Failed holding the lock: drop it once the channel is open again (it is the
              * connection's, the channel's close does not free it). */
             snprintf(w->chord_lock_left, sizeof(w->chord_lock_left), "%s", op->lock);
         }
-        if (a == CHA_FAIL && ev != CHE_CLOSED && task__conn_alive(w->conn)) {
+        if (a == CHA_FAIL && open && task__conn_alive(w->conn)) {
             /* Our own step went wrong with the channel still open: close it, which rolls the
              * transaction back, and start over on a fresh one. */
             amqp_channel_close_t c = {.reply_code = AMQP_REPLY_SUCCESS,
@@ -370,8 +374,10 @@ bool chord_on_frame(struct worker *w, const amqp_frame_t *f)
         return false;
     switch (f->payload.method.id) {
     case AMQP_CHANNEL_CLOSE_OK_METHOD:
-        w->chord_closing = false;
-        reopen(w);
+        if (w->chord_closing) { /* ours, after a failed step */
+            w->chord_closing = false;
+            reopen(w);
+        }
         return true;
     case AMQP_CHANNEL_OPEN_OK_METHOD:
         return true;
@@ -385,23 +391,23 @@ bool chord_on_frame(struct worker *w, const amqp_frame_t *f)
         return true;
     case AMQP_QUEUE_DECLARE_OK_METHOD: {
         const amqp_queue_declare_ok_t *ok = f->payload.method.decoded;
-        advance(w, CHE_DECLARE_OK, (long)ok->message_count);
+        advance(w, CHE_DECLARE_OK, (long)ok->message_count, true);
         return true;
     }
     case AMQP_TX_COMMIT_OK_METHOD:
-        advance(w, CHE_COMMIT_OK, 0);
+        advance(w, CHE_COMMIT_OK, 0, true);
         return true;
     case AMQP_BASIC_GET_OK_METHOD:
         if (w->chords == NULL || read_part(w, w->chords, f) != 0)
-            advance(w, CHE_CLOSED, 0); /* unreadable: fail the step */
+            advance(w, CHE_CLOSED, 0, true); /* unreadable: fail the step */
         else
-            advance(w, CHE_GET_OK, 0);
+            advance(w, CHE_GET_OK, 0, true);
         return true;
     case AMQP_BASIC_GET_EMPTY_METHOD:
-        advance(w, CHE_GET_EMPTY, 0);
+        advance(w, CHE_GET_EMPTY, 0, true);
         return true;
     case AMQP_QUEUE_DELETE_OK_METHOD:
-        advance(w, CHE_DELETE_OK, 0);
+        advance(w, CHE_DELETE_OK, 0, true);
         return true;
     default:
         return true;
@@ -423,7 +429,7 @@ void chord_on_closed(struct worker *w)
     w->chord_ready = false;
     if (w->chords != NULL && w->chords->started_sending) {
         w->chords->sm.lock_held = w->chords->sm.lock_held && code != 405;
-        advance(w, CHE_CLOSED, code);
+        advance(w, CHE_CLOSED, code, false);
     }
     reopen(w);
 }

@@ -26,6 +26,7 @@ bool chord_sm_over(const struct chord_sm *s)
 
 static enum chord_action fail(struct chord_sm *s)
 {
+    s->failed_at = s->step;
     s->step = CHS_FAILED;
     return CHA_FAIL;
 }

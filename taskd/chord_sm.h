@@ -63,6 +63,7 @@ struct chord_sm {
     int again;              /* RECHECK rounds taken */
     bool lock_held;         /* the lock queue is ours: delete it whatever happens */
     bool fired;
+    enum chord_step failed_at; /* FAILED: the step that failed (for the log) */
 };
 
 void chord_sm_init(struct chord_sm *s, int size);

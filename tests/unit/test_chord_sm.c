@@ -166,6 +166,7 @@ static void other_closes_and_stray_replies_fail_the_step(void **state)
     assert_int_equal(count(&s, 2), CHA_SEND_LOCK);
     assert_int_equal(chord_sm_on(&s, CHE_DECLARE_OK, 0), CHA_SEND_GET);
     assert_int_equal(chord_sm_on(&s, CHE_CLOSED, 406), CHA_FAIL); /* holding the lock */
+    assert_int_equal(s.failed_at, CHS_GET);
     assert_true(s.lock_held); /* the owner deletes it once the channel is open again */
 
     chord_sm_init(&s, 2);
