@@ -6,9 +6,11 @@
  * options. Each message is tied to the finished task's ack, so none is lost. Chords: chord.c.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "canvas.h"
 #include "canvas_sig.h"
+#include "canvas_wait.h"
 #include "declare.h"
 #include "log.h"
 #include "publisher.h"
@@ -16,10 +18,11 @@
 #include "worker.h"
 
 /* Encode signature `sig` as a task message with `first` (borrowed, may be NULL) prepended to
- * its args. On 0, *wire holds the message and *target (borrowed) its queue. */
-int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_object *first,
+ * its args. On 0, *wire holds the message and *target (borrowed) its queue, declared when
+ * `declare` (a round trip when it is new on this connection), else maybe not. */
+static int encode(struct worker *w, struct job *job, json_object *sig, json_object *first,
                   json_object *chain_rest, const char *why, struct task__wire *wire,
-                  const char **target)
+                  const char **target, bool declare)
 {
     struct canvas_call call;
     const char *bad = NULL;
@@ -48,13 +51,20 @@ int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_obje
     task_error err = {0};
     /* Celery's order: the signature's queue, then routes; else the parent's queue. */
     *target = queue ? queue : task__topo_route(&w->topo, name, job->d.queue);
-    int rc = declare_queue(w, *target);
+    int rc = declare ? declare_queue(w, *target) : 0;
     if (rc == 0)
         rc = task__msg_encode(&m, wire, &err);
     if (rc == 0 && (rc = task__wire_seal(w->sec, wire, &err)) != 0)
         task__wire_free(wire);
     canvas_call_clear(&call);
     return rc;
+}
+
+int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_object *first,
+                  json_object *chain_rest, const char *why, struct task__wire *wire,
+                  const char **target)
+{
+    return encode(w, job, sig, first, chain_rest, why, wire, target, true);
 }
 
 /* Publish FAILURE for the task signature `sig` would have started (if it names an id someone
@@ -98,23 +108,30 @@ void canvas_refused(struct worker *w, struct job *job, json_object *sig, json_ob
                              "taskd.errors", text);
 }
 
-/* Send signature `sig` with `first` prepended to its args, tied to the job's ack. */
+/* Send signature `sig` with `first` prepended to its args, tied to the job's ack. A target
+ * queue not declared on this connection yet is declared without waiting and the message waits
+ * for it in canvas_wait.c: the loop goes on meanwhile. */
 static void send_signature(struct worker *w, struct job *job, json_object *sig, json_object *first,
                            json_object *chain_rest, const char *why)
 {
-    struct task__wire wire;
+    struct task__wire *wire = calloc(1, sizeof(*wire));
     const char *target = NULL;
-    int rc = canvas_encode(w, job, sig, first, chain_rest, why, &wire, &target);
-    if (rc == TASK_EINVAL)
+    int rc = wire == NULL ? TASK_ENOMEM
+                          : encode(w, job, sig, first, chain_rest, why, wire, &target, false);
+    if (rc == TASK_EINVAL) {
+        free(wire);
         return; /* logged: a signature we cannot run would fail the same way on every retry */
-    if (rc == TASK_EBROKER && task__conn_alive(w->conn)) {
-        canvas_refused(w, job, sig, chain_rest, target, why);
-        return;
     }
-    if (rc == 0) {
-        rc = pub_send_mandatory(w, job, "", target, &wire.props, wire.body, wire.body_len);
-        task__wire_free(&wire);
+    if (rc == 0 && !task__topo_declared(&w->topo, target)) {
+        rc = canvas_wait_add(w, job, wire, target, sig, chain_rest, why);
+        if (rc == 0)
+            return; /* wire taken */
+    } else if (rc == 0) {
+        rc = pub_send_mandatory(w, job, "", target, &wire->props, wire->body, wire->body_len);
     }
+    if (wire != NULL)
+        task__wire_free(wire);
+    free(wire);
     if (rc != 0) {
         job->nacked = true; /* requeue the parent rather than lose the follow-up */
         log_event(LV_ERROR, rc, "canvas_publish_failed", "task_id=%s why=%s", log_v(job->m.id),

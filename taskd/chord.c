@@ -20,6 +20,10 @@
  * requeues the rest in one transaction, and the last distinct member fires the callback.
  * The callback may run twice only if a worker dies between the commit and the queue delete.
  * Barrier queues expire (x-expires) after results.max_age unused.
+ *
+ * None of it waits for the broker: the steps are chord_sm.h's state machine, advanced by the
+ * replies the loop reads (chord_on_frame). Member ends take turns on CH_CHORD (a transaction
+ * spans the channel), in the order they ended; each holds its member's ack until it is over.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,57 +31,12 @@
 #include "canvas.h"
 #include "canvas_sig.h"
 #include "chord.h"
+#include "chord_sm.h"
 #include "log.h"
 #include "stream.h"
 #include "task_limits.h"
 #include "txchan.h"
 #include "worker.h"
-
-#define CH_CHORD 6
-
-static int commit(struct worker *w)
-{
-    return txchan_commit(w->conn, CH_CHORD);
-}
-
-/* Ready messages in `queue` (passive declare): >= 0, or a negative TASK_E*. */
-static long ready_count(struct worker *w, const char *queue)
-{
-    amqp_queue_declare_ok_t *ok = amqp_queue_declare(task__conn_amqp(w->conn), CH_CHORD,
-                                                     amqp_cstring_bytes(queue), 1, 0, 0, 0,
-                                                     amqp_empty_table);
-    int rc = task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)), queue);
-    return rc != 0 ? rc : (long)ok->message_count;
-}
-
-static int delete_queue(struct worker *w, const char *queue)
-{
-    amqp_queue_delete(task__conn_amqp(w->conn), CH_CHORD, amqp_cstring_bytes(queue), 0, 0);
-    return task__conn_check(w->conn, amqp_get_rpc_reply(task__conn_amqp(w->conn)), queue);
-}
-
-static int publish_part(struct worker *w, const struct task__msg *m, const char *queue,
-                        const char *status, json_object *result)
-{
-    amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-expires"),
-                            .value = {.kind = AMQP_FIELD_KIND_I64,
-                                      .value.i64 = (int64_t)(w->cfg->results_max_age_s * 1000)}};
-    amqp_table_t args = {.num_entries = 1, .entries = &e};
-    int rc = task__conn_declare_queue(w->conn, CH_CHORD, queue, true, false, false, args);
-    if (rc != 0)
-        return rc;
-    json_object *part = json_object_new_object();
-    json_object_object_add(part, "i", json_object_new_int(m->group_index));
-    json_object_object_add(part, "id", json_object_new_string(m->id));
-    json_object_object_add(part, "status", json_object_new_string(status));
-    json_object_object_add(part, "result", json_object_get(result));
-    size_t len;
-    const char *body = task__json_str(part, &len);
-    amqp_basic_properties_t props = task__record_props();
-    rc = task__conn_publish(w->conn, CH_CHORD, "", queue, &props, body, len, NULL);
-    json_object_put(part);
-    return rc == 0 ? commit(w) : rc;
-}
 
 /* Delivery tags of the parts read: the first of each position (kept) and the duplicates. */
 struct part_tags {
@@ -85,50 +44,129 @@ struct part_tags {
     int nkeep, ndup;
 };
 
-/* The parts, by position: parts[i] is a new reference or NULL. Gets everything ready. A part
- * that is not an object with an in-range integer "i" counts as a duplicate (dropped). */
-static int get_parts(struct worker *w, const char *queue, json_object **parts, int size,
-                     struct part_tags *t, uint64_t *last_tag)
+/* One member's end under way (w->chords, oldest first). */
+struct chord_op {
+    struct chord_op *next;
+    struct job *job;            /* its waits counts this op */
+    struct chord_sm sm;
+    char queue[300], lock[310];
+    char *part;                 /* the part's body */
+    size_t part_len;
+    json_object **parts;        /* GET: by position (new references) */
+    bool *seen;
+    struct part_tags tags;
+    uint64_t last_tag;
+    double started;             /* task__now_mono() it was queued */
+    bool started_sending;       /* COUNT sent: replies are this op's */
+};
+
+static int send_method(struct worker *w, amqp_method_number_t id, void *m)
 {
+    if (amqp_send_method(task__conn_amqp(w->conn), CH_CHORD, id, m) != AMQP_STATUS_OK)
+        return task__conn_fail(w->conn, TASK_ECLOSED, "chord: write failed");
+    return 0;
+}
+
+static int send_commit(struct worker *w)
+{
+    amqp_tx_commit_t c = {0};
+    return send_method(w, AMQP_TX_COMMIT_METHOD, &c);
+}
+
+static int send_passive(struct worker *w, const char *queue)
+{
+    amqp_queue_declare_t q = {.queue = amqp_cstring_bytes(queue), .passive = 1,
+                              .arguments = amqp_empty_table};
+    return send_method(w, AMQP_QUEUE_DECLARE_METHOD, &q);
+}
+
+static int send_delete(struct worker *w, const char *queue, bool nowait)
+{
+    amqp_queue_delete_t d = {.queue = amqp_cstring_bytes(queue), .nowait = nowait};
+    return send_method(w, AMQP_QUEUE_DELETE_METHOD, &d);
+}
+
+static int send_get(struct worker *w, const char *queue)
+{
+    amqp_basic_get_t g = {.queue = amqp_cstring_bytes(queue)};
+    return send_method(w, AMQP_BASIC_GET_METHOD, &g);
+}
+
+/* COUNT: the part appended and committed at once (TALLY reads the count after commit-ok). */
+static int send_count(struct worker *w, struct chord_op *op)
+{
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-expires"),
+                            .value = {.kind = AMQP_FIELD_KIND_I64,
+                                      .value.i64 = (int64_t)(w->cfg->results_max_age_s * 1000)}};
+    amqp_queue_declare_t q = {.queue = amqp_cstring_bytes(op->queue), .durable = 1,
+                              .arguments = {.num_entries = 1, .entries = &e}};
+    int rc = send_method(w, AMQP_QUEUE_DECLARE_METHOD, &q);
+    amqp_basic_properties_t props = task__record_props();
+    if (rc == 0)
+        rc = task__conn_publish(w->conn, CH_CHORD, "", op->queue, &props, op->part,
+                                op->part_len, NULL);
+    if (rc == 0)
+        rc = send_commit(w);
+    return rc;
+}
+
+static int send_lock(struct worker *w, const char *lock)
+{
+    amqp_queue_declare_t q = {.queue = amqp_cstring_bytes(lock), .exclusive = 1,
+                              .auto_delete = 1, .arguments = amqp_empty_table};
+    return send_method(w, AMQP_QUEUE_DECLARE_METHOD, &q);
+}
+
+
+static int push_tag(uint64_t **v, int *n, uint64_t tag)
+{
+    uint64_t *grow = realloc(*v, (size_t)(*n + 1) * sizeof(*grow));
+    if (grow == NULL)
+        return TASK_ENOMEM;
+    *v = grow;
+    grow[(*n)++] = tag;
+    return 0;
+}
+
+/* GET: a basic.get-ok; its header and body follow it. A part that is not an object with an
+ * in-range integer "i" counts as a duplicate (dropped). */
+static int read_part(struct worker *w, struct chord_op *op, const amqp_frame_t *f)
+{
+    uint64_t tag = ((const amqp_basic_get_ok_t *)f->payload.method.decoded)->delivery_tag;
+    op->last_tag = tag;
+    amqp_message_t msg;
     amqp_connection_state_t st = task__conn_amqp(w->conn);
-    for (;;) {
-        amqp_rpc_reply_t r = amqp_basic_get(st, CH_CHORD, amqp_cstring_bytes(queue), 0);
-        int rc = task__conn_check(w->conn, r, "basic.get");
-        if (rc != 0)
-            return rc;
-        if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
-            return 0;
-        uint64_t tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
-        *last_tag = tag;
-        amqp_message_t msg;
-        rc = task__conn_check(w->conn, amqp_read_message(st, CH_CHORD, &msg, 0), "read part");
-        if (rc != 0)
-            return rc;
-        /* At the depth every reader shares: a part wraps a member's result in one object, and
-         * json-c's default (32) left results past 31 levels unreadable: no callback, ever. */
-        enum task__bad why;
-        json_object *part = task__json_parse(msg.body.bytes, msg.body.len, TASK__JSON_MAX_DEPTH,
-                                             &why, NULL);
-        amqp_destroy_message(&msg);
-        int i = chord_part_index(part, size);
-        uint64_t *grow;
-        if (i >= 0 && parts[i] == NULL) {
-            parts[i] = part;
-            grow = realloc(t->keep, (size_t)(t->nkeep + 1) * sizeof(*grow));
-            if (grow == NULL)
-                return TASK_ENOMEM;
-            t->keep = grow;
-            t->keep[t->nkeep++] = tag;
-        } else {
-            /* A member run twice (redelivered after a worker died) wrote the same part again. */
-            json_object_put(part);
-            grow = realloc(t->dup, (size_t)(t->ndup + 1) * sizeof(*grow));
-            if (grow == NULL)
-                return TASK_ENOMEM;
-            t->dup = grow;
-            t->dup[t->ndup++] = tag;
-        }
+    int rc = task__conn_check(w->conn, amqp_read_message(st, CH_CHORD, &msg, 0), "read part");
+    if (rc != 0)
+        return rc;
+    /* At the depth every reader shares: a part wraps a member's result in one object, and
+     * json-c's default (32) left results past 31 levels unreadable: no callback, ever. */
+    enum task__bad why;
+    json_object *part = task__json_parse(msg.body.bytes, msg.body.len, TASK__JSON_MAX_DEPTH,
+                                         &why, NULL);
+    amqp_destroy_message(&msg);
+    int i = chord_part_index(part, op->sm.size);
+    if (chord_sm_part(&op->sm, op->seen, i)) {
+        op->parts[i] = part;
+        return push_tag(&op->tags.keep, &op->tags.nkeep, tag);
     }
+    /* A member run twice (redelivered after a worker died) wrote the same part again. */
+    json_object_put(part);
+    return push_tag(&op->tags.dup, &op->tags.ndup, tag);
+}
+
+/* A new GET round: forget the last one's parts. */
+static void clear_parts(struct chord_op *op)
+{
+    for (int i = 0; op->parts != NULL && i < op->sm.size; i++) {
+        json_object_put(op->parts[i]);
+        op->parts[i] = NULL;
+        op->seen[i] = false;
+    }
+    free(op->tags.keep);
+    free(op->tags.dup);
+    memset(&op->tags, 0, sizeof(op->tags));
+    op->last_tag = 0;
 }
 
 /* Not complete: the duplicates go (acked), the distinct parts go back (requeued), in one
@@ -140,7 +178,7 @@ static int drop_duplicates(struct worker *w, const struct part_tags *t)
         rc = task__conn_ack(w->conn, CH_CHORD, t->dup[k], false);
     for (int k = 0; rc == 0 && k < t->nkeep; k++)
         rc = task__conn_reject(w->conn, CH_CHORD, t->keep[k], true);
-    return rc == 0 ? commit(w) : rc;
+    return rc == 0 ? send_commit(w) : rc;
 }
 
 static const char *part_str(json_object *part, const char *key)
@@ -190,37 +228,6 @@ static int fire(struct worker *w, struct job *job, json_object **parts, int size
     return rc;
 }
 
-/* Holding the lock: collect and fire when complete. 1 fired, 0 not complete, < 0 error. */
-static int collect(struct worker *w, struct job *job, const char *queue, int size)
-{
-    json_object **parts = calloc((size_t)size, sizeof(*parts));
-    if (parts == NULL)
-        return TASK_ENOMEM;
-    struct part_tags t = {0};
-    uint64_t last = 0;
-    int rc = get_parts(w, queue, parts, size, &t, &last);
-    int have = 0;
-    for (int i = 0; i < size; i++)
-        have += parts[i] != NULL;
-    if (rc == 0 && have == size)
-        rc = fire(w, job, parts, size);
-    if (rc == 0 && have == size && last != 0)
-        rc = task__conn_ack(w->conn, CH_CHORD, last, true);
-    if (rc == 0 && have == size)
-        rc = commit(w);
-    if (rc == 0 && have < size)
-        rc = drop_duplicates(w, &t);
-    if (have < size)
-        log_event(LV_INFO, rc, "chord_duplicates_dropped", "group=%s distinct=%d size=%d "
-                  "duplicates=%d", log_v(job->m.group), have, size, t.ndup);
-    for (int i = 0; i < size; i++)
-        json_object_put(parts[i]);
-    free(parts);
-    free(t.keep);
-    free(t.dup);
-    return rc != 0 ? rc : have == size;
-}
-
 static int chord_size(const struct task__msg *m)
 {
     json_object *v;
@@ -228,6 +235,224 @@ static int chord_size(const struct task__msg *m)
         !json_object_is_type(v, json_type_int))
         return -1;
     return json_object_get_int(v);
+}
+
+static void op_free(struct chord_op *op)
+{
+    clear_parts(op);
+    free(op->parts);
+    free(op->seen);
+    free(op->part);
+    free(op);
+}
+
+/* The head op is over: its member settles (acked unless it failed), the next one starts. */
+static void op_end(struct worker *w, bool failed)
+{
+    struct chord_op *op = w->chords;
+    w->chords = op->next;
+    if (w->chords == NULL)
+        w->chords_tail = NULL;
+    struct job *job = op->job;
+    if (failed) {
+        job->nacked = true; /* requeued: its part is counted again, as a duplicate */
+        log_event(LV_ERROR, TASK_EBROKER, "chord_count_failed", "group=%s task_id=%s step=%d "
+                  "action=requeue", log_v(job->m.group), log_v(job->m.id),
+                  (int)op->sm.failed_at);
+    } else {
+        log_event(LV_DEBUG, 0, "chord_member_counted", "group=%s task_id=%s took_ms=%.1f",
+                  log_v(job->m.group), log_v(job->m.id),
+                  (task__now_mono() - op->started) * 1000);
+    }
+    op_free(op);
+    job->waits--;
+    if (job->done && job->waits == 0)
+        w->settled(w, job);
+}
+
+/* Do what the state machine asks; the head op's step failed if this returns non-zero. */
+static int act(struct worker *w, struct chord_op *op, enum chord_action a)
+{
+    switch (a) {
+    case CHA_WAIT:
+        return 0;
+    case CHA_SEND_TALLY:
+        return send_passive(w, op->queue);
+    case CHA_SEND_LOCK:
+        return send_lock(w, op->lock);
+    case CHA_SEND_GET:
+        if (op->sm.have == 0 && op->tags.nkeep == 0 && op->tags.ndup == 0)
+            clear_parts(op);
+        return send_get(w, op->queue);
+    case CHA_FIRE: {
+        int rc = fire(w, op->job, op->parts, op->sm.size);
+        if (rc == 0 && op->last_tag != 0)
+            rc = task__conn_ack(w->conn, CH_CHORD, op->last_tag, true);
+        return rc == 0 ? send_commit(w) : rc;
+    }
+    case CHA_DROP: {
+        log_event(LV_INFO, 0, "chord_duplicates_dropped", "group=%s distinct=%d size=%d "
+                  "duplicates=%d", log_v(op->job->m.group), op->sm.have, op->sm.size,
+                  op->tags.ndup);
+        int rc = drop_duplicates(w, &op->tags);
+        clear_parts(op);
+        return rc;
+    }
+    case CHA_SEND_RECHECK:
+        return send_passive(w, op->queue);
+    case CHA_DEL_QUEUE:
+        return send_delete(w, op->queue, false);
+    case CHA_DEL_LOCK:
+        return send_delete(w, op->lock, false);
+    case CHA_DONE:
+    case CHA_FAIL:
+        return 0;
+    }
+    return 0;
+}
+
+/* Start the head op if the channel is ready and it has not started. */
+static void kick(struct worker *w)
+{
+    while (w->chords != NULL && w->chord_ready && !w->chords->started_sending) {
+        struct chord_op *op = w->chords;
+        op->started_sending = true;
+        if (send_count(w, op) == 0)
+            return;
+        op_end(w, true); /* the connection broke: the loop drops the session */
+        return;
+    }
+}
+
+/* A reply (or close) for the head op. `open`: the channel is still open (not closed by the
+ * broker), so a failed step must close it to roll its transaction back. */
+static void advance(struct worker *w, enum chord_event ev, long value, bool open)
+{
+    struct chord_op *op = w->chords;
+    if (op == NULL || !op->started_sending) {
+        log_event(LV_WARN, 0, "chord_stray_reply", "event=%d", (int)ev);
+        return;
+    }
+    enum chord_action a = chord_sm_on(&op->sm, ev, value);
+    if (a != CHA_DONE && a != CHA_FAIL && act(w, op, a) != 0) {
+        a = chord_sm_on(&op->sm, CHE_CLOSED, 0);
+        open = true;
+    }
+    if (a == CHA_DONE || a == CHA_FAIL) {
+        if (op->sm.lock_held && task__conn_alive(w->conn)) {
+            /* Failed holding the lock: drop it once the channel is open again (it is the
+             * connection's, the channel's close does not free it). */
+            snprintf(w->chord_lock_left, sizeof(w->chord_lock_left), "%s", op->lock);
+        }
+        if (a == CHA_FAIL && open && task__conn_alive(w->conn)) {
+            /* Our own step went wrong with the channel still open: close it, which rolls the
+             * transaction back, and start over on a fresh one. */
+            amqp_channel_close_t c = {.reply_code = AMQP_REPLY_SUCCESS,
+                                      .reply_text = amqp_cstring_bytes("chord step failed")};
+            (void)send_method(w, AMQP_CHANNEL_CLOSE_METHOD, &c);
+            w->chord_ready = false;
+            w->chord_closing = true;
+        }
+        op_end(w, a == CHA_FAIL);
+        kick(w);
+    }
+}
+
+/* Open CH_CHORD in tx mode without waiting: channel.open, tx.select; ready at select-ok. */
+static void reopen(struct worker *w)
+{
+    amqp_channel_open_t o = {.out_of_band = amqp_empty_bytes};
+    amqp_tx_select_t t = {0};
+    w->chord_ready = false;
+    if (send_method(w, AMQP_CHANNEL_OPEN_METHOD, &o) == 0)
+        (void)send_method(w, AMQP_TX_SELECT_METHOD, &t);
+}
+
+bool chord_on_frame(struct worker *w, const amqp_frame_t *f)
+{
+    if (f->channel != CH_CHORD || f->frame_type != AMQP_FRAME_METHOD)
+        return false;
+    switch (f->payload.method.id) {
+    case AMQP_CHANNEL_CLOSE_OK_METHOD:
+        if (w->chord_closing) { /* ours, after a failed step */
+            w->chord_closing = false;
+            reopen(w);
+        }
+        return true;
+    case AMQP_CHANNEL_OPEN_OK_METHOD:
+        return true;
+    case AMQP_TX_SELECT_OK_METHOD:
+        w->chord_ready = true;
+        if (w->chord_lock_left[0] != '\0') {
+            (void)send_delete(w, w->chord_lock_left, true);
+            w->chord_lock_left[0] = '\0';
+        }
+        kick(w);
+        return true;
+    case AMQP_QUEUE_DECLARE_OK_METHOD: {
+        const amqp_queue_declare_ok_t *ok = f->payload.method.decoded;
+        advance(w, CHE_DECLARE_OK, (long)ok->message_count, true);
+        return true;
+    }
+    case AMQP_TX_COMMIT_OK_METHOD:
+        advance(w, CHE_COMMIT_OK, 0, true);
+        return true;
+    case AMQP_BASIC_GET_OK_METHOD:
+        if (w->chords == NULL || read_part(w, w->chords, f) != 0)
+            advance(w, CHE_CLOSED, 0, true); /* unreadable: fail the step */
+        else
+            advance(w, CHE_GET_OK, 0, true);
+        return true;
+    case AMQP_BASIC_GET_EMPTY_METHOD:
+        advance(w, CHE_GET_EMPTY, 0, true);
+        return true;
+    case AMQP_QUEUE_DELETE_OK_METHOD:
+        advance(w, CHE_DELETE_OK, 0, true);
+        return true;
+    default:
+        return true;
+    }
+}
+
+void chord_on_closed(struct worker *w)
+{
+    /* task__conn_next_frame() answered the close and left its reason in the conn's error. */
+    char why[300];
+    snprintf(why, sizeof(why), "%s", task__conn_errmsg(w->conn));
+    task__conn_clear_error(w->conn);
+    const char *p = strstr(why, ": ");
+    long code = p != NULL ? atol(p + 2) : 0;
+    if (code == 405 && w->chords != NULL)
+        log_event(LV_DEBUG, 0, "chord_lock_busy", "group=%s", log_v(w->chords->job->m.group));
+    else
+        log_event(LV_WARN, TASK_EBROKER, "chord_channel_closed", "detail=\"%s\"", why);
+    w->chord_ready = false;
+    if (w->chords != NULL && w->chords->started_sending) {
+        w->chords->sm.lock_held = w->chords->sm.lock_held && code != 405;
+        advance(w, CHE_CLOSED, code, false);
+    }
+    reopen(w);
+}
+
+int chord_start(struct worker *w)
+{
+    return txchan_open(w->conn, CH_CHORD, &w->chord_ready);
+}
+
+void chord_drop(struct worker *w)
+{
+    while (w->chords != NULL) {
+        struct chord_op *op = w->chords;
+        w->chords = op->next;
+        struct job *job = op->job;
+        op_free(op);
+        if (--job->waits == 0 && job->done)
+            job_free(job); /* the broker requeues its delivery with the connection */
+    }
+    w->chords_tail = NULL;
+    w->chord_ready = false;
+    w->chord_closing = false;
+    w->chord_lock_left[0] = '\0';
 }
 
 int chord_part_done(struct worker *w, struct job *job, const char *status, json_object *result)
@@ -240,7 +465,6 @@ int chord_part_done(struct worker *w, struct job *job, const char *status, json_
                   m->id);
         return 0;
     }
-    char queue[300], lock[310];
     if (strlen(m->group) > 200) {
         /* taskd.chord.<group>.lock must fit AMQP's 255-byte names. */
         json_object *exc = task__exc_new("ChordError", "group id longer than 200 bytes",
@@ -251,40 +475,39 @@ int chord_part_done(struct worker *w, struct job *job, const char *status, json_
         json_object_put(exc);
         return rc;
     }
-    snprintf(queue, sizeof(queue), "taskd.chord.%s", m->group);
-    snprintf(lock, sizeof(lock), "%s.lock", queue);
-    int rc = txchan_open(w->conn, CH_CHORD, &w->chord_ready);
-    if (rc == 0)
-        rc = publish_part(w, m, queue, status, result);
-    long ready = rc == 0 ? ready_count(w, queue) : rc;
-    if (ready < 0 || ready < size) {
-        if (ready < 0)
-            txchan_reset(w->conn, CH_CHORD, &w->chord_ready);
-        return ready < 0 ? (int)ready : 0;
+    struct chord_op *op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        return TASK_ENOMEM;
+    op->parts = calloc((size_t)size, sizeof(*op->parts));
+    op->seen = calloc((size_t)size, sizeof(*op->seen));
+    json_object *part = json_object_new_object();
+    json_object_object_add(part, "i", json_object_new_int(m->group_index));
+    json_object_object_add(part, "id", json_object_new_string(m->id));
+    json_object_object_add(part, "status", json_object_new_string(status));
+    json_object_object_add(part, "result", json_object_get(result));
+    size_t len;
+    const char *body = task__json_str(part, &len);
+    op->part = body != NULL ? malloc(len + 1) : NULL;
+    if (op->part != NULL) {
+        memcpy(op->part, body, len + 1);
+        op->part_len = len;
     }
-    rc = task__conn_declare_queue(w->conn, CH_CHORD, lock, false, true, true, amqp_empty_table);
-    if (rc != 0) { /* 405: another worker holds the lock and completes the chord */
-        txchan_reset(w->conn, CH_CHORD, &w->chord_ready);
-        log_event(LV_DEBUG, 0, "chord_lock_busy", "group=%s", log_v(m->group));
-        return 0;
+    json_object_put(part);
+    if (op->parts == NULL || op->seen == NULL || op->part == NULL) {
+        op_free(op);
+        return TASK_ENOMEM;
     }
-    rc = collect(w, job, queue, size);
-    /* Short of the size after dropping duplicates: a member that ended meanwhile counted while
-     * the distinct parts were out (unacked) and saw too few. Holding the lock, look again. */
-    for (int again = 0; rc == 0 && again < 3; again++) {
-        long now_ready = ready_count(w, queue);
-        if (now_ready < 0) {
-            rc = (int)now_ready;
-            break;
-        }
-        if (now_ready < size)
-            break;
-        rc = collect(w, job, queue, size);
-    }
-    if (rc == 1)
-        rc = delete_queue(w, queue);
-    int rc2 = delete_queue(w, lock);
-    if (rc < 0 || rc2 != 0)
-        txchan_reset(w->conn, CH_CHORD, &w->chord_ready);
-    return rc < 0 ? rc : rc2;
+    snprintf(op->queue, sizeof(op->queue), "taskd.chord.%s", m->group);
+    snprintf(op->lock, sizeof(op->lock), "%s.lock", op->queue);
+    chord_sm_init(&op->sm, size);
+    op->job = job;
+    op->started = task__now_mono();
+    job->waits++; /* its ack waits until the part is counted */
+    if (w->chords_tail != NULL)
+        w->chords_tail->next = op;
+    else
+        w->chords = op;
+    w->chords_tail = op;
+    kick(w);
+    return 0;
 }

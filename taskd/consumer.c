@@ -328,7 +328,7 @@ static void handle(struct worker *w, struct task__delivery *d, bool due_checked)
         revoke_expired(w, d, &m, "revoked");
         goto out;
     }
-    if (!due_checked && m.eta > now + 1.0 && delay_fits(d->queue)) {
+    if (!due_checked && m.eta > now + 1.0 && delay_fits(d->queue) && delay_usable(w)) {
         park(w, d, &m);
         goto out;
     }

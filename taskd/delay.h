@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <amqp.h>
 
 #define DELAY_LEVELS 28 /* 2^28 - 1 s: about 8.5 years */
 #define DELAY_DELIVERY_EXCHANGE "taskd.delivery"
@@ -29,14 +30,36 @@ struct worker;
 struct job;
 struct task__delivery;
 
-/* Declare the cascade (once per connection, on first use). */
-int delay_declare(struct worker *w);
+/* A park that waits for the cascade's declarations (worker.h: w->dwait). */
+struct delay_wait {
+    struct job *job;        /* owns its delivery; waits counts this park */
+    double due;             /* wall-clock seconds */
+};
+
+/* Send the cascade's declarations on CH_DELAY without waiting (asyncdecl.h), at connect and
+ * again after a returned message or a refusal's back-off. 0, or the connection's error. */
+int delay_start(struct worker *w);
+/* A frame from the loop's dispatch: true if it was CH_DELAY's (an -ok counted, open-ok). */
+bool delay_on_frame(struct worker *w, const amqp_frame_t *f);
+/* The broker closed CH_DELAY (a refusal; answered by the reader): log it, requeue the parks
+ * that waited, reopen the channel without waiting. */
+void delay_on_closed(struct worker *w);
+/* False while the broker's refusal of the cascade is waited out (asyncdecl.h): countdowns
+ * wait in memory meanwhile, as for a queue name too long for it, instead of bouncing. */
+bool delay_usable(const struct worker *w);
+/* A parked message came back unrouted: declare the cascade again on its next use. */
+void delay_forget(struct worker *w);
+/* The connection is gone: waiting parks are freed (the broker requeues their deliveries). */
+void delay_drop(struct worker *w);
+void delay_free(struct worker *w);
 /* Bind `queue` to taskd.delivery so delayed messages come back to it. */
 int delay_bind_queue(struct worker *w, const char *queue);
 /* Routing key for a delay of `seconds` (rounded up, capped) to `queue` into buf. */
 void delay_routing_key(uint64_t seconds, const char *queue, char *buf, size_t size);
-/* Park delivery `d` (tied to `job`) until `due` (Unix seconds). Returns 0 or a TASK_E*. */
-int delay_park(struct worker *w, struct job *job, const struct task__delivery *d, double due);
+/* Park delivery `d` (tied to `job`) until `due` (Unix seconds). Returns 0 or a TASK_E*. Never
+ * waits for the broker: while the cascade's declarations are under way the job takes the
+ * delivery (*d is emptied) and is published when they complete, or requeued if refused. */
+int delay_park(struct worker *w, struct job *job, struct task__delivery *d, double due);
 
 /* The longest queue name the cascade can carry: its routing key adds 2 bytes a level to the
  * name, within AMQP's 255. */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <task/client.h>
+#include "delay.h"
 #include "log.h"
 #include "publisher.h"
 #include "signing.h"
@@ -68,7 +69,7 @@ void pub_on_return(struct worker *w)
     /* A queue we declared earlier is gone (deleted, expired): declare again before the next
      * try, or the requeued task would bounce off the same missing queue forever. */
     task__topo_forget(&w->topo);
-    w->delay_ready = false;
+    delay_forget(w);
 }
 
 static void settle_job(struct worker *w, struct job *job, bool nack)

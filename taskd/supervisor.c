@@ -14,9 +14,12 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include "autoscale.h"
+#include "canvas_wait.h"
+#include "chord.h"
 #include "config_opts.h"
 #include "consumer.h"
 #include "control.h"
+#include "delay.h"
 #include "events.h"
 #include "lease.h"
 #include "log.h"
@@ -135,6 +138,12 @@ static int connect_broker(struct worker *w)
     if (rc == 0)
         rc = task__conn_channel_open(w->conn, CH_DECLARE);
     if (rc == 0)
+        rc = task__conn_channel_open(w->conn, CH_DELAY);
+    if (rc == 0)
+        rc = task__conn_channel_open(w->conn, CH_CANVAS);
+    if (rc == 0)
+        rc = chord_start(w);
+    if (rc == 0)
         rc = consumer_start(w);
     if (rc == 0)
         rc = control_start(w);
@@ -142,6 +151,8 @@ static int connect_broker(struct worker *w)
         rc = events_start(w);
     if (rc == 0)
         rc = consumer_declare_rest(w);
+    if (rc == 0)
+        rc = delay_start(w); /* completed by later frames: nothing waits for it here */
     if (rc != 0) {
         log_event(LV_ERROR, rc, "broker_setup_failed", "detail=\"%s\"",
                   task__conn_errmsg(w->conn));
@@ -188,7 +199,9 @@ static void drop_session(struct worker *w)
     w->blocked = false;
     consumer_forget_tags(w);
     w->inflight = 0;
-    w->delay_ready = false;
+    delay_drop(w);
+    canvas_wait_drop(w);
+    chord_drop(w);
     w->returned = false;
     w->paused = false;
     w->reconsume_at = 0;
@@ -282,7 +295,8 @@ static void on_signal(struct worker *w)
 
 static void on_frame(struct worker *w, amqp_frame_t *f)
 {
-    if (f->frame_type != AMQP_FRAME_METHOD)
+    if (f->frame_type != AMQP_FRAME_METHOD || delay_on_frame(w, f) ||
+        canvas_wait_on_frame(w, f) || chord_on_frame(w, f))
         return;
     switch (f->payload.method.id) {
     case AMQP_BASIC_DELIVER_METHOD: {
@@ -364,6 +378,18 @@ static int pump(struct worker *w)
         int rc = task__conn_next_frame(w->conn, &f, 0, &closed);
         if (rc == 0)
             break;
+        if (rc == TASK_EBROKER && closed == CH_DELAY && task__conn_alive(w->conn)) {
+            delay_on_closed(w); /* a refusal of the cascade: that channel only */
+            continue;
+        }
+        if (rc == TASK_EBROKER && closed == CH_CANVAS && task__conn_alive(w->conn)) {
+            canvas_wait_on_closed(w); /* a follow-up's queue refused */
+            continue;
+        }
+        if (rc == TASK_EBROKER && closed == CH_CHORD && task__conn_alive(w->conn)) {
+            chord_on_closed(w); /* a lock held elsewhere (405), or a step refused */
+            continue;
+        }
         if (rc < 0) {
             log_event(LV_ERROR, rc, "broker_error", "detail=\"%s\"", task__conn_errmsg(w->conn));
             return rc;
@@ -563,6 +589,8 @@ void worker_free(struct worker *w)
     if (w->pool.crash != NULL)
         munmap(w->pool.crash, 2 * (size_t)w->pool.cap * sizeof(*w->pool.crash));
     lease_free(w);
+    delay_free(w);
+    canvas_wait_free(w);
     orphan_free(w);
     task__replies_free(&w->revoked);
     task__topo_free(&w->topo);

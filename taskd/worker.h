@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <task/config.h>
 #include <task/task.h>
+#include "asyncdecl.h"
 #include "codec.h"
 #include "conn.h"
 #include "ipc.h"
@@ -30,6 +31,12 @@
 /* Declares made while running (canvas targets, the delay cascade): a refusal closes this channel,
  * not the publish channel, and it is answered and reopened at once (declare.h). */
 #define CH_DECLARE 7
+/* The delay cascade's declarations, sent without waiting; their -oks and a refusal's close are
+ * read by the loop (delay.h). Its own channel, so no synchronous call is handed one of them. */
+#define CH_DELAY 9
+/* The same for follow-ups' target queues not declared yet (canvas_wait.h). */
+#define CH_CANVAS 10
+#define CH_CHORD 6
 
 enum worker_state { W_RUNNING, W_DRAINING, W_STOPPED };
 
@@ -54,6 +61,9 @@ struct pchild {
 #define POOL_GROW_MAX 64
 
 struct worker;
+struct delay_wait;
+struct canvas_wait;
+struct chord_op;
 
 /* What the pool reports, set by the worker: the pool decides nothing about outcomes. */
 struct pool_hooks {
@@ -165,7 +175,14 @@ struct worker {
     struct pollfd *pfd;     /* the loop's poll set: signals, broker, every child, /metrics */
     int *pfd_child;         /* pool slot of each child entry in pfd */
     struct task__replies revoked; /* revoked task ids (pidbox revoke) */
-    bool delay_ready;       /* the delay cascade is declared on this connection */
+    struct adecl delay;     /* the delay cascade's declarations on this connection */
+    double delay_started;   /* task__now_mono() they were sent */
+    struct delay_wait *dwait; /* parks waiting for them (delay.c) */
+    size_t ndwait, dwait_cap;
+    struct canvas_wait *cwait; /* follow-ups waiting for their queue's declaration, in the
+                                * order it was sent (canvas_wait.c) */
+    size_t ncwait, cwait_cap;
+    bool canvas_reopening;  /* CH_CANVAS was closed by a refusal: open-ok not in yet */
     bool returned;          /* a basic.return came: the next confirm counts as a nack */
     bool paused;            /* consumers cancelled: no live pool child to run anything */
     bool blocked;           /* connection.blocked: a broker alarm; we write nothing that can
@@ -175,6 +192,9 @@ struct worker {
     double blocked_total_s; /* time spent blocked, over ended blocks */
     double reconsume_at;    /* task__now_mono() to consume again a queue the broker cancelled */
     bool chord_ready;       /* the chord channel (tx mode) is open on this connection */
+    bool chord_closing;     /* we closed it after a failed step: close-ok, then reopen */
+    struct chord_op *chords, *chords_tail; /* member ends under way, in turn (chord.c) */
+    char chord_lock_left[310]; /* a lock a failed step held: deleted once reopened */
     bool lease_ready;       /* the lease channel (tx mode) is open on this connection */
     double second_at;       /* task__now_mono() of the next once-a-second tick (supervisor.c) */
     struct job *stashed;    /* leased jobs that ended with no broker: settled on reconnect */

@@ -497,6 +497,26 @@ int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char 
     return task__conn_check(c, amqp_get_rpc_reply(c->st), what);
 }
 
+int task__conn_send_task_queue(struct task__conn *c, uint16_t ch, const char *name,
+                               amqp_table_t args)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "declare %s: connection lost", name);
+    amqp_bytes_t n = amqp_cstring_bytes(name);
+    amqp_exchange_declare_t ex = {.exchange = n, .type = amqp_cstring_bytes("direct"),
+                                  .durable = 1, .arguments = amqp_empty_table};
+    amqp_queue_declare_t q = {.queue = n, .durable = 1, .arguments = args};
+    amqp_queue_bind_t b = {.queue = n, .exchange = n, .routing_key = n,
+                           .arguments = amqp_empty_table};
+    if (amqp_send_method(c->st, ch, AMQP_EXCHANGE_DECLARE_METHOD, &ex) != AMQP_STATUS_OK ||
+        amqp_send_method(c->st, ch, AMQP_QUEUE_DECLARE_METHOD, &q) != AMQP_STATUS_OK ||
+        amqp_send_method(c->st, ch, AMQP_QUEUE_BIND_METHOD, &b) != AMQP_STATUS_OK) {
+        c->alive = false;
+        return task__conn_fail(c, TASK_ECLOSED, "declare %s: write failed (%s)", name, c->where);
+    }
+    return 0;
+}
+
 int task__conn_consume(struct task__conn *c, uint16_t ch, const char *queue, bool no_ack,
                        amqp_table_t args, char **tag_out)
 {

@@ -87,6 +87,10 @@ int task__conn_cancel_nowait(struct task__conn *c, uint16_t ch, const char *tag)
  * name as key. */
 int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char *name,
                                   amqp_table_t args);
+/* The same three declarations sent without waiting: exchange.declare-ok, queue.declare-ok and
+ * queue.bind-ok come later (or a channel.close for the first refused), for the caller to read. */
+int task__conn_send_task_queue(struct task__conn *c, uint16_t ch, const char *name,
+                               amqp_table_t args);
 /* Declare a queue with explicit flags and arguments (args may be amqp_empty_table). */
 int task__conn_declare_queue(struct task__conn *c, uint16_t ch, const char *name, bool durable,
                              bool exclusive, bool auto_delete, amqp_table_t args);

@@ -114,38 +114,60 @@ static int collect(const struct task__topo *t, const char *queue, char **copies,
     return n;
 }
 
-static int declare(struct task__topo *t, struct task__conn *c, uint16_t ch, const char *queue,
-                   bool task_queue)
+bool task__topo_declared(const struct task__topo *t, const char *queue)
 {
     for (int i = 0; i < t->declared.n; i++)
         if (strcmp(t->declared.v[i], queue) == 0)
-            return 0;
+            return true;
+    return false;
+}
+
+int task__topo_note_declared(struct task__topo *t, const char *queue)
+{
+    if (task__topo_declared(t, queue))
+        return 0;
+    task_strlist one = {.v = (char **)&queue, .n = 1};
+    return task__strlist_append(&t->declared, &one);
+}
+
+/* How: 0 task queue, waiting; 1 plain queue, waiting; 2 task queue, sent without waiting. */
+static int declare(struct task__topo *t, struct task__conn *c, uint16_t ch, const char *queue,
+                   int how)
+{
+    if (task__topo_declared(t, queue))
+        return 0;
     amqp_table_entry_t e[MAX_ARGS];
     char **copies = calloc((size_t)t->args.n + 1, sizeof(*copies));
     if (copies == NULL)
         return TASK_ENOMEM;
     int n = collect(t, queue, copies, e);
     amqp_table_t args = {.num_entries = n, .entries = e};
-    int rc = task_queue ? task__conn_declare_task_queue(c, ch, queue, args)
-                        : task__conn_declare_queue(c, ch, queue, true, false, false, args);
+    int rc = how == 0   ? task__conn_declare_task_queue(c, ch, queue, args)
+             : how == 1 ? task__conn_declare_queue(c, ch, queue, true, false, false, args)
+                        : task__conn_send_task_queue(c, ch, queue, args);
     for (int i = 0; i < t->args.n; i++)
         free(copies[i]);
     free(copies);
-    if (rc != 0)
-        return rc;
-    task_strlist one = {.v = (char **)&queue, .n = 1};
-    return task__strlist_append(&t->declared, &one);
+    if (rc != 0 || how == 2)
+        return rc; /* noted when its replies are in (task__topo_note_declared) */
+    return task__topo_note_declared(t, queue);
 }
 
 int task__topo_declare(struct task__topo *t, struct task__conn *c, uint16_t ch, const char *queue)
 {
-    return declare(t, c, ch, queue, true);
+    return declare(t, c, ch, queue, 0);
 }
 
 int task__topo_declare_plain(struct task__topo *t, struct task__conn *c, uint16_t ch,
                              const char *queue)
 {
-    return declare(t, c, ch, queue, false);
+    return declare(t, c, ch, queue, 1);
+}
+
+int task__topo_send_declare(struct task__topo *t, struct task__conn *c, uint16_t ch,
+                            const char *queue)
+{
+    return declare(t, c, ch, queue, 2);
 }
 
 static int bad(char *why, size_t size, const char *fmt, ...)

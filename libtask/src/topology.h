@@ -13,6 +13,7 @@
 #ifndef TASK_TOPOLOGY_H
 #define TASK_TOPOLOGY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <task/config.h>
@@ -41,6 +42,18 @@ int task__topo_declare(struct task__topo *t, struct task__conn *c, uint16_t ch, 
  * cluster, give it x-queue-type=quorum in queues.arguments, or it is lost with its node. */
 int task__topo_declare_plain(struct task__topo *t, struct task__conn *c, uint16_t ch,
                              const char *queue);
+
+/* task__topo_declare() without waiting: the three declarations leave at once and each gets an
+ * -ok (TASK__TOPO_SEND_OKS) or the channel is closed on the first refused one; the caller reads
+ * them and then calls task__topo_note_declared(). 0 (also when declared already: check
+ * task__topo_declared() first) or the connection's error. */
+#define TASK__TOPO_SEND_OKS 3
+int task__topo_send_declare(struct task__topo *t, struct task__conn *c, uint16_t ch,
+                            const char *queue);
+/* Is `queue` declared on this connection? */
+bool task__topo_declared(const struct task__topo *t, const char *queue);
+/* `queue` is declared on this connection (its -oks came). 0 or TASK_ENOMEM. */
+int task__topo_note_declared(struct task__topo *t, const char *queue);
 
 /* Config validation of one list item of `path` ("queues.arguments" or "queues.routes"): 0, or -1
  * with the reason in why. Other paths always pass. */

@@ -38,10 +38,10 @@ class Checks:
 class Taskd:
     """taskd with the test-task module on `queue`; stopped (warm) on exit."""
 
-    def __init__(self, queue, *args, env=None, tag=""):
+    def __init__(self, queue, *args, env=None, tag="", broker_url=None):
         self.log = f"/tmp/celery-interop-{os.getpid()}-{queue}{tag}.log"
         self.proc = subprocess.Popen(
-            [f"{BUILD}/taskd/taskd", "--broker", broker(), "-Q", queue,
+            [f"{BUILD}/taskd/taskd", "--broker", broker_url or broker(), "-Q", queue,
              "--module", f"{BUILD}/tests/tasks/libtesttasks.so", *args],
             stderr=open(self.log, "w"), env={**os.environ, **(env or {})})
         deadline = time.time() + 20

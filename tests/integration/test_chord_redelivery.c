@@ -10,6 +10,7 @@
  * of 400 quick members whose worker is killed mid-barrier, three rounds.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -256,6 +257,9 @@ static void callback_runs_once_when_killed_mid_barrier(void **state)
         struct itest_worker *a = &rw[round][0], *b = &rw[round][1];
         int pa, pb;
         assert_int_equal(start(a, &pa), 0);
+        /* Frozen while the chord is sent: a worker faster than this producer would have run
+         * every member before the first look at its count, and the kill must land mid-run. */
+        assert_int_equal(kill(a->pid, SIGSTOP), 0);
         json_object *header[N];
         long sum = 0;
         for (int i = 0; i < N; i++) {
@@ -273,6 +277,7 @@ static void callback_runs_once_when_killed_mid_barrier(void **state)
         for (int i = 0; i < N; i++)
             json_object_put(header[i]);
         json_object_put(cb);
+        assert_int_equal(kill(a->pid, SIGCONT), 0);
         double deadline = itest_now() + 30;
         while (itest_now() < deadline &&
                metric(pa, "taskd_tasks_succeeded_total{task=\"test.add\"} ") < N / 2)
