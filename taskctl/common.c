@@ -8,6 +8,7 @@
 #include "common.h"
 #include "conn.h"
 #include "jsonarg.h"
+#include "config_opts.h"
 #include "tls.h"
 
 int ctl_error(const char *fmt, ...)

@@ -123,7 +123,7 @@ static void send_signature(struct worker *w, struct job *job, json_object *sig, 
         return; /* logged: a signature we cannot run would fail the same way on every retry */
     }
     if (rc == 0 && !task__topo_declared(&w->topo, target)) {
-        rc = canvas_wait_add(w, job, wire, target, sig, chain_rest, why);
+        rc = canvas_wait_add(w, job, wire, target, sig, chain_rest, why, canvas_refused);
         if (rc == 0)
             return; /* wire taken */
     } else if (rc == 0) {

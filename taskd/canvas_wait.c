@@ -15,6 +15,7 @@ struct canvas_wait {
     json_object *sig, *chain_rest; /* references */
     char why[16];
     int oks_left;              /* declarations not answered yet; -1: not sent (channel closed) */
+    canvas_refused_fn refused;
 };
 
 static void entry_free(struct canvas_wait *e)
@@ -42,7 +43,7 @@ static void send_declare(struct worker *w, struct canvas_wait *e)
 
 int canvas_wait_add(struct worker *w, struct job *job, struct task__wire *wire,
                     const char *target, json_object *sig, json_object *chain_rest,
-                    const char *why)
+                    const char *why, canvas_refused_fn refused)
 {
     if (w->ncwait == w->cwait_cap) {
         size_t cap = w->cwait_cap ? 2 * w->cwait_cap : 8;
@@ -56,7 +57,7 @@ int canvas_wait_add(struct worker *w, struct job *job, struct task__wire *wire,
     if (t == NULL)
         return TASK_ENOMEM;
     struct canvas_wait *e = &w->cwait[w->ncwait];
-    *e = (struct canvas_wait){.job = job, .wire = wire, .target = t,
+    *e = (struct canvas_wait){.job = job, .wire = wire, .target = t, .refused = refused,
                               .sig = json_object_get(sig),
                               .chain_rest = json_object_get(chain_rest), .oks_left = -1};
     snprintf(e->why, sizeof(e->why), "%s", why);
@@ -124,7 +125,7 @@ void canvas_wait_on_closed(struct worker *w)
     if (w->ncwait > 0 && w->cwait[0].oks_left > 0) {
         struct canvas_wait e = w->cwait[0];
         pop_head(w);
-        canvas_refused(w, e.job, e.sig, e.chain_rest, e.target, e.why); /* clears the error */
+        e.refused(w, e.job, e.sig, e.chain_rest, e.target, e.why); /* clears the error */
         struct job *job = e.job;
         entry_free(&e);
         release(w, job);

@@ -18,12 +18,17 @@ struct worker;
 struct job;
 struct task__wire;
 
+/* What fails a follow-up whose queue the broker refused (canvas.c's canvas_refused): handed in
+ * by the caller, so that this module reports back without calling up. */
+typedef void (*canvas_refused_fn)(struct worker *w, struct job *job, json_object *sig,
+                                  json_object *chain_rest, const char *target, const char *why);
+
 /* Declare `target` without waiting and publish `wire` (taken, heap-allocated) to it when
- * declared, tied to `job`; `sig` and `chain_rest` (borrowed; references kept) name what fails
- * if the broker refuses the queue. 0, or a TASK_E* (nothing was taken then). */
+ * declared, tied to `job`; `sig` and `chain_rest` (borrowed; references kept) name what fails,
+ * through `refused`, if the broker refuses the queue. 0, or a TASK_E* (nothing was taken then). */
 int canvas_wait_add(struct worker *w, struct job *job, struct task__wire *wire,
                     const char *target, json_object *sig, json_object *chain_rest,
-                    const char *why);
+                    const char *why, canvas_refused_fn refused);
 /* A frame from the loop's dispatch: true if it was CH_CANVAS's. */
 bool canvas_wait_on_frame(struct worker *w, const amqp_frame_t *f);
 /* The broker closed CH_CANVAS (answered by the reader): the head follow-up was refused. */

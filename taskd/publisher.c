@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <task/client.h>
-#include "delay.h"
 #include "log.h"
 #include "publisher.h"
 #include "signing.h"
@@ -67,9 +66,9 @@ void pub_on_return(struct worker *w)
     log_event(LV_WARN, 0, "publish_returned", "detail=\"no queue took a mandatory message\"");
     w->returned = true;
     /* A queue we declared earlier is gone (deleted, expired): declare again before the next
-     * try, or the requeued task would bounce off the same missing queue forever. */
+     * try, or the requeued task would bounce off the same missing queue forever (the delay
+     * cascade too: the supervisor tells delay.c). */
     task__topo_forget(&w->topo);
-    delay_forget(w);
 }
 
 static void settle_job(struct worker *w, struct job *job, bool nack)

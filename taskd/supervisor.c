@@ -342,8 +342,10 @@ static void on_frame(struct worker *w, amqp_frame_t *f)
         return;
     case AMQP_BASIC_RETURN_METHOD:
         /* Its header and body frames follow; on_frame skips them. */
-        if (f->channel == CH_PUBLISH)
+        if (f->channel == CH_PUBLISH) {
             pub_on_return(w);
+            delay_forget(w); /* its queues may be gone too: declared again at the next use */
+        }
         return;
     case AMQP_BASIC_ACK_METHOD: {
         const amqp_basic_ack_t *a = f->payload.method.decoded;

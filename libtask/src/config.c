@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <task/config.h>
 #include "config_opts.h"
+#include "secret_file.h"
+#include "tls.h"
 #include "internal.h"
 #include "strlist.h"
 #include "topology.h"
@@ -393,31 +395,6 @@ int task_config_file_trusted(const char *path, task_error *err)
     return 0;
 }
 
-int task__secret_file_check(const char *path, char *why, size_t size)
-{
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        snprintf(why, size, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(why, size, "%s: not a regular file", path);
-        return -1;
-    }
-    /* A password others can read is no secret; one others can write lets them pick ours. */
-    if (st.st_mode & (S_IRWXO | S_IWGRP)) {
-        snprintf(why, size, "%s: refused: %s (chmod 600 or 640)", path,
-                 (st.st_mode & (S_IWOTH | S_IWGRP)) ? "writable by group or others"
-                                                    : "readable by others");
-        return -1;
-    }
-    if (access(path, R_OK) != 0) {
-        snprintf(why, size, "%s: cannot read: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 /* The first line of secret file `path` (no line end) into buf. */
 static int read_secret(const char *path, char *buf, size_t size, task_error *err)
 {
@@ -564,4 +541,18 @@ int task__config_reload(task_config *cur, task_config *next,
         changed++;
     }
     return changed;
+}
+
+/* The TLS options go with the connection code (tls.h); reading them from a config is here, so
+ * that tls.c needs nothing of the config. */
+void task__tls_from_config(const task_config *cfg, struct task__tls_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->ca_certs = cfg->ssl_ca_certs;
+    o->certfile = cfg->ssl_certfile;
+    o->keyfile = cfg->ssl_keyfile;
+    o->no_verify = cfg->ssl_cert_reqs != NULL && (strcmp(cfg->ssl_cert_reqs, "none") == 0 ||
+                                                  strcmp(cfg->ssl_cert_reqs, "CERT_NONE") == 0);
+    o->no_check_hostname = !cfg->ssl_check_hostname;
+    o->external = cfg->login_method != NULL && strcmp(cfg->login_method, "EXTERNAL") == 0;
 }

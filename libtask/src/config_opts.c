@@ -4,6 +4,7 @@
 #include <string.h>
 #include <task/config.h>
 #include "config_opts.h"
+#include "secret_file.h"
 #include "task_limits.h"
 
 #define OFF(f) offsetof(task_config, f)

@@ -30,9 +30,10 @@ const struct task__opt *task__config_opts(size_t *n);
 const struct task__opt *task__config_opt_find(const char *path);
 /* The environment variable of `o` into buf. */
 void task__config_opt_env(const struct task__opt *o, char *buf, size_t size);
-/* A secret file (broker.password_file) may be read by its owner and group only: 0, or -1 with
- * the reason in why ("readable by others"). */
-int task__secret_file_check(const char *path, char *why, size_t size);
+struct task_config;
+struct task__tls_opts;
+/* The broker.ssl_* and broker.login_method options of cfg (borrowed: cfg must outlive o). */
+void task__tls_from_config(const struct task_config *cfg, struct task__tls_opts *o);
 struct task_strlist;
 struct task_error;
 /* Puts the password from `password_file` (NULL or "": nothing to do) into every URL of `urls`

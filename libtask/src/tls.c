@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include "config_opts.h"
+#include "secret_file.h"
 #include "tls.h"
 
 /* The first certificate error of the handshake in progress on this thread. rabbitmq-c opens
@@ -41,18 +41,6 @@ static int no_passphrase(char *buf, int size, int rwflag, void *ud)
 {
     (void)buf, (void)size, (void)rwflag, (void)ud;
     return 0;
-}
-
-void task__tls_from_config(const task_config *cfg, struct task__tls_opts *o)
-{
-    memset(o, 0, sizeof(*o));
-    o->ca_certs = cfg->ssl_ca_certs;
-    o->certfile = cfg->ssl_certfile;
-    o->keyfile = cfg->ssl_keyfile;
-    o->no_verify = cfg->ssl_cert_reqs != NULL && (strcmp(cfg->ssl_cert_reqs, "none") == 0 ||
-                                                  strcmp(cfg->ssl_cert_reqs, "CERT_NONE") == 0);
-    o->no_check_hostname = !cfg->ssl_check_hostname;
-    o->external = cfg->login_method != NULL && strcmp(cfg->login_method, "EXTERNAL") == 0;
 }
 
 void task__tls_for_url(const struct task__tls_opts *base, const struct task__url *u,

@@ -14,7 +14,6 @@
 #include <amqp.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <task/config.h>
 #include "internal.h"
 
 /* What a connection asks of TLS. All zero: verify against the system bundle, check the host,
@@ -30,9 +29,7 @@ struct task__tls_opts {
 
 #define TASK__TLS_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
 
-/* The broker.ssl_* and broker.login_method options of cfg (borrowed: cfg must outlive o). */
-void task__tls_from_config(const task_config *cfg, struct task__tls_opts *o);
-
+/* Filled from a config by task__tls_from_config() (config_opts.h). */
 /* `base` (NULL: defaults) with the query overrides of URL `u` (kombu's ?ssl_... names): into
  * *out, whose strings borrow from base and u. */
 void task__tls_for_url(const struct task__tls_opts *base, const struct task__url *u,
