@@ -206,9 +206,18 @@ enum task__stream_take task__stream_reader_take(struct task__stream_reader *r,
 {
     r->tag = d->tag;
     /* A delivery to an earlier read's consumer, sent before the broker saw its cancel: acked
-     * along with the next. */
-    if (r->consumer == NULL || d->consumer_tag == NULL || strcmp(d->consumer_tag, r->consumer) != 0)
+     * along with the next, or now when no next is buffered: a quiet stream may send none for
+     * longer than the broker's consumer_timeout, which closes a channel holding an unacked one
+     * (a watch of a long task would then wait in vain). */
+    if (r->consumer == NULL || d->consumer_tag == NULL ||
+        strcmp(d->consumer_tag, r->consumer) != 0) {
+        if (r->conn != NULL && !task__conn_has_buffered(r->conn)) {
+            (void)task__conn_ack(r->conn, r->ch, d->tag, true);
+            r->acked = d->tag;
+            r->since_ack = 0;
+        }
         return TASK__STREAM_SKIP;
+    }
     if (task__stream_ack_due(++r->since_ack, r->prefetch, task__conn_has_buffered(r->conn))) {
         (void)task__conn_ack(r->conn, r->ch, d->tag, true);
         r->acked = d->tag;
