@@ -73,6 +73,16 @@ def amqp_conn():
     return c
 
 
+def free_port():
+    """A TCP port free on 127.0.0.1 now (for a worker's --metrics or a proxy)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_for(pred, timeout, step=0.2):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -9,14 +9,13 @@ worker). After the alarm is cleared: every task has exactly one final state (SUC
 sleeps, FAILURE TimeLimitExceeded for the limited one) and /metrics shows the block counted.
 """
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "celery"))
-from common import Checks, Replies, Taskd, broker, log_has, wait_for  # noqa: E402
+from common import Checks, Replies, Taskd, broker, free_port, log_has, wait_for  # noqa: E402
 
 url = broker()
 from celery import Celery  # noqa: E402
@@ -31,14 +30,6 @@ def watermark(value):
     p = subprocess.run([RMQ, "ctl", "1", "set_vm_memory_high_watermark", value],
                        capture_output=True, text=True, timeout=60)
     return p.returncode == 0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def metrics(port):

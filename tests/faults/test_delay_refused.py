@@ -6,13 +6,12 @@ between the worker and its queue: it waits in memory while the refusal is waited
 once, when due.
 """
 import os
-import socket
 import sys
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "celery"))
-from common import Checks, Replies, Taskd, amqp_conn, broker, log_has, wait_for  # noqa: E402
+from common import Checks, Replies, Taskd, amqp_conn, broker, free_port, log_has, wait_for  # noqa: E402
 
 url = broker()
 from celery import Celery  # noqa: E402
@@ -20,14 +19,6 @@ from celery import Celery  # noqa: E402
 PID = os.getpid()
 LEVEL = "taskd.delay.102"  # level 2 (taskd/delay.h: DELAY_NAME_BASE + 2)
 t = Checks()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def redeclare(bad):

@@ -26,7 +26,7 @@ import urllib.request
 from collections import deque
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "celery"))
-from common import BUILD, Checks, Replies, Taskd, amqp_conn, broker, log_has, wait_for  # noqa: E402
+from common import BUILD, Checks, Replies, Taskd, amqp_conn, broker, free_port, log_has, wait_for  # noqa: E402
 
 url = broker()
 from celery import Celery  # noqa: E402
@@ -36,14 +36,6 @@ NEW_QUEUES = 12
 CHORD_SIZE = 40
 PID = os.getpid()
 t = Checks()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class SlowProxy:
