@@ -87,6 +87,10 @@ int consumer_refresh(struct worker *w)
     for (int i = 0; rc == 0 && i < w->ntags; i++) {
         if (w->tags[i] == NULL)
             continue; /* cancelled by the broker: consumer_reconsume makes it anew */
+        /* A single-active-consumer queue keeps its consumer: RabbitMQ 3.10 crashed such a queue
+         * (rabbit_amqqueue_process badmatch) once while one was replaced under load. */
+        if (task__topo_has_arg(&w->topo, w->tag_queues[i], "x-single-active-consumer"))
+            continue;
         char name[32];
         snprintf(name, sizeof(name), "taskd.%u", ++w->win.gen);
         char *tag = strdup(name);

@@ -68,7 +68,7 @@ void window_turn(struct worker *w)
     win->turns++;
     win->starved += starved(w, running);
     double now = task__now_mono();
-    if (now >= win->second_at)
+    if (now >= win->second_at && w->state == W_RUNNING) /* not while draining */
         resize(w, now);
     if (!win->apply || !task__conn_alive(w->conn) || w->state != W_RUNNING || w->paused ||
         w->blocked)

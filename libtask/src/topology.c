@@ -114,6 +114,21 @@ static int collect(const struct task__topo *t, const char *queue, char **copies,
     return n;
 }
 
+bool task__topo_has_arg(const struct task__topo *t, const char *queue, const char *key)
+{
+    char name[256], kv[512];
+    size_t k = strlen(key);
+    for (int i = 0; i < t->args.n; i++) {
+        const char *rest = word(t->args.v[i], name, sizeof(name));
+        if (rest == NULL || strcmp(name, queue) != 0)
+            continue;
+        while ((rest = word(rest, kv, sizeof(kv))) != NULL && kv[0] != '\0')
+            if (strncmp(kv, key, k) == 0 && kv[k] == '=')
+                return true;
+    }
+    return false;
+}
+
 bool task__topo_declared(const struct task__topo *t, const char *queue)
 {
     for (int i = 0; i < t->declared.n; i++)

@@ -52,6 +52,8 @@ int task__topo_send_declare(struct task__topo *t, struct task__conn *c, uint16_t
                             const char *queue);
 /* Is `queue` declared on this connection? */
 bool task__topo_declared(const struct task__topo *t, const char *queue);
+/* Is argument `key` configured for `queue` (queues.arguments)? */
+bool task__topo_has_arg(const struct task__topo *t, const char *queue, const char *key);
 /* `queue` is declared on this connection (its -oks came). 0 or TASK_ENOMEM. */
 int task__topo_note_declared(struct task__topo *t, const char *queue);
 

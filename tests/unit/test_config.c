@@ -152,6 +152,26 @@ static void routes_pick_the_first_matching_glob(void **state)
     task_config_free(c);
 }
 
+/* Which configured arguments a queue has (taskd keeps a single-active-consumer queue's
+ * consumer when it resizes its window). */
+static void queue_arguments_are_found_by_queue_and_key(void **state)
+{
+    (void)state;
+    task_config *c = task_config_new();
+    task_error err = {0};
+    assert_int_equal(task_config_set(c, "queues.arguments", "sac x-single-active-consumer=true "
+                                     "x-max-priority=9, other x-max-priority=5", "test", &err), 0);
+    struct task__topo t;
+    assert_int_equal(task__topo_init(&t, c), 0);
+    assert_true(task__topo_has_arg(&t, "sac", "x-single-active-consumer"));
+    assert_true(task__topo_has_arg(&t, "sac", "x-max-priority"));
+    assert_false(task__topo_has_arg(&t, "other", "x-single-active-consumer"));
+    assert_false(task__topo_has_arg(&t, "celery", "x-single-active-consumer"));
+    assert_false(task__topo_has_arg(&t, "sac", "x-single"));
+    task__topo_free(&t);
+    task_config_free(c);
+}
+
 static void missing_file_is_an_io_error(void **state)
 {
     (void)state;
@@ -285,6 +305,7 @@ int main(void)
         cmocka_unit_test(flags_set_values_and_never_echo_passwords),
         cmocka_unit_test(every_option_is_documented_with_its_default),
         cmocka_unit_test(routes_pick_the_first_matching_glob),
+        cmocka_unit_test(queue_arguments_are_found_by_queue_and_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
