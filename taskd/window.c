@@ -28,9 +28,11 @@ int window_next(int cur, int peak, int starved, int floor, int *low_s)
     return cur / 2 > floor ? cur / 2 : floor;
 }
 
-int window_confirm_waiting(const struct worker *w)
+/* Deliveries held here that ended and wait only for their results' confirms, with `running`
+ * tasks running. */
+static int confirm_waiting(const struct worker *w, int running)
 {
-    long n = (long)w->inflight - pool_running(w) - (long)w->pool.bl.n - (long)w->rate.n;
+    long n = (long)w->inflight - running - (long)w->pool.bl.n - (long)w->rate.n;
     return n > 0 ? (int)n : 0;
 }
 
@@ -62,7 +64,7 @@ void window_turn(struct worker *w)
 {
     struct window *win = &w->win;
     int running = pool_running(w);
-    int waiting = window_confirm_waiting(w);
+    int waiting = confirm_waiting(w, running);
     if (waiting > win->peak)
         win->peak = waiting;
     win->turns++;

@@ -39,7 +39,4 @@ int window_next(int cur, int peak, int starved, int floor, int *low_s);
  * once a second, and applies a changed window (basic.qos and new consumers, window.c). */
 void window_turn(struct worker *w);
 
-/* Deliveries this worker holds that ended and wait only for their results' confirms. */
-int window_confirm_waiting(const struct worker *w);
-
 #endif
