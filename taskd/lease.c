@@ -315,10 +315,28 @@ static struct job *running_here(struct worker *w, const char *id)
     return NULL;
 }
 
+/* The task's own delivery, back although it was acked when the task was leased: a broker
+ * killed right after the lease's commit had not written the ack down (a classic queue writes
+ * it later). The lease copy holds the task: this one is dropped, or it would run twice. */
+static bool original_back(struct worker *w, struct task__delivery *d, const char *id)
+{
+    if (!d->redelivered)
+        return false; /* sent anew under the same id: it runs */
+    struct job *j = running_here(w, id);
+    if (!(j != NULL && j->leased) && !(j == NULL && ended_lately(w, id)))
+        return false;
+    log_event(LV_WARN, 0, "lease_original_dropped", "task_id=%s detail=\"its delivery came back "
+              "after it was leased (the broker lost the ack); the task %s here\"", log_v(id),
+              j != NULL ? "runs" : "ended");
+    (void)task__conn_ack(w->conn, CH_CONSUME, d->tag, false);
+    task__delivery_free(d);
+    return true;
+}
+
 bool lease_copy_back(struct worker *w, struct task__delivery *d, const char *id)
 {
     if (!is_lease_copy(d))
-        return false;
+        return original_back(w, d, id);
     struct job *j = running_here(w, id);
     if (j != NULL && j->leased && !j->done) {
         /* Its lease lapsed while it ran (an alarm, a stalled loop): the copy joins the run

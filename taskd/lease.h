@@ -43,7 +43,9 @@ void lease_stash(struct worker *w, struct job *job, int why, json_object *reply)
 void lease_drop_unleased(struct worker *w);
 /* A delivery carrying our lease header is a lapsed lease copy back in its queue. If its task
  * runs here, the copy joins that run (no second run); if it ended here lately, the copy is
- * acked and dropped. True when `d` was taken (emptied or acked); false: run it. */
+ * acked and dropped. A redelivered original of a task leased here (running or ended lately:
+ * the broker lost its ack) is acked and dropped too. True when `d` was taken (emptied or
+ * acked); false: run it. */
 bool lease_copy_back(struct worker *w, struct task__delivery *d, const char *id);
 /* Free what is stashed (shutdown). */
 void lease_free(struct worker *w);
