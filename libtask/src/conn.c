@@ -130,7 +130,12 @@ static int close_reply(struct task__conn *c, const amqp_method_t *m, const char 
     if (m->id == AMQP_CONNECTION_CLOSE_METHOD) {
         const amqp_connection_close_t *cl = m->decoded;
         c->alive = false;
-        int code = cl->reply_code == 403 ? TASK_EAUTH : TASK_EBROKER;
+        /* 541 (internal error: a queue or stream the broker could not create in time under
+         * load) and 320 (the broker or an operator closing it) pass: try again, as for a lost
+         * connection. Others are refusals that would come again. */
+        int code = cl->reply_code == 403                              ? TASK_EAUTH
+                   : cl->reply_code == 541 || cl->reply_code == 320 ? TASK_ECLOSED
+                                                                      : TASK_EBROKER;
         return task__conn_fail(c, code, "%s: broker closed the connection: %u %.*s (%s)", what,
                                cl->reply_code, (int)cl->reply_text.len,
                                (const char *)cl->reply_text.bytes, c->where);
