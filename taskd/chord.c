@@ -436,7 +436,7 @@ void chord_on_closed(struct worker *w)
 
 int chord_start(struct worker *w)
 {
-    return txchan_open(w->conn, CH_CHORD, &w->chord_ready);
+    return txchan_ask(w->conn, CH_CHORD, &w->chord_ready);
 }
 
 void chord_drop(struct worker *w)

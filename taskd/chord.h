@@ -4,7 +4,7 @@
 
 #include "worker.h"
 
-/* The chord channel (tx mode) at connect. 0 or a TASK_E*. */
+/* The chord channel (tx mode) at connect, asked with the setup (task__conn_ask). */
 int chord_start(struct worker *w);
 /* A chord header member ended (SUCCESS, FAILURE, REVOKED): count it in the broker and fire the
  * callback when it is the last. It does not wait: the member's ack waits (job->waits) for

@@ -48,16 +48,11 @@ int consumer_declare_rest(struct worker *w)
     return task__results_declare_rest(w->conn, CH_PUBLISH, w->cfg->results_max_age_s);
 }
 
-int consumer_start(struct worker *w)
+int consumer_ask(struct worker *w)
 {
-    struct task__conn *c = w->conn;
-    int rc = task__topo_declare_plain(&w->topo, c, CH_PUBLISH, w->cfg->dead_queue);
-    if (rc == 0 && w->cfg->results_stream)
-        rc = results_declare(w);
-    if (rc == 0)
-        rc = revoked_load(w); /* before the first task arrives */
+    int rc = task__topo_ask_declare(&w->topo, w->conn, CH_PUBLISH, w->cfg->dead_queue, true);
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++)
-        rc = declare_queue(w, w->cfg->queues.v[i]);
+        rc = task__topo_ask_declare(&w->topo, w->conn, CH_DECLARE, w->cfg->queues.v[i], false);
     for (int i = 0; rc == 0 && i < w->cfg->queues.n; i++) {
         if (!delay_fits(w->cfg->queues.v[i])) {
             log_event(LV_WARN, 0, "delay_unavailable", "queue=%s reason=\"name longer than %d "
@@ -65,8 +60,19 @@ int consumer_start(struct worker *w)
                       log_v(w->cfg->queues.v[i]), DELAY_MAX_QUEUE);
             continue;
         }
-        rc = delay_bind_queue(w, w->cfg->queues.v[i]);
+        rc = delay_ask_bind(w, w->cfg->queues.v[i]);
     }
+    return rc;
+}
+
+int consumer_start(struct worker *w)
+{
+    struct task__conn *c = w->conn;
+    int rc = 0;
+    if (w->cfg->results_stream)
+        rc = results_declare(w);
+    if (rc == 0)
+        rc = revoked_load(w); /* before the first task arrives */
     if (rc == 0)
         rc = task__conn_qos(c, CH_CONSUME, (uint16_t)(w->prefetch > 65535 ? 65535 : w->prefetch));
     for (int i = 0; rc == 0 && i < w->cfg->queues.n && w->ntags < 32; i++) {

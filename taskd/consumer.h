@@ -7,6 +7,10 @@
 
 #include "worker.h"
 
+/* The dead queue, the task queues and their delay bindings, asked with the setup
+ * (task__conn_ask). */
+int consumer_ask(struct worker *w);
+/* After the setup's answers: the results and revoked streams, then consume the task queues. */
 int consumer_start(struct worker *w);
 /* Declare results streams 1.. on CH_PUBLISH without waiting, last in the connection's setup: a
  * fresh broker takes ~13 ms to create each, and a call waiting on CH_PUBLISH would wait for

@@ -35,37 +35,49 @@ static amqp_table_entry_t int_arg(const char *key, int v)
                                 .value = {.kind = AMQP_FIELD_KIND_I32, .value.i32 = v}};
 }
 
-int control_start(struct worker *w)
+static void pidbox_name(const struct worker *w, char *q, size_t size)
+{
+    snprintf(q, size, "%s.celery.pidbox", w->hostname);
+}
+
+int control_ask(struct worker *w)
 {
     struct task__conn *c = w->conn;
-    amqp_connection_state_t st = task__conn_amqp(c);
-    int rc = task__conn_channel_open(c, CH_CONTROL);
-    if (rc != 0)
-        return rc;
-    amqp_exchange_declare(st, CH_CONTROL, amqp_cstring_bytes("celery.pidbox"),
-                          amqp_cstring_bytes("fanout"), 0, 0, 0, 0, amqp_empty_table);
-    rc = task__conn_check(c, amqp_get_rpc_reply(st), "declare exchange celery.pidbox");
-    if (rc != 0)
-        return rc;
-    amqp_exchange_declare(st, CH_CONTROL, amqp_cstring_bytes("reply.celery.pidbox"),
-                          amqp_cstring_bytes("direct"), 0, 0, 0, 0, amqp_empty_table);
-    rc = task__conn_check(c, amqp_get_rpc_reply(st), "declare exchange reply.celery.pidbox");
-    if (rc != 0)
-        return rc;
     char q[300];
-    snprintf(q, sizeof(q), "%s.celery.pidbox", w->hostname);
+    pidbox_name(w, q, sizeof(q));
+    amqp_channel_open_t open = {.out_of_band = amqp_empty_bytes};
+    amqp_exchange_declare_t fan = {.exchange = amqp_cstring_bytes("celery.pidbox"),
+                                   .type = amqp_cstring_bytes("fanout"),
+                                   .arguments = amqp_empty_table};
+    amqp_exchange_declare_t reply = {.exchange = amqp_cstring_bytes("reply.celery.pidbox"),
+                                     .type = amqp_cstring_bytes("direct"),
+                                     .arguments = amqp_empty_table};
     /* The same arguments a Celery worker uses, so tools see a familiar queue. */
     amqp_table_entry_t e[2] = {int_arg("x-expires", 10000), int_arg("x-message-ttl", 300000)};
-    amqp_table_t args = {.num_entries = 2, .entries = e};
-    rc = task__conn_declare_queue(c, CH_CONTROL, q, false, false, true, args);
-    if (rc != 0)
-        return rc;
-    amqp_queue_bind(st, CH_CONTROL, amqp_cstring_bytes(q), amqp_cstring_bytes("celery.pidbox"),
-                    amqp_cstring_bytes(""), amqp_empty_table);
-    rc = task__conn_check(c, amqp_get_rpc_reply(st), "bind pidbox queue");
+    amqp_queue_declare_t qd = {.queue = amqp_cstring_bytes(q), .auto_delete = 1,
+                               .arguments = {.num_entries = 2, .entries = e}};
+    amqp_queue_bind_t b = {.queue = amqp_cstring_bytes(q),
+                           .exchange = amqp_cstring_bytes("celery.pidbox"),
+                           .routing_key = amqp_empty_bytes, .arguments = amqp_empty_table};
+    int rc = task__conn_ask(c, CH_CONTROL, AMQP_CHANNEL_OPEN_METHOD, &open, "open channel 3");
     if (rc == 0)
-        rc = task__conn_consume(c, CH_CONTROL, q, true, amqp_empty_table, NULL);
+        rc = task__conn_ask(c, CH_CONTROL, AMQP_EXCHANGE_DECLARE_METHOD, &fan,
+                            "declare exchange celery.pidbox");
+    if (rc == 0)
+        rc = task__conn_ask(c, CH_CONTROL, AMQP_EXCHANGE_DECLARE_METHOD, &reply,
+                            "declare exchange reply.celery.pidbox");
+    if (rc == 0)
+        rc = task__conn_ask(c, CH_CONTROL, AMQP_QUEUE_DECLARE_METHOD, &qd, "declare pidbox queue");
+    if (rc == 0)
+        rc = task__conn_ask(c, CH_CONTROL, AMQP_QUEUE_BIND_METHOD, &b, "bind pidbox queue");
     return rc;
+}
+
+int control_start(struct worker *w)
+{
+    char q[300];
+    pidbox_name(w, q, sizeof(q));
+    return task__conn_consume(w->conn, CH_CONTROL, q, true, amqp_empty_table, NULL);
 }
 
 static bool is_running(const struct worker *w, const char *id)

@@ -7,6 +7,9 @@
 
 #include "worker.h"
 
+/* The pidbox's channel, exchanges, queue and binding, asked with the setup (task__conn_ask). */
+int control_ask(struct worker *w);
+/* After the setup's answers: consume the pidbox queue. */
 int control_start(struct worker *w);
 void control_on_delivery(struct worker *w, struct task__delivery *d);
 

@@ -247,6 +247,32 @@ void delay_free(struct worker *w)
     w->dwait_cap = 0;
 }
 
+static void bind_key(const char *queue, char *key, size_t size)
+{
+    delay_routing_key(0, queue, key, size);
+    /* Any bits, then this queue's name word for word. */
+    for (char *p = key; p < key + 2 * DELAY_LEVELS; p += 2)
+        *p = '*';
+}
+
+int delay_ask_bind(struct worker *w, const char *queue)
+{
+    char key[512];
+    bind_key(queue, key, sizeof(key));
+    amqp_exchange_declare_t x = {.exchange = amqp_cstring_bytes(DELAY_DELIVERY_EXCHANGE),
+                                 .type = amqp_cstring_bytes("topic"), .durable = 1,
+                                 .arguments = amqp_empty_table};
+    amqp_queue_bind_t b = {.queue = amqp_cstring_bytes(queue),
+                           .exchange = amqp_cstring_bytes(DELAY_DELIVERY_EXCHANGE),
+                           .routing_key = amqp_cstring_bytes(key), .arguments = amqp_empty_table};
+    int rc = task__conn_ask(w->conn, CH_DECLARE, AMQP_EXCHANGE_DECLARE_METHOD, &x,
+                            "declare " DELAY_DELIVERY_EXCHANGE);
+    if (rc == 0)
+        rc = task__conn_ask(w->conn, CH_DECLARE, AMQP_QUEUE_BIND_METHOD, &b,
+                            "bind queue to " DELAY_DELIVERY_EXCHANGE);
+    return rc;
+}
+
 int delay_bind_queue(struct worker *w, const char *queue)
 {
     amqp_connection_state_t st = task__conn_amqp(w->conn);
@@ -254,10 +280,7 @@ int delay_bind_queue(struct worker *w, const char *queue)
                           amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
     int rc = check(w, "declare " DELAY_DELIVERY_EXCHANGE);
     char key[512];
-    delay_routing_key(0, queue, key, sizeof(key));
-    /* Any bits, then this queue's name word for word. */
-    for (char *p = key; p < key + 2 * DELAY_LEVELS; p += 2)
-        *p = '*';
+    bind_key(queue, key, sizeof(key));
     if (rc == 0) {
         amqp_queue_bind(st, CH_DECLARE, amqp_cstring_bytes(queue),
                         amqp_cstring_bytes(DELAY_DELIVERY_EXCHANGE), amqp_cstring_bytes(key),

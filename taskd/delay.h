@@ -54,6 +54,8 @@ void delay_drop(struct worker *w);
 void delay_free(struct worker *w);
 /* Bind `queue` to taskd.delivery so delayed messages come back to it. */
 int delay_bind_queue(struct worker *w, const char *queue);
+/* The same asked with the connection's setup (task__conn_ask). */
+int delay_ask_bind(struct worker *w, const char *queue);
 /* Routing key for a delay of `seconds` (rounded up, capped) to `queue` into buf. */
 void delay_routing_key(uint64_t seconds, const char *queue, char *buf, size_t size);
 /* Park delivery `d` (tied to `job`) until `due` (Unix seconds). Returns 0 or a TASK_E*. Never

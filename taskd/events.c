@@ -19,10 +19,11 @@
 
 int events_start(struct worker *w)
 {
-    amqp_connection_state_t st = task__conn_amqp(w->conn);
-    amqp_exchange_declare(st, CH_PUBLISH, amqp_cstring_bytes("celeryev"),
-                          amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
-    return task__conn_check(w->conn, amqp_get_rpc_reply(st), "declare exchange celeryev");
+    amqp_exchange_declare_t m = {.exchange = amqp_cstring_bytes("celeryev"),
+                                 .type = amqp_cstring_bytes("topic"), .durable = 1,
+                                 .arguments = amqp_empty_table};
+    return task__conn_ask(w->conn, CH_PUBLISH, AMQP_EXCHANGE_DECLARE_METHOD, &m,
+                          "declare exchange celeryev");
 }
 
 static json_object *event_new(struct worker *w, const char *type)

@@ -6,7 +6,7 @@
 
 #include "worker.h"
 
-int events_start(struct worker *w);
+int events_start(struct worker *w); /* asked with the setup (task__conn_ask) */
 void events_worker(struct worker *w, const char *type);   /* worker-online/heartbeat/offline */
 void events_tick(struct worker *w);                        /* heartbeat when due */
 /* A task event; `extra` (new reference, may be NULL) is merged into it and released. */

@@ -130,25 +130,30 @@ static int connect_broker(struct worker *w)
         log_event(LV_ERROR, rc, "broker_connect_failed", "detail=\"%s\"", err.msg);
         return rc;
     }
-    rc = task__conn_channel_open(w->conn, CH_CONSUME);
+    /* The setup's channels and declarations leave together and are answered together: one
+     * round trip instead of some thirty (start to consuming is a target: <= 50 ms). */
+    static const uint16_t chans[] = {CH_CONSUME, CH_PUBLISH, CH_DECLARE, CH_DELAY, CH_CANVAS};
+    amqp_channel_open_t open = {.out_of_band = amqp_empty_bytes};
+    amqp_confirm_select_t confirm = {0};
+    for (size_t i = 0; rc == 0 && i < sizeof(chans) / sizeof(chans[0]); i++)
+        rc = task__conn_ask(w->conn, chans[i], AMQP_CHANNEL_OPEN_METHOD, &open, "open channel");
     if (rc == 0)
-        rc = task__conn_channel_open(w->conn, CH_PUBLISH);
-    if (rc == 0)
-        rc = task__conn_confirm_select(w->conn, CH_PUBLISH);
-    if (rc == 0)
-        rc = task__conn_channel_open(w->conn, CH_DECLARE);
-    if (rc == 0)
-        rc = task__conn_channel_open(w->conn, CH_DELAY);
-    if (rc == 0)
-        rc = task__conn_channel_open(w->conn, CH_CANVAS);
+        rc = task__conn_ask(w->conn, CH_PUBLISH, AMQP_CONFIRM_SELECT_METHOD, &confirm,
+                            "confirm.select");
     if (rc == 0)
         rc = chord_start(w);
+    if (rc == 0)
+        rc = events_start(w);
+    if (rc == 0)
+        rc = control_ask(w);
+    if (rc == 0)
+        rc = consumer_ask(w);
+    if (rc == 0)
+        rc = task__conn_answers(w->conn);
     if (rc == 0)
         rc = consumer_start(w);
     if (rc == 0)
         rc = control_start(w);
-    if (rc == 0)
-        rc = events_start(w);
     if (rc == 0)
         rc = consumer_declare_rest(w);
     if (rc == 0)

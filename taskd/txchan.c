@@ -14,6 +14,17 @@ int txchan_open(struct task__conn *c, uint16_t ch, bool *ready)
     return rc;
 }
 
+int txchan_ask(struct task__conn *c, uint16_t ch, bool *ready)
+{
+    amqp_channel_open_t open = {.out_of_band = amqp_empty_bytes};
+    amqp_tx_select_t sel = {0};
+    int rc = task__conn_ask(c, ch, AMQP_CHANNEL_OPEN_METHOD, &open, "open tx channel");
+    if (rc == 0)
+        rc = task__conn_ask(c, ch, AMQP_TX_SELECT_METHOD, &sel, "tx.select");
+    *ready = rc == 0;
+    return rc;
+}
+
 void txchan_reset(struct task__conn *c, uint16_t ch, bool *ready)
 {
     *ready = false;

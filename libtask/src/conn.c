@@ -20,6 +20,15 @@ struct task__conn {
     uint64_t pub_seq[8];       /* next confirm sequence number - 1, by channel (small ids) */
     bool cork_wanted;          /* task__conn_cork(c, true): cork at the next write */
     bool corked;               /* TCP_CORK is on */
+    int rpc_ms;                /* how long a call waits for its answer */
+    struct asked *asked;       /* calls sent by task__conn_ask, answers not read yet */
+    size_t nasked, asked_cap;
+};
+
+struct asked {
+    uint16_t ch;
+    amqp_method_number_t ok;
+    char what[120];
 };
 
 static void set_cork(struct task__conn *c, bool on)
@@ -243,6 +252,7 @@ static int open_one(struct task__conn *c, const char *url, const struct task__co
     }
     amqp_set_handshake_timeout(c->st, &tv);
     amqp_set_rpc_timeout(c->st, &tv);
+    c->rpc_ms = (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
 
     /* consumer_cancel_notify: a deleted queue cancels our consumer with basic.cancel instead
      * of leaving it silently consuming nothing. connection.blocked: the broker says when a
@@ -348,7 +358,82 @@ void task__conn_close(struct task__conn *c)
         }
         amqp_destroy_connection(c->st);
     }
+    free(c->asked);
     free(c);
+}
+
+int task__conn_ask(struct task__conn *c, uint16_t ch, amqp_method_number_t id, void *m,
+                   const char *what)
+{
+    if (!c->alive)
+        return task__conn_fail(c, TASK_ECLOSED, "%s: connection lost", what);
+    if (c->nasked == c->asked_cap) {
+        size_t cap = c->asked_cap ? 2 * c->asked_cap : 32;
+        struct asked *na = realloc(c->asked, cap * sizeof(*na));
+        if (na == NULL)
+            return task__conn_fail(c, TASK_ENOMEM, "%s: out of memory", what);
+        c->asked = na;
+        c->asked_cap = cap;
+    }
+    write_begin(c);
+    int status = amqp_send_method(c->st, ch, id, m);
+    if (status != AMQP_STATUS_OK)
+        return fail_status(c, status, what);
+    if (id == AMQP_CHANNEL_OPEN_METHOD && ch < 8)
+        c->pub_seq[ch] = 0;
+    struct asked *a = &c->asked[c->nasked++];
+    a->ch = ch;
+    a->ok = id + 1; /* AMQP numbers each -ok one after its request */
+    snprintf(a->what, sizeof(a->what), "%s", what);
+    return 0;
+}
+
+/* The oldest call still unanswered on `ch`, or NULL. */
+static struct asked *asked_on(struct task__conn *c, uint16_t ch)
+{
+    for (size_t i = 0; i < c->nasked; i++)
+        if (c->asked[i].ch == ch && c->asked[i].ok != 0)
+            return &c->asked[i];
+    return NULL;
+}
+
+int task__conn_answers(struct task__conn *c)
+{
+    size_t left = 0;
+    for (size_t i = 0; i < c->nasked; i++)
+        left += c->asked[i].ok != 0;
+    double deadline = task__now_mono() + c->rpc_ms / 1000.0;
+    int rc = 0;
+    while (rc == 0 && left > 0) {
+        int ms = (int)((deadline - task__now_mono()) * 1000) + 1;
+        amqp_frame_t f = {0};
+        uint16_t closed = 0;
+        int got = ms > 0 ? task__conn_next_frame(c, &f, ms, &closed) : 0;
+        struct asked *a = got > 0 || closed != 0 ? asked_on(c, closed ? closed : f.channel) : NULL;
+        if (got < 0 && closed != 0 && a != NULL) {
+            /* The refusal is the call's: name it, not "channel closed". */
+            task_error e = c->err;
+            task__error_clear(&c->err);
+            const char *why = strstr(e.msg, ": ");
+            rc = task__conn_fail(c, got, "%s%s", a->what, why != NULL ? why : "");
+        } else if (got < 0) {
+            rc = got;
+        } else if (got == 0) {
+            c->alive = false; /* replies may still come: the connection's state is unknown */
+            rc = task__conn_fail(c, TASK_ECONNECT, "%s: no reply from broker (%s)",
+                                 c->nasked ? c->asked[0].what : "setup", c->where);
+        } else if (a == NULL || f.frame_type != AMQP_FRAME_METHOD ||
+                   f.payload.method.id != a->ok) {
+            c->alive = false;
+            rc = task__conn_fail(c, TASK_EBROKER, "%s: unexpected frame from broker",
+                                 a != NULL ? a->what : "setup");
+        } else {
+            a->ok = 0;
+            left--;
+        }
+    }
+    c->nasked = 0;
+    return rc;
 }
 
 int task__conn_channel_open(struct task__conn *c, uint16_t ch)
@@ -520,6 +605,30 @@ int task__conn_send_task_queue(struct task__conn *c, uint16_t ch, const char *na
         return task__conn_fail(c, TASK_ECLOSED, "declare %s: write failed (%s)", name, c->where);
     }
     return 0;
+}
+
+int task__conn_ask_queue(struct task__conn *c, uint16_t ch, const char *name, bool task_queue,
+                         amqp_table_t args)
+{
+    amqp_bytes_t n = amqp_cstring_bytes(name);
+    amqp_exchange_declare_t ex = {.exchange = n, .type = amqp_cstring_bytes("direct"),
+                                  .durable = 1, .arguments = amqp_empty_table};
+    amqp_queue_declare_t q = {.queue = n, .durable = 1, .arguments = args};
+    amqp_queue_bind_t b = {.queue = n, .exchange = n, .routing_key = n,
+                           .arguments = amqp_empty_table};
+    char what[300];
+    int rc = 0;
+    if (task_queue) {
+        snprintf(what, sizeof(what), "declare exchange %s", name);
+        rc = task__conn_ask(c, ch, AMQP_EXCHANGE_DECLARE_METHOD, &ex, what);
+    }
+    snprintf(what, sizeof(what), "declare queue %s", name);
+    if (rc == 0)
+        rc = task__conn_ask(c, ch, AMQP_QUEUE_DECLARE_METHOD, &q, what);
+    snprintf(what, sizeof(what), "bind queue %s", name);
+    if (rc == 0 && task_queue)
+        rc = task__conn_ask(c, ch, AMQP_QUEUE_BIND_METHOD, &b, what);
+    return rc;
 }
 
 int task__conn_consume(struct task__conn *c, uint16_t ch, const char *queue, bool no_ack,

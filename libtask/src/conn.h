@@ -71,6 +71,19 @@ int task__conn_fail(struct task__conn *c, int code, const char *fmt, ...)
 int task__conn_check(struct task__conn *c, amqp_rpc_reply_t r, const char *what);
 
 int task__conn_channel_open(struct task__conn *c, uint16_t ch);
+/* Sends method `id` (`m`, borrowed) on `ch` whose -ok reply task__conn_answers() waits for
+ * together with the others asked: a worker's setup costs one round trip, not one per call.
+ * Nothing else may be read from the connection in between. `what` names it in errors. */
+int task__conn_ask(struct task__conn *c, uint16_t ch, amqp_method_number_t id, void *m,
+                   const char *what);
+/* Waits for the answers to every call asked since the last time (up to the connection's call
+ * timeout): 0, or the first refusal, named after the call refused (the channel is then
+ * closed: open it again to use it). */
+int task__conn_answers(struct task__conn *c);
+/* Asks for durable queue `name` with `args` (borrowed); a task queue also gets its direct
+ * exchange of the same name and the binding between them, as Celery declares it. */
+int task__conn_ask_queue(struct task__conn *c, uint16_t ch, const char *name, bool task_queue,
+                         amqp_table_t args);
 /* Put `ch` in confirm mode; publishes on it then get sequence numbers 1, 2, ... */
 int task__conn_confirm_select(struct task__conn *c, uint16_t ch);
 int task__conn_qos(struct task__conn *c, uint16_t ch, uint16_t prefetch);

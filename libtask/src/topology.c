@@ -145,7 +145,8 @@ int task__topo_note_declared(struct task__topo *t, const char *queue)
     return task__strlist_append(&t->declared, &one);
 }
 
-/* How: 0 task queue, waiting; 1 plain queue, waiting; 2 task queue, sent without waiting. */
+/* How: 0 task queue, waiting; 1 plain queue, waiting; 2 task queue, sent without waiting;
+ * 3 task queue, asked (task__conn_ask); 4 plain queue, asked. */
 static int declare(struct task__topo *t, struct task__conn *c, uint16_t ch, const char *queue,
                    int how)
 {
@@ -159,7 +160,8 @@ static int declare(struct task__topo *t, struct task__conn *c, uint16_t ch, cons
     amqp_table_t args = {.num_entries = n, .entries = e};
     int rc = how == 0   ? task__conn_declare_task_queue(c, ch, queue, args)
              : how == 1 ? task__conn_declare_queue(c, ch, queue, true, false, false, args)
-                        : task__conn_send_task_queue(c, ch, queue, args);
+             : how == 2 ? task__conn_send_task_queue(c, ch, queue, args)
+                        : task__conn_ask_queue(c, ch, queue, how == 3, args);
     for (int i = 0; i < t->args.n; i++)
         free(copies[i]);
     free(copies);
@@ -183,6 +185,12 @@ int task__topo_send_declare(struct task__topo *t, struct task__conn *c, uint16_t
                             const char *queue)
 {
     return declare(t, c, ch, queue, 2);
+}
+
+int task__topo_ask_declare(struct task__topo *t, struct task__conn *c, uint16_t ch,
+                           const char *queue, bool plain)
+{
+    return declare(t, c, ch, queue, plain ? 4 : 3);
 }
 
 static int bad(char *why, size_t size, const char *fmt, ...)

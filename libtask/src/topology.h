@@ -50,6 +50,10 @@ int task__topo_declare_plain(struct task__topo *t, struct task__conn *c, uint16_
 #define TASK__TOPO_SEND_OKS 3
 int task__topo_send_declare(struct task__topo *t, struct task__conn *c, uint16_t ch,
                             const char *queue);
+/* task__topo_declare() (plain: _declare_plain()) asked with task__conn_ask(): noted declared
+ * now; a refusal fails the task__conn_answers() that follows, and the connection with it. */
+int task__topo_ask_declare(struct task__topo *t, struct task__conn *c, uint16_t ch,
+                           const char *queue, bool plain);
 /* Is `queue` declared on this connection? */
 bool task__topo_declared(const struct task__topo *t, const char *queue);
 /* Is argument `key` configured for `queue` (queues.arguments)? */
