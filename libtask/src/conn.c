@@ -28,7 +28,7 @@ struct task__conn {
 struct asked {
     uint16_t ch;
     amqp_method_number_t ok;
-    char what[120];
+    char what[280];
 };
 
 static void set_cork(struct task__conn *c, bool on)
@@ -587,20 +587,33 @@ int task__conn_declare_task_queue(struct task__conn *c, uint16_t ch, const char 
     return task__conn_check(c, amqp_get_rpc_reply(c->st), what);
 }
 
+/* A task queue as Celery declares it: a direct exchange of its name, the queue, the binding. */
+struct task_queue_methods {
+    amqp_exchange_declare_t ex;
+    amqp_queue_declare_t q;
+    amqp_queue_bind_t b;
+};
+
+static struct task_queue_methods task_queue_methods(const char *name, amqp_table_t args)
+{
+    amqp_bytes_t n = amqp_cstring_bytes(name);
+    return (struct task_queue_methods){
+        .ex = {.exchange = n, .type = amqp_cstring_bytes("direct"), .durable = 1,
+               .arguments = amqp_empty_table},
+        .q = {.queue = n, .durable = 1, .arguments = args},
+        .b = {.queue = n, .exchange = n, .routing_key = n, .arguments = amqp_empty_table},
+    };
+}
+
 int task__conn_send_task_queue(struct task__conn *c, uint16_t ch, const char *name,
                                amqp_table_t args)
 {
     if (!c->alive)
         return task__conn_fail(c, TASK_ECLOSED, "declare %s: connection lost", name);
-    amqp_bytes_t n = amqp_cstring_bytes(name);
-    amqp_exchange_declare_t ex = {.exchange = n, .type = amqp_cstring_bytes("direct"),
-                                  .durable = 1, .arguments = amqp_empty_table};
-    amqp_queue_declare_t q = {.queue = n, .durable = 1, .arguments = args};
-    amqp_queue_bind_t b = {.queue = n, .exchange = n, .routing_key = n,
-                           .arguments = amqp_empty_table};
-    if (amqp_send_method(c->st, ch, AMQP_EXCHANGE_DECLARE_METHOD, &ex) != AMQP_STATUS_OK ||
-        amqp_send_method(c->st, ch, AMQP_QUEUE_DECLARE_METHOD, &q) != AMQP_STATUS_OK ||
-        amqp_send_method(c->st, ch, AMQP_QUEUE_BIND_METHOD, &b) != AMQP_STATUS_OK) {
+    struct task_queue_methods m = task_queue_methods(name, args);
+    if (amqp_send_method(c->st, ch, AMQP_EXCHANGE_DECLARE_METHOD, &m.ex) != AMQP_STATUS_OK ||
+        amqp_send_method(c->st, ch, AMQP_QUEUE_DECLARE_METHOD, &m.q) != AMQP_STATUS_OK ||
+        amqp_send_method(c->st, ch, AMQP_QUEUE_BIND_METHOD, &m.b) != AMQP_STATUS_OK) {
         c->alive = false;
         return task__conn_fail(c, TASK_ECLOSED, "declare %s: write failed (%s)", name, c->where);
     }
@@ -610,24 +623,19 @@ int task__conn_send_task_queue(struct task__conn *c, uint16_t ch, const char *na
 int task__conn_ask_queue(struct task__conn *c, uint16_t ch, const char *name, bool task_queue,
                          amqp_table_t args)
 {
-    amqp_bytes_t n = amqp_cstring_bytes(name);
-    amqp_exchange_declare_t ex = {.exchange = n, .type = amqp_cstring_bytes("direct"),
-                                  .durable = 1, .arguments = amqp_empty_table};
-    amqp_queue_declare_t q = {.queue = n, .durable = 1, .arguments = args};
-    amqp_queue_bind_t b = {.queue = n, .exchange = n, .routing_key = n,
-                           .arguments = amqp_empty_table};
+    struct task_queue_methods m = task_queue_methods(name, args);
     char what[300];
     int rc = 0;
     if (task_queue) {
         snprintf(what, sizeof(what), "declare exchange %s", name);
-        rc = task__conn_ask(c, ch, AMQP_EXCHANGE_DECLARE_METHOD, &ex, what);
+        rc = task__conn_ask(c, ch, AMQP_EXCHANGE_DECLARE_METHOD, &m.ex, what);
     }
     snprintf(what, sizeof(what), "declare queue %s", name);
     if (rc == 0)
-        rc = task__conn_ask(c, ch, AMQP_QUEUE_DECLARE_METHOD, &q, what);
+        rc = task__conn_ask(c, ch, AMQP_QUEUE_DECLARE_METHOD, &m.q, what);
     snprintf(what, sizeof(what), "bind queue %s", name);
     if (rc == 0 && task_queue)
-        rc = task__conn_ask(c, ch, AMQP_QUEUE_BIND_METHOD, &b, what);
+        rc = task__conn_ask(c, ch, AMQP_QUEUE_BIND_METHOD, &m.b, what);
     return rc;
 }
 
