@@ -477,45 +477,62 @@ int task__client_send(task_client *c, const char *name, json_object *args, json_
     return 0;
 }
 
+double task__wait_deadline(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : task__now_mono() + timeout_ms / 1000.0;
+}
+
+int task__client_wait(task_client *c, struct task__wait *w, double pause_at)
+{
+    unsigned gen = c->conn_gen;
+    for (;;) {
+        struct task__reply *r = task__replies_find(&c->replies, w->id);
+        if (r != NULL && task_state_is_final(r->state)) {
+            if (w->state != NULL)
+                *w->state = r->state;
+            if (w->result != NULL)
+                *w->result = json_object_get(r->result);
+            task__replies_remove(&c->replies, w->id);
+            return 0;
+        }
+        if (r != NULL && w->cb != NULL && r->version + 1 != w->seen) {
+            w->seen = r->version + 1;
+            w->cb(w->id, r->state, r->status, r->result, w->userdata);
+        }
+        int left = task__remaining_ms(w->deadline);
+        if (left == 0 && !task__conn_has_buffered(c->conn))
+            return task__client_fail(c, TASK_ETIMEDOUT, "wait %s: no result within %d ms",
+                                     w->id, w->timeout_ms);
+        if (c->conn_gen != gen)
+            return 1;
+        int pause = task__remaining_ms(pause_at);
+        if (pause == 0 && !task__conn_has_buffered(c->conn))
+            return 1;
+        int rc = task__client_pump(c, pause >= 0 && (left < 0 || pause < left) ? pause : left);
+        if (rc < 0 && !task__conn_alive(c->conn)) {
+            /* Replies wait in our reply queue while we reconnect. */
+            task__error_clear(&c->err);
+            double until = w->deadline < 0 ? task__now_mono() + c->send_timeout_s : w->deadline;
+            rc = task__client_reconnect(c, until);
+        }
+        if (rc < 0)
+            return rc;
+    }
+}
+
 int task_wait_progress(task_client *c, const char *id, int timeout_ms, task_state *state,
                        json_object **result, task_state_cb cb, void *userdata)
 {
     if (c == NULL || id == NULL)
         return TASK_EINVAL;
     task__error_clear(&c->err);
-    double deadline = timeout_ms < 0 ? -1 : task__now_mono() + timeout_ms / 1000.0;
-    unsigned seen = 0;
-    int ready = task__client_ensure_conn(c);
-    if (ready != 0)
-        return ready;
-    for (;;) {
-        struct task__reply *r = task__replies_find(&c->replies, id);
-        if (r != NULL && task_state_is_final(r->state)) {
-            if (state != NULL)
-                *state = r->state;
-            if (result != NULL)
-                *result = json_object_get(r->result);
-            task__replies_remove(&c->replies, id);
-            return 0;
-        }
-        if (r != NULL && cb != NULL && r->version + 1 != seen) {
-            seen = r->version + 1;
-            cb(id, r->state, r->status, r->result, userdata);
-        }
-        int left = task__remaining_ms(deadline);
-        if (left == 0 && !task__conn_has_buffered(c->conn))
-            return task__client_fail(c, TASK_ETIMEDOUT, "wait %s: no result within %d ms", id,
-                               timeout_ms);
-        int rc = task__client_pump(c, left);
-        if (rc < 0 && !task__conn_alive(c->conn)) {
-            /* Replies wait in our reply queue while we reconnect. */
-            task__error_clear(&c->err);
-            double until = deadline < 0 ? task__now_mono() + c->send_timeout_s : deadline;
-            rc = task__client_reconnect(c, until);
-        }
-        if (rc < 0)
-            return rc;
+    struct task__wait w = {.id = id, .timeout_ms = timeout_ms, .state = state,
+                           .result = result, .cb = cb, .userdata = userdata,
+                           .deadline = task__wait_deadline(timeout_ms)};
+    int rc = task__client_ensure_conn(c);
+    while (rc == 0 && (rc = task__client_wait(c, &w, -1)) > 0) {
     }
+    return rc;
 }
 
 int task_wait(task_client *c, const char *id, int timeout_ms, task_state *state,

@@ -63,4 +63,22 @@ int task__client_pump(task_client *c, int timeout_ms);
 /* Milliseconds left to a task__now_mono() deadline; -1 for a negative deadline (forever). */
 int task__remaining_ms(double deadline);
 
+/* One task_wait_progress() or task_watch(): what it waits for and where its answer goes. */
+struct task__wait {
+    const char *id;
+    int timeout_ms;         /* as given: for the error message */
+    double deadline;        /* task__now_mono(); < 0: none */
+    unsigned seen;          /* the state version cb saw last, + 1; 0: none yet */
+    task_state *state;
+    json_object **result;
+    task_state_cb cb;
+    void *userdata;
+};
+/* task__now_mono() + timeout_ms; -1 (none) for a negative timeout_ms. */
+double task__wait_deadline(int timeout_ms);
+/* Wait for w->id's final state: 0 (the answer in w), 1 when pause_at (task__now_mono(); < 0:
+ * never) comes first or the client reconnected (the caller has something to redo, then waits
+ * on with the same w), or an error code (TASK_ETIMEDOUT at w->deadline). */
+int task__client_wait(task_client *c, struct task__wait *w, double pause_at);
+
 #endif

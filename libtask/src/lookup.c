@@ -342,6 +342,15 @@ int task_lookup(task_client *c, const char *id, double since_s, task_state *stat
     return rc != 0 ? rc : finish(c, id, state, result);
 }
 
+/* A watch of an id whose results stream is not there yet tries again to read it after this
+ * long, doubling up to WATCH_RETRY_MAX_S. A worker declares results streams 1-63 after it is
+ * ready, without waiting, and a fresh broker took 0.6 s (idle) to 2-6 s (loaded) to create
+ * them: a `taskctl wait` started right after the send found no stream and, before this, waited
+ * out its timeout (long_jobs scenario A). A stream that appears late is read from its start,
+ * so the retry costs latency, never a state. */
+#define WATCH_RETRY_S 0.25
+#define WATCH_RETRY_MAX_S 5.0
+
 int task_watch(task_client *c, const char *id, double since_s, int timeout_ms,
                task_state *state, json_object **result, task_state_cb cb, void *userdata)
 {
@@ -353,16 +362,34 @@ int task_watch(task_client *c, const char *id, double since_s, int timeout_ms,
         return task__client_fail(c, TASK_ENOMEM, "watch");
     struct lookup_read s = {.id = id};
     task__replies_remove(&c->replies, id);
-    char buf[32];
+    struct task__wait w = {.id = id, .timeout_ms = timeout_ms, .state = state,
+                           .result = result, .cb = cb, .userdata = userdata,
+                           .deadline = task__wait_deadline(timeout_ms)};
     int rc = task__client_ensure_conn(c);
     if (rc != 0)
         return rc;
-    rc = stream_open(c, l, &s, start_offset(id, since_s, buf));
-    if (rc == TASK_ENOTFOUND)
-        rc = 0; /* no stream yet: the first worker result creates it; wait on */
+    int64_t last = -1; /* the offset of the last record read, over reopenings */
+    double retry_s = WATCH_RETRY_S;
     l->read = &s;
-    if (rc == 0)
-        rc = task_wait_progress(c, id, timeout_ms, state, result, cb, userdata);
+    for (;;) {
+        char buf[32];
+        /* A reopening (the stream appeared, or a new connection) reads on after the last
+         * record read, or from the id's time again: nothing in between is skipped. */
+        rc = stream_open(c, l, &s, last >= 0 ? task__stream_from_offset(last + 1)
+                                             : start_offset(id, since_s, buf));
+        bool reading = rc == 0;
+        if (rc == TASK_ENOTFOUND)
+            rc = 0; /* no stream yet: a worker creates it; try again in a while */
+        if (rc != 0)
+            break;
+        rc = task__client_wait(c, &w, reading ? -1 : task__now_mono() + retry_s);
+        if (rc <= 0)
+            break;
+        if (l->reader.offset >= 0)
+            last = l->reader.offset;
+        if (!reading)
+            retry_s = retry_s * 2 < WATCH_RETRY_MAX_S ? retry_s * 2 : WATCH_RETRY_MAX_S;
+    }
     stream_close(c, l, rc);
     return rc;
 }

@@ -330,9 +330,16 @@ def guarded(fn, *args):
 
 def only(names):
     """`test_long_jobs.py d e`: just those scenarios, at once (for working on one)."""
+    if not set_consumer_timeout(TIMEOUT_MS):
+        print("cannot set consumer_timeout on the test broker", file=sys.stderr)
+        sys.exit(1)
     http = Http()
     app = Celery("long_only", broker=url)
-    ths = [threading.Thread(target=guarded, args=(globals()[f"scenario_{n}"], http, app))
+    # A's long task reports through Celery's rpc backend; its short ones through a queue.
+    app_a = Celery("long_only_a", broker=url, backend="rpc://")
+    before = broker_log_count(ACK_TIMEOUT_LINE)
+    ths = [threading.Thread(target=guarded, args=(globals()[f"scenario_{n}"], http) +
+                            ((app_a, app) if n == "a" else (app,)))
            for n in names]
     try:
         for th in ths:
@@ -341,6 +348,11 @@ def only(names):
             th.join()
     finally:
         http.stop()
+        set_consumer_timeout(1800000)
+    if BROKER_LOG:
+        after = broker_log_count(ACK_TIMEOUT_LINE)
+        check("the broker's log has no ack timeout of taskd's", after == before,
+              f"{after - before} lines with '{ACK_TIMEOUT_LINE}'")
     t.finish()
 
 

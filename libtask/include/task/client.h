@@ -143,7 +143,9 @@ TASK_API int task_lookup(task_client *c, const char *id, double since_s, task_st
 /*
  * task_watch - like task_wait(), for a task sent by any process: follows the results stream from
  * `since_s` (as task_lookup()) until the task reaches a final state or timeout_ms passes
- * (TASK_ETIMEDOUT). `cb` (may be NULL) sees intermediate states.
+ * (TASK_ETIMEDOUT). `cb` (may be NULL) sees intermediate states. A results stream that no
+ * worker has created yet is read once it appears, and after a reconnect the watch reads on
+ * from its last record.
  */
 TASK_API int task_watch(task_client *c, const char *id, double since_s, int timeout_ms,
                         task_state *state, json_object **result, task_state_cb cb,
