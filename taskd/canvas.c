@@ -60,6 +60,19 @@ static int encode(struct worker *w, struct job *job, json_object *sig, json_obje
     return rc;
 }
 
+int canvas_target(struct worker *w, const struct job *job, json_object *sig, char *out,
+                  size_t size)
+{
+    struct canvas_call call;
+    const char *bad = NULL;
+    if (canvas_sig_read(sig, NULL, task__now_wall(), &call, &bad) != 0)
+        return TASK_EINVAL;
+    const char *t = call.queue ? call.queue : task__topo_route(&w->topo, call.name, job->d.queue);
+    int n = snprintf(out, size, "%s", t ? t : "");
+    canvas_call_clear(&call);
+    return n > 0 && (size_t)n < size ? 0 : TASK_EINVAL;
+}
+
 int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_object *first,
                   json_object *chain_rest, const char *why, struct task__wire *wire,
                   const char **target)

@@ -16,6 +16,10 @@ void canvas_on_failure(struct worker *w, struct job *job, const char *type, cons
 int canvas_encode(struct worker *w, struct job *job, json_object *sig, json_object *first,
                   json_object *chain_rest, const char *why, struct task__wire *wire,
                   const char **target);
+/* The queue signature `sig` (borrowed) of `job`'s follow-up goes to, into out[size]: 0, or
+ * TASK_EINVAL for a signature that cannot run or a name that does not fit. */
+int canvas_target(struct worker *w, const struct job *job, json_object *sig, char *out,
+                  size_t size);
 /* canvas_encode() returned TASK_EBROKER with the connection alive: the broker refused the
  * target queue. `sig` (and `chain_rest`) end FAILURE QueueRefused, tied to the job's ack. */
 void canvas_refused(struct worker *w, struct job *job, json_object *sig, json_object *chain_rest,

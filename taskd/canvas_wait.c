@@ -9,8 +9,9 @@
 #include "worker.h"
 
 struct canvas_wait {
-    struct job *job;           /* its waits counts this follow-up */
-    struct task__wire *wire;   /* owned */
+    struct job *job;           /* its waits counts this follow-up; NULL: declare only */
+    struct task__wire *wire;   /* owned; NULL: declare only */
+    canvas_ready_fn ready;     /* declare only: told when answered */
     char *target;
     json_object *sig, *chain_rest; /* references */
     char why[16];
@@ -20,7 +21,8 @@ struct canvas_wait {
 
 static void entry_free(struct canvas_wait *e)
 {
-    task__wire_free(e->wire);
+    if (e->wire != NULL)
+        task__wire_free(e->wire);
     free(e->wire);
     free(e->target);
     json_object_put(e->sig);
@@ -29,6 +31,8 @@ static void entry_free(struct canvas_wait *e)
 
 static void release(struct worker *w, struct job *job)
 {
+    if (job == NULL)
+        return;
     job->waits--;
     if (job->done && job->waits == 0)
         w->settled(w, job);
@@ -41,9 +45,7 @@ static void send_declare(struct worker *w, struct canvas_wait *e)
         e->oks_left = TASK__TOPO_SEND_OKS;
 }
 
-int canvas_wait_add(struct worker *w, struct job *job, struct task__wire *wire,
-                    const char *target, json_object *sig, json_object *chain_rest,
-                    const char *why, canvas_refused_fn refused)
+static int grow(struct worker *w)
 {
     if (w->ncwait == w->cwait_cap) {
         size_t cap = w->cwait_cap ? 2 * w->cwait_cap : 8;
@@ -53,7 +55,27 @@ int canvas_wait_add(struct worker *w, struct job *job, struct task__wire *wire,
         w->cwait = nw;
         w->cwait_cap = cap;
     }
-    char *t = strdup(target);
+    return 0;
+}
+
+int canvas_wait_declare(struct worker *w, const char *target, canvas_ready_fn ready)
+{
+    char *t = grow(w) == 0 ? strdup(target) : NULL;
+    if (t == NULL)
+        return TASK_ENOMEM;
+    struct canvas_wait *e = &w->cwait[w->ncwait++];
+    *e = (struct canvas_wait){.target = t, .ready = ready, .oks_left = -1};
+    snprintf(e->why, sizeof(e->why), "declare");
+    if (!w->canvas_reopening)
+        send_declare(w, e);
+    return 0;
+}
+
+int canvas_wait_add(struct worker *w, struct job *job, struct task__wire *wire,
+                    const char *target, json_object *sig, json_object *chain_rest,
+                    const char *why, canvas_refused_fn refused)
+{
+    char *t = grow(w) == 0 ? strdup(target) : NULL;
     if (t == NULL)
         return TASK_ENOMEM;
     struct canvas_wait *e = &w->cwait[w->ncwait];
@@ -82,6 +104,11 @@ static void publish_head(struct worker *w)
     struct canvas_wait e = w->cwait[0];
     pop_head(w);
     (void)task__topo_note_declared(&w->topo, e.target);
+    if (e.wire == NULL) {
+        e.ready(w, e.target);
+        entry_free(&e);
+        return;
+    }
     int rc = pub_send_mandatory(w, e.job, "", e.target, &e.wire->props, e.wire->body,
                                 e.wire->body_len);
     if (rc != 0) {
@@ -125,7 +152,14 @@ void canvas_wait_on_closed(struct worker *w)
     if (w->ncwait > 0 && w->cwait[0].oks_left > 0) {
         struct canvas_wait e = w->cwait[0];
         pop_head(w);
-        e.refused(w, e.job, e.sig, e.chain_rest, e.target, e.why); /* clears the error */
+        if (e.wire == NULL) {
+            log_event(LV_WARN, TASK_EBROKER, "canvas_declare_refused", "queue=%s detail=\"%s\"",
+                      log_v(e.target), task__conn_errmsg(w->conn));
+            task__conn_clear_error(w->conn);
+            e.ready(w, e.target);
+        } else {
+            e.refused(w, e.job, e.sig, e.chain_rest, e.target, e.why); /* clears the error */
+        }
         struct job *job = e.job;
         entry_free(&e);
         release(w, job);
@@ -148,7 +182,7 @@ void canvas_wait_drop(struct worker *w)
     for (size_t i = 0; i < w->ncwait; i++) {
         struct job *job = w->cwait[i].job;
         entry_free(&w->cwait[i]);
-        if (--job->waits == 0 && job->done)
+        if (job != NULL && --job->waits == 0 && job->done)
             job_free(job);
     }
     w->ncwait = 0;

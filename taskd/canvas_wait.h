@@ -29,6 +29,13 @@ typedef void (*canvas_refused_fn)(struct worker *w, struct job *job, json_object
 int canvas_wait_add(struct worker *w, struct job *job, struct task__wire *wire,
                     const char *target, json_object *sig, json_object *chain_rest,
                     const char *why, canvas_refused_fn refused);
+/* Told that `target` is declared, or that the broker refused it (logged; whoever declares it
+ * next meets the refusal and handles it). */
+typedef void (*canvas_ready_fn)(struct worker *w, const char *target);
+
+/* Declare `target` without waiting and call `ready` once it is answered; nothing is
+ * published. 0, or a TASK_E*. */
+int canvas_wait_declare(struct worker *w, const char *target, canvas_ready_fn ready);
 /* A frame from the loop's dispatch: true if it was CH_CANVAS's. */
 bool canvas_wait_on_frame(struct worker *w, const amqp_frame_t *f);
 /* The broker closed CH_CANVAS (answered by the reader): the head follow-up was refused. */

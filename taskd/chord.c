@@ -30,6 +30,7 @@
 #include <string.h>
 #include "canvas.h"
 #include "canvas_sig.h"
+#include "canvas_wait.h"
 #include "chord.h"
 #include "chord_sm.h"
 #include "log.h"
@@ -58,6 +59,8 @@ struct chord_op {
     uint64_t last_tag;
     double started;             /* task__now_mono() it was queued */
     bool started_sending;       /* COUNT sent: replies are this op's */
+    char target[256];           /* the callback's queue */
+    bool target_pending;        /* being declared (canvas_wait): the op waits for it */
 };
 
 static int send_method(struct worker *w, amqp_method_number_t id, void *m)
@@ -311,10 +314,22 @@ static int act(struct worker *w, struct chord_op *op, enum chord_action a)
     return 0;
 }
 
+static void kick(struct worker *w);
+
+/* canvas_wait: a callback queue is declared (or refused: met again when the callback fires). */
+static void target_ready(struct worker *w, const char *target)
+{
+    for (struct chord_op *o = w->chords; o != NULL; o = o->next)
+        if (o->target_pending && strcmp(o->target, target) == 0)
+            o->target_pending = false;
+    kick(w);
+}
+
 /* Start the head op if the channel is ready and it has not started. */
 static void kick(struct worker *w)
 {
-    while (w->chords != NULL && w->chord_ready && !w->chords->started_sending) {
+    while (w->chords != NULL && w->chord_ready && !w->chords->started_sending &&
+           !w->chords->target_pending) {
         struct chord_op *op = w->chords;
         op->started_sending = true;
         if (send_count(w, op) == 0)
@@ -503,6 +518,16 @@ int chord_part_done(struct worker *w, struct job *job, const char *status, json_
     op->job = job;
     op->started = task__now_mono();
     job->waits++; /* its ack waits until the part is counted */
+    /* The callback's queue is declared now, without waiting, so that the member that fires
+     * it finds it declared: a declaration then, inside the transaction, would be a round
+     * trip with the loop stopped. */
+    if (canvas_target(w, job, m->chord, op->target, sizeof(op->target)) == 0 &&
+        !task__topo_declared(&w->topo, op->target)) {
+        bool asked = false;
+        for (const struct chord_op *o = w->chords; o != NULL && !asked; o = o->next)
+            asked = o->target_pending && strcmp(o->target, op->target) == 0;
+        op->target_pending = asked || canvas_wait_declare(w, op->target, target_ready) == 0;
+    }
     if (w->chords_tail != NULL)
         w->chords_tail->next = op;
     else

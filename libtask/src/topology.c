@@ -150,7 +150,8 @@ int task__topo_note_declared(struct task__topo *t, const char *queue)
 static int declare(struct task__topo *t, struct task__conn *c, uint16_t ch, const char *queue,
                    int how)
 {
-    if (task__topo_declared(t, queue))
+    /* Sent without waiting, it always goes: its caller counts the -oks to come. */
+    if (how != 2 && task__topo_declared(t, queue))
         return 0;
     amqp_table_entry_t e[MAX_ARGS];
     char **copies = calloc((size_t)t->args.n + 1, sizeof(*copies));

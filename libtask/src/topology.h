@@ -43,10 +43,10 @@ int task__topo_declare(struct task__topo *t, struct task__conn *c, uint16_t ch, 
 int task__topo_declare_plain(struct task__topo *t, struct task__conn *c, uint16_t ch,
                              const char *queue);
 
-/* task__topo_declare() without waiting: the three declarations leave at once and each gets an
- * -ok (TASK__TOPO_SEND_OKS) or the channel is closed on the first refused one; the caller reads
- * them and then calls task__topo_note_declared(). 0 (also when declared already: check
- * task__topo_declared() first) or the connection's error. */
+/* task__topo_declare() without waiting: the three declarations leave at once (even when
+ * declared already: check task__topo_declared() first) and each gets an -ok
+ * (TASK__TOPO_SEND_OKS) or the channel is closed on the first refused one; the caller reads
+ * them and then calls task__topo_note_declared(). 0 or the connection's error. */
 #define TASK__TOPO_SEND_OKS 3
 int task__topo_send_declare(struct task__topo *t, struct task__conn *c, uint16_t ch,
                             const char *queue);

@@ -202,6 +202,45 @@ static void a_one_member_chord_works(void **state)
     json_object_put(res);
 }
 
+/* A callback to a queue no one declared yet: the members declare it without stopping their
+ * worker's loop (the last member then finds it declared), and it is there, holding the
+ * callback, when its worker starts. */
+static void a_callback_to_a_new_queue_waits_there(void **state)
+{
+    (void)state;
+    enum { CHORDS = 4, N = 5 };
+    char cbq[CHORDS][96], list[CHORDS * 96] = "";
+    task_id cb[CHORDS];
+    for (int k = 0; k < CHORDS; k++) {
+        snprintf(cbq[k], sizeof(cbq[k]), "%s_cb%d", queue, k);
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", k ? "," : "", cbq[k]);
+        json_object *sigs[N];
+        for (int i = 0; i < N; i++)
+            sigs[i] = add_sig(2, (int[]){i, k});
+        json_object *cbs = task_sig_new("test.xsum", NULL, NULL, cbq[k], false);
+        assert_int_equal(task_send_chord(c, sigs, N, cbs, NULL, &cb[k], NULL), 0);
+        json_object_put(cbs);
+        for (int i = 0; i < N; i++)
+            json_object_put(sigs[i]);
+    }
+    /* Every member ran before anyone consumes the callbacks' queues. */
+    for (int k = 0; k < CHORDS; k++) {
+        for (int t = 0; t < 100 && !queue_exists(cbq[k]); t++)
+            usleep(100000);
+        assert_true(queue_exists(cbq[k]));
+    }
+    struct itest_worker w3;
+    const char *args[] = {"-c", "1", NULL};
+    assert_int_equal(itest_worker_start(&w3, list, NULL, args), 0);
+    for (int k = 0; k < CHORDS; k++) {
+        json_object *res = NULL;
+        assert_int_equal(wait_for(cb[k].str, &res), TASK_STATE_SUCCESS);
+        assert_int_equal(json_object_get_int(res), N * (N - 1) / 2 + N * k);
+        json_object_put(res);
+    }
+    assert_int_equal(itest_worker_stop(&w3, SIGTERM, 20), 0);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -234,6 +273,7 @@ int main(void)
         cmocka_unit_test(chords_fire_once_with_every_result),
         cmocka_unit_test(a_failed_member_fails_the_callback_with_chord_error),
         cmocka_unit_test(a_one_member_chord_works),
+        cmocka_unit_test(a_callback_to_a_new_queue_waits_there),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
