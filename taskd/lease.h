@@ -31,6 +31,9 @@ void lease_at_start(struct worker *w, struct job *job);
 void lease_tick(struct worker *w, double now);
 /* The job's outcome is confirmed: drop its lease (the lease queue and its copy). */
 void lease_end(struct worker *w, struct job *job);
+/* A leased `job`'s run ended here (its outcome may still wait for the broker): a lapsed copy
+ * or its original that comes back now is dropped, not run again. */
+void lease_ran(struct worker *w, const struct job *job);
 /* The job must run again (a cold stop, a crash requeued): its copy goes back to its queue now
  * instead of after the lease. */
 void lease_return(struct worker *w, struct job *job);

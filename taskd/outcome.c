@@ -436,6 +436,11 @@ void outcome_child_ended(struct worker *w, struct job *job, int how, const struc
     /* A kept outcome keeps the child's frame; it is read again when it is settled. */
     json_object *reply = up != NULL ? up->frame : NULL;
     bool cold = w->pool.cold;
+    /* Outside attack: a lease that lapsed during a memory alarm brought its copy back after
+     * the run ended but before its outcome reached the broker, and it ran again. (A run that
+     * did not end with a reply may be requeued: its copies must still run.) */
+    if (how == STASH_DONE)
+        lease_ran(w, job);
     if (cold && (job->orphan || w->conn == NULL)) {
         job_free(job);
     } else if (job->orphan) {

@@ -107,7 +107,46 @@ def main():
     log = open(w.log).read()
     t.check("the worker kept its connection", log.count("event=broker_connected") == 1)
     replies.delete()
-    t.finish()
+
+
+def leases_across_an_alarm():
+    """An alarm that outlasts a lease: the lease cannot be renewed (the broker reads nothing),
+    its copy comes back and waits in the worker, the task ends meanwhile. Outside attack: the
+    copy then ran a second time after the unblock; now it is dropped."""
+    q = f"blocked_lease_{PID}"
+    replies = Replies(f"blocked_lease_replies_{PID}")
+    app = Celery("blocked_lease", broker=url)
+    w = Taskd(q, "-c", "2", env={"TASKD_WORKER_LEASE_AFTER": "1", "TASKD_WORKER_LEASE": "10"},
+              tag="lease")
+    ids = []
+    try:
+        with app.connection_for_write() as conn:  # closed before the alarm: not blocked
+            for i in range(2):
+                ids.append(app.send_task("test.sleep", args=[12], queue=q, connection=conn,
+                                         reply_to=replies.name).id)
+        leased = wait_for(lambda: open(w.log).read().count("event=task_leased") >= 2, 20)
+        t.check("both long tasks are leased", leased)
+        t.check("the memory alarm is set", watermark("0.0001"))
+        t.check("the worker logs broker_blocked",
+                wait_for(lambda: log_has(w.log, "event=broker_blocked"), 20))
+        time.sleep(12.5)  # the 10 s leases lapse (their copies come back), the 12 s sleeps end
+    finally:
+        cleared = watermark("0.4")
+    t.check("the alarm is cleared", cleared)
+    wait_for(lambda: replies.drain() or all("SUCCESS" in replies.by_id.get(i, []) for i in ids),
+             60, step=0.5)
+    time.sleep(14)  # a second run of a 12 s sleep would have ended
+    replies.drain()
+    runs = {i: replies.by_id.get(i, []) for i in ids}
+    t.check("each leased task ran once: one STARTED, one SUCCESS",
+            all(r.count("STARTED") == 1 and r.count("SUCCESS") == 1 for r in runs.values()),
+            str(runs))
+    w.__exit__(None, None, None)
+    t.check("the worker kept its connection",
+            open(w.log).read().count("event=broker_connected") == 1)
+    replies.delete()
 
 
 main()
+leases_across_an_alarm()
+t.finish()
