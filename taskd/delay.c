@@ -6,6 +6,7 @@
 #include "declare.h"
 #include "delay.h"
 #include "log.h"
+#include "msgcopy.h"
 #include "publisher.h"
 #include "worker.h"
 
@@ -136,7 +137,14 @@ static int publish(struct worker *w, struct job *job, const struct task__deliver
     uint64_t secs = left <= 0 ? 0 : (uint64_t)floor(left);
     char key[512];
     delay_routing_key(secs, d->queue, key, sizeof(key));
-    amqp_basic_properties_t p = d->msg.properties;
+    /* Without the broker's own headers: RabbitMQ 3.10's at-least-once dead-lettering crashes
+     * on an x-death it did not write (outside attack: [5, "a", null] from a client's headers=
+     * stopped every countdown behind it), and a level would hold the message for ever. */
+    amqp_basic_properties_t p;
+    amqp_table_entry_t *kept;
+    int rc = msgcopy_props(&d->msg.properties, NULL, 0, &p, &kept);
+    if (rc != 0)
+        return rc;
     /* Celery's expiration (from `expires`) would let the broker drop the task while it waits;
      * the expires header is checked when it comes back. */
     p._flags &= ~(amqp_flags_t)AMQP_BASIC_EXPIRATION_FLAG;
@@ -144,7 +152,9 @@ static int publish(struct worker *w, struct job *job, const struct task__deliver
     p.delivery_mode = 2;
     char top[40];
     level_name(DELAY_LEVELS - 1, top, sizeof(top));
-    return pub_send(w, job, top, key, &p, d->msg.body.bytes, d->msg.body.len);
+    rc = pub_send(w, job, top, key, &p, d->msg.body.bytes, d->msg.body.len);
+    free(kept);
+    return rc;
 }
 
 /* A waiting park is over: its job settles once its publish (if any) is confirmed. */
