@@ -222,7 +222,13 @@ static void start_draining(struct worker *w)
     w->state = W_DRAINING;
     w->drain_deadline = task__now_mono() + w->cfg->shutdown_grace_s;
     notify_send("STOPPING=1");
-    consumer_cancel(w);
+    /* A blocked broker reads nothing: basic.cancel would wait out its call timeout and drop
+     * the connection, and the outcomes of the tasks still running with it (outside attack:
+     * exit 0 after 5 s, every running task run again by the next worker). */
+    if (w->blocked)
+        w->cancel_on_unblock = true;
+    else
+        consumer_cancel(w);
     /* What has not started goes back to the queue now; another worker will run it. */
     for (size_t i = 0; w->conn != NULL && i < w->nheld; i++)
         (void)task__conn_reject(w->conn, CH_CONSUME, w->held[i].d.tag, true);
@@ -341,6 +347,9 @@ static void on_frame(struct worker *w, amqp_frame_t *f)
             w->blocked_total_s += s;
             w->blocked = false;
             log_event(LV_INFO, 0, "broker_unblocked", "blocked_s=%.1f held=%zu", s, w->nheld);
+            if (w->cancel_on_unblock && w->state == W_DRAINING)
+                consumer_cancel(w);
+            w->cancel_on_unblock = false;
             outcome_replay(w);
             pool_drain_backlog(w);
         }
@@ -518,10 +527,12 @@ static void sleep_backoff(struct worker *w, int attempt)
         (void)turn(w);
 }
 
-/* The loop while draining: done when nothing runs and every result is confirmed. */
+/* The loop while draining: done when nothing runs and every result is confirmed (outcomes
+ * held for a blocked broker wait for the unblock, up to the grace period). */
 static bool drained(struct worker *w)
 {
-    return pool_idle(w) && (w->conn == NULL || (w->inflight == 0 && w->pend_len == 0));
+    return pool_idle(w) && (w->conn == NULL || (w->inflight == 0 && w->pend_len == 0 &&
+                                                w->stashed == NULL));
 }
 
 int worker_run(struct worker *w)
@@ -557,6 +568,12 @@ int worker_run(struct worker *w)
         if (turn(w) != 0)
             drop_session(w);
         if (w->state == W_DRAINING) {
+            if (drained(w) && w->stashed != NULL) {
+                /* No broker to take them (nothing reconnects while draining): not a warm
+                 * stop, whose exit status says every outcome was published. */
+                stop_cold(w, "outcomes not published");
+                break;
+            }
             if (drained(w))
                 break;
             if (task__now_mono() > w->drain_deadline)

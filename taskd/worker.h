@@ -187,6 +187,7 @@ struct worker {
     bool paused;            /* consumers cancelled: no live pool child to run anything */
     bool blocked;           /* connection.blocked: a broker alarm; we write nothing that can
                              * wait (outcomes are stashed, deliveries held) until unblocked */
+    bool cancel_on_unblock; /* a warm stop began while blocked: cancel the consumers after */
     double blocked_since;   /* task__now_mono() */
     uint64_t n_blocked;     /* times the broker blocked us */
     double blocked_total_s; /* time spent blocked, over ended blocks */

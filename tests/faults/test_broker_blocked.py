@@ -9,6 +9,7 @@ worker). After the alarm is cleared: every task has exactly one final state (SUC
 sleeps, FAILURE TimeLimitExceeded for the limited one) and /metrics shows the block counted.
 """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -147,6 +148,47 @@ def leases_across_an_alarm():
     replies.delete()
 
 
+def warm_stop_while_blocked():
+    """SIGTERM while the broker blocks the worker: a warm stop waits for the unblock (within the
+    grace period) and publishes its outcomes. Outside attack: the worker's basic.cancel timed
+    out, the connection dropped, it exited 0 after 5 s with the outcomes of its running tasks
+    lost (they ran again on the next worker)."""
+    q = f"blocked_stop_{PID}"
+    replies = Replies(f"blocked_stop_replies_{PID}")
+    app = Celery("blocked_stop", broker=url)
+    w = Taskd(q, "-c", "2", "--threads", "2", tag="stop")
+    with app.connection_for_write() as conn:
+        ids = [app.send_task("test.sleep", args=[4], queue=q, connection=conn,
+                             reply_to=replies.name).id for _ in range(4)]
+    try:
+        t.check("the four tasks start",
+                wait_for(lambda: replies.drain() or
+                         sum("STARTED" in replies.by_id.get(i, []) for i in ids) >= 4, 20))
+        t.check("the memory alarm is set", watermark("0.0001"))
+        t.check("the worker logs broker_blocked",
+                wait_for(lambda: log_has(w.log, "event=broker_blocked"), 20))
+        w.proc.send_signal(signal.SIGTERM)
+        time.sleep(8)  # past the 5 s a call waits for its answer; the sleeps end meanwhile
+        t.check("the worker waits for the unblock", w.proc.poll() is None)
+    finally:
+        cleared = watermark("0.4")
+    t.check("the alarm is cleared", cleared)
+    try:
+        rc = w.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        rc = None
+    t.check("it then stops warm (exit 0)", rc == 0, str(rc))
+    wait_for(lambda: replies.drain() or all("SUCCESS" in replies.by_id.get(i, []) for i in ids),
+             10, step=0.5)
+    runs = {i: replies.by_id.get(i, []) for i in ids}
+    t.check("each task's outcome was published, once",
+            all(r.count("SUCCESS") == 1 for r in runs.values()), str(runs))
+    t.check("the worker kept its connection",
+            open(w.log).read().count("event=broker_connected") == 1)
+    replies.delete()
+
+
 main()
 leases_across_an_alarm()
+warm_stop_while_blocked()
 t.finish()
