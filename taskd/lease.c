@@ -407,7 +407,6 @@ void lease_free(struct worker *w)
     while (w->stashed != NULL) {
         struct job *j = w->stashed;
         w->stashed = j->next;
-        json_object_put(j->stash_reply);
-        job_free(j);
+        job_free(j); /* its stash_reply too */
     }
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "lease.h"
 #include "orphan.h"
 #include "outcome.h"
 
@@ -27,7 +28,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    job_free_chain(w->stashed);
+    lease_free(w); /* the stashed jobs and the ids of leased runs that ended */
     orphan_free(w);
     free(w);
     return 0;
