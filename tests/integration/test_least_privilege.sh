@@ -14,13 +14,12 @@ T=$(mktemp -d /tmp/itest-lp.XXXXXX)
 WPID=''
 cleanup() {
     [ -n "$WPID" ] && kill "$WPID" 2>/dev/null && wait "$WPID" 2>/dev/null
-    "$RMQ" stop --dir "$T/rmq" >/dev/null 2>&1
+    node_stop "$T"
     rm -rf "$T"
 }
 trap cleanup EXIT
-"$RMQ" start --dir "$T/rmq" >"$T/rmq.env" || { echo "private node did not start"; exit 1; }
+node_start "$T"
 PORT=$(sed -n 's/^TASKD_RMQ_PORT_1=//p' "$T/rmq.env")
-BLOG=$T/rmq/n1/log/rabbit.log
 
 # The commands of docs/security.md, with the passwords filled in.
 n=0

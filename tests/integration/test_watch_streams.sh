@@ -17,13 +17,12 @@ WPID='' CPID=''
 cleanup() {
     [ -n "$CPID" ] && kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null
     [ -n "$WPID" ] && kill "$WPID" 2>/dev/null && wait "$WPID" 2>/dev/null
-    "$RMQ" stop --dir "$T/rmq" >/dev/null 2>&1
+    node_stop "$T"
     rm -rf "$T"
 }
 trap cleanup EXIT
-"$RMQ" start --dir "$T/rmq" >"$T/rmq.env" || { echo "private node did not start"; exit 1; }
+node_start "$T"
 U=$(sed -n 's/^TASKD_RMQ_URL_1=//p' "$T/rmq.env")
-BLOG=$T/rmq/n1/log/rabbit.log
 Q=watch_$$
 uuid4() { cat /proc/sys/kernel/random/uuid; }
 now() { date +%s.%N; }
